@@ -1,0 +1,45 @@
+# Two commands do all the set-up on a fresh machine:
+#   make run    environment + install + the main job on the bundled default
+#   make test   environment + install + the whole test suite
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+APT_PACKAGES := qemu-user-static gcc-aarch64-linux-gnu clang lld wasi-libc libclang-rt-14-dev-wasm32 llvm
+PYTEST_WORKERS ?= 2
+
+.PHONY: setup sysdeps run test bench clean
+
+setup: sysdeps $(STAMP)
+
+# System packages the toolchain tests need; installed when running as root,
+# otherwise reported (the tests that need them then skip, saying why; never in CI).
+sysdeps:
+	@missing=""; for package in $(APT_PACKAGES); do \
+	  dpkg -s $$package >/dev/null 2>&1 || missing="$$missing $$package"; done; \
+	if [ -z "$$missing" ]; then echo "system packages: present"; \
+	elif [ "$$(id -u)" = 0 ]; then echo "installing:$$missing"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	else echo "warning: missing system packages:$$missing (install them with apt as root; their tests will skip)"; fi
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+run: setup
+	$(BIN)/hwsim models
+	$(BIN)/hwsim models show resnet18 --sparsity 2:8 --mode train
+
+test: setup
+	$(BIN)/python -m pytest -q -n $(PYTEST_WORKERS)
+
+bench: setup
+	$(BIN)/python bench/kernels.py
+	$(BIN)/python bench/sim_speed.py
+	$(BIN)/python bench/sat_repro.py
+
+clean:
+	rm -rf $(VENV) .venv-scalesim build .pytest_cache .hypothesis

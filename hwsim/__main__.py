@@ -1,0 +1,3 @@
+from hwsim.cli import run
+
+run()
