@@ -1,0 +1,365 @@
+"""Accelerator descriptions: the YAML schema, validated once at load into frozen dataclasses.
+
+A file looks like this (every key is documented on its dataclass below)::
+
+    kind: accelerator
+    name: sat-vcu1525
+    clock_mhz: 200
+    word_bytes: 2
+    array: {rows: 32, cols: 32}
+    dataflow: os                     # os | ws | is
+    sparsity: {group_size: 8, modes: ["1:8", "2:8", "4:8"]}
+    memory: {ifmap_sram_kb: 512, filter_sram_kb: 512, ofmap_sram_kb: 256, dram_gbps: 19.2}
+    energy_pj: {mac: 1.0, sram_byte: 5.0, dram_byte: 100.0}
+    dataflow_options: {interleave: true, pregenerate_sparse_weights: true, offline_schedule: true}
+
+Unknown keys are errors with the closest known key suggested; every error is a
+``UserError`` naming the file and the dotted field (``memory.dram_gbps``).
+``kind: cpu`` files share the front door (``read_target``) but are validated by
+the CPU simulator, not here.
+"""
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from models.errors import UserError, suggest
+
+DATAFLOWS = ("os", "ws", "is")
+KINDS = ("accelerator", "cpu")
+
+
+@dataclass(frozen=True)
+class ArrayShape:
+    """The PE grid: ``rows`` x ``cols`` multiply-accumulate units."""
+    rows: int
+    cols: int
+
+    @property
+    def pes(self) -> int:
+        return self.rows * self.cols
+
+
+@dataclass(frozen=True)
+class SparsitySupport:
+    """What the PEs can skip: groups of ``group_size`` reduction steps, keeping n of them.
+
+    ``modes`` are (n, m) pairs with m dividing ``group_size``; a group of m steps
+    costs n cycles. ``select_groups_per_cycle`` is the on-the-fly top-n selector's
+    throughput (used only when weights are not pre-generated)."""
+    group_size: int
+    modes: tuple[tuple[int, int], ...]
+    select_groups_per_cycle: int
+
+    def runs(self, n: int, m: int) -> bool:
+        """Returns True when an n:m pattern runs in sparse mode.
+
+        n:m runs directly when listed, or as (n*g/m):g when m divides the group size
+        g and that mode is listed (2:4 data satisfies 4:8)."""
+        if (n, m) in self.modes:
+            return True
+        if self.group_size % m:
+            return False
+        scale = self.group_size // m
+        return (n * scale, self.group_size) in self.modes
+
+    def mode_names(self) -> list[str]:
+        return [f"{n}:{m}" for n, m in self.modes]
+
+
+@dataclass(frozen=True)
+class MemoryConfig:
+    """On-chip buffers (double-buffered halves are used for prefetch) and the DRAM link."""
+    ifmap_sram_kb: float
+    filter_sram_kb: float
+    ofmap_sram_kb: float
+    dram_gbps: float
+
+    @property
+    def ifmap_bytes(self) -> int:
+        return int(self.ifmap_sram_kb * 1024)
+
+    @property
+    def filter_bytes(self) -> int:
+        return int(self.filter_sram_kb * 1024)
+
+    @property
+    def ofmap_bytes(self) -> int:
+        return int(self.ofmap_sram_kb * 1024)
+
+
+@dataclass(frozen=True)
+class EnergyConfig:
+    """Energy per event in picojoules: a MAC, an SRAM byte, a DRAM byte, a top-n group selection."""
+    mac_pj: float
+    sram_byte_pj: float
+    dram_byte_pj: float
+    select_group_pj: float = 0.0
+
+
+@dataclass(frozen=True)
+class DataflowOptions:
+    """SAT's dataflow optimisations as switches (SAT.md), so each one's effect can be measured.
+
+    ``interleave``: per-phase orientation choice and back-to-back folds whose fill
+    and drain overlap (the array stays busy across FF/BP/WU shape changes).
+    ``pregenerate_sparse_weights``: compressed FF/BP weights made once per step
+    (off the critical path) instead of selected from dense weights at every tile load.
+    ``offline_schedule``: double-buffered prefetch of the next tile (and the next
+    layer's first tile) during compute; off, every transfer serialises with compute."""
+    interleave: bool = True
+    pregenerate_sparse_weights: bool = True
+    offline_schedule: bool = True
+
+
+@dataclass(frozen=True)
+class Accelerator:
+    """A validated accelerator description (``load_arch``)."""
+    name: str
+    clock_mhz: float
+    word_bytes: int
+    array: ArrayShape
+    dataflow: str
+    memory: MemoryConfig
+    energy: EnergyConfig
+    options: DataflowOptions = field(default_factory=DataflowOptions)
+    sparsity: SparsitySupport | None = None
+    index_bits: int = 0
+    source: str | None = None
+    description: str = ""
+
+    @property
+    def dram_bytes_per_cycle(self) -> float:
+        return self.memory.dram_gbps * 1e9 / (self.clock_mhz * 1e6)
+
+    def sparse_mode_names(self) -> list[str]:
+        return self.sparsity.mode_names() if self.sparsity else []
+
+    def runs_nm(self, n: int, m: int) -> bool:
+        return self.sparsity is not None and self.sparsity.runs(n, m)
+
+
+# ---------------------------------------------------------------- reading YAML
+
+
+def bundled_dirs() -> list[Path]:
+    """Returns the folders searched for bundled target names (targets/accelerators, targets/cpus)."""
+    import targets
+    root = Path(targets.__file__).resolve().parent
+    return [root / "accelerators", root / "cpus"]
+
+
+def bundled_names() -> list[str]:
+    return sorted(path.stem for folder in bundled_dirs() if folder.is_dir()
+                  for path in folder.glob("*.yaml"))
+
+
+def resolve_target_path(path_or_name: str) -> Path:
+    """Returns the YAML file a path or a bundled name ('sat') refers to."""
+    candidate = Path(path_or_name)
+    if candidate.is_file():
+        return candidate
+    if candidate.suffix not in (".yaml", ".yml") and os.sep not in path_or_name:
+        for folder in bundled_dirs():
+            bundled = folder / f"{path_or_name}.yaml"
+            if bundled.is_file():
+                return bundled
+        raise UserError(f"no such file or bundled target '{path_or_name}'", field="--arch",
+                        fix=suggest(path_or_name, bundled_names()))
+    raise UserError(f"no such file '{path_or_name}'", field="--arch",
+                    fix=f"give a YAML file or a bundled name ({', '.join(bundled_names())})")
+
+
+def read_target(path_or_name: str) -> tuple[str, dict[str, Any]]:
+    """Returns (source path, parsed mapping) of a target YAML; malformed YAML names its line."""
+    path = resolve_target_path(path_or_name)
+    source = str(path)
+    try:
+        document = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        problem = getattr(error, "problem", None) or str(error).splitlines()[0]
+        raise UserError(f"malformed YAML: {where}{problem}", source=source,
+                        fix="check the indentation and the ':' after every key") from None
+    except (OSError, UnicodeDecodeError) as error:
+        raise UserError(f"cannot read the file: {error}", source=source) from None
+    if not isinstance(document, dict):
+        raise UserError("the file must be a mapping of keys to values", source=source,
+                        fix="start with 'kind: accelerator' and 'name: ...'")
+    kind = document.get("kind", "accelerator")
+    if kind not in KINDS:
+        raise UserError(f"unknown kind '{kind}'", source=source, field="kind",
+                        fix=suggest(str(kind), KINDS))
+    return source, document
+
+
+def target_kind(document: dict[str, Any]) -> str:
+    return document.get("kind", "accelerator")
+
+
+class _Reader:
+    """Checks one mapping's keys and value types, naming the dotted field on error."""
+
+    def __init__(self, mapping: Any, source: str, prefix: str, known: tuple[str, ...]):
+        self.source, self.prefix = source, prefix
+        if not isinstance(mapping, dict):
+            raise UserError(f"expected a mapping, got {type(mapping).__name__}", source=source,
+                            field=prefix or None, fix=f"give the keys {', '.join(known)}")
+        for key in mapping:
+            if key not in known:
+                raise UserError(f"unknown key '{key}'", source=source, field=self.path(str(key)),
+                                fix=suggest(str(key), known))
+        self.mapping = mapping
+
+    def path(self, key: str) -> str:
+        return f"{self.prefix}.{key}" if self.prefix else key
+
+    def error(self, key: str, message: str, fix: str) -> UserError:
+        return UserError(message, source=self.source, field=self.path(key), fix=fix)
+
+    def _get(self, key: str, default: Any, required: bool) -> Any:
+        if key not in self.mapping or self.mapping[key] is None:
+            if required:
+                raise self.error(key, "missing", f"add '{key}:'")
+            return default
+        return self.mapping[key]
+
+    def positive_int(self, key: str, default: int | None = None, required: bool = True) -> int:
+        value = self._get(key, default, required and default is None)
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise self.error(key, f"expected a whole number, got {value!r}", "e.g. 32")
+        if value <= 0:
+            raise self.error(key, f"{value} must be positive", "use a size > 0")
+        return value
+
+    def positive_number(self, key: str, default: float | None = None, required: bool = True) -> float:
+        value = self._get(key, default, required and default is None)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value):
+            raise self.error(key, f"expected a number, got {value!r}", "e.g. 19.2")
+        if value <= 0 or math.isinf(value):
+            raise self.error(key, f"{value} must be positive and finite", "use a value > 0")
+        return float(value)
+
+    def non_negative_number(self, key: str, default: float | None = None) -> float:
+        value = self._get(key, default, default is None)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value):
+            raise self.error(key, f"expected a number, got {value!r}", "e.g. 0.5")
+        if value < 0 or math.isinf(value):
+            raise self.error(key, f"{value} must be >= 0 and finite", "use a value >= 0")
+        return float(value)
+
+    def boolean(self, key: str, default: bool) -> bool:
+        value = self._get(key, default, False)
+        if not isinstance(value, bool):
+            raise self.error(key, f"expected true or false, got {value!r}", "write true or false")
+        return value
+
+    def text(self, key: str, default: str | None = None) -> str:
+        value = self._get(key, default, default is None)
+        if not isinstance(value, str) or not value.strip():
+            raise self.error(key, f"expected a non-empty string, got {value!r}", "e.g. name: my-array")
+        return value
+
+
+TOP_KEYS = ("kind", "name", "description", "clock_mhz", "word_bytes", "index_bits", "array",
+            "dataflow", "sparsity", "memory", "energy_pj", "dataflow_options")
+ARRAY_KEYS = ("rows", "cols")
+SPARSITY_KEYS = ("group_size", "modes", "select_groups_per_cycle")
+MEMORY_KEYS = ("ifmap_sram_kb", "filter_sram_kb", "ofmap_sram_kb", "dram_gbps")
+ENERGY_KEYS = ("mac", "sram_byte", "dram_byte", "select_group")
+OPTION_KEYS = ("interleave", "pregenerate_sparse_weights", "offline_schedule")
+
+
+def _parse_mode(text: Any, reader: _Reader, group_size: int) -> tuple[int, int]:
+    fix = f"write modes as \"N:M\" with M dividing group_size {group_size}, e.g. \"2:{group_size}\""
+    if not isinstance(text, str) or text.count(":") != 1:
+        raise reader.error("modes", f"cannot read mode {text!r}", fix)
+    try:
+        n, m = (int(part) for part in text.split(":"))
+    except ValueError:
+        raise reader.error("modes", f"cannot read mode {text!r}", fix) from None
+    if m < 1 or not 1 <= n <= m:
+        raise reader.error("modes", f"mode '{text}' needs 1 <= N <= M", fix)
+    if group_size % m:
+        raise reader.error("modes", f"mode '{text}' needs groups of {m}, but group_size is "
+                           f"{group_size}", fix)
+    return n, m
+
+
+def parse_accelerator(document: dict[str, Any], source: str) -> Accelerator:
+    """Returns the validated Accelerator of a parsed YAML mapping (kind: accelerator)."""
+    top = _Reader(document, source, "", TOP_KEYS)
+    name = top.text("name")
+    array_reader = _Reader(top._get("array", None, True), source, "array", ARRAY_KEYS)
+    array = ArrayShape(array_reader.positive_int("rows"), array_reader.positive_int("cols"))
+    dataflow = top.text("dataflow", "os").lower()
+    if dataflow not in DATAFLOWS:
+        raise top.error("dataflow", f"unknown dataflow '{dataflow}'", suggest(dataflow, DATAFLOWS))
+    word_bytes = top.positive_int("word_bytes", 2)
+
+    sparsity = None
+    index_bits = 0
+    if document.get("sparsity") is not None:
+        sparse_reader = _Reader(document["sparsity"], source, "sparsity", SPARSITY_KEYS)
+        group_size = sparse_reader.positive_int("group_size")
+        modes_value = sparse_reader._get("modes", None, True)
+        if not isinstance(modes_value, list) or not modes_value:
+            raise sparse_reader.error("modes", f"expected a non-empty list, got {modes_value!r}",
+                                      f"e.g. modes: [\"2:{group_size}\"]")
+        modes = tuple(dict.fromkeys(_parse_mode(mode, sparse_reader, group_size)
+                                    for mode in modes_value))
+        selector = sparse_reader.positive_int("select_groups_per_cycle", array.cols)
+        sparsity = SparsitySupport(group_size, modes, selector)
+        needed_bits = max(1, math.ceil(math.log2(group_size)))
+        index_bits = top.positive_int("index_bits", needed_bits)
+        if index_bits < needed_bits:
+            raise top.error("index_bits", f"{index_bits} bits cannot address a group of "
+                            f"{group_size}", f"use index_bits >= {needed_bits}")
+    elif "index_bits" in document:
+        raise top.error("index_bits", "index_bits without a sparsity section",
+                        "add 'sparsity: {group_size: 8, modes: [\"2:8\"]}' or drop index_bits")
+
+    memory_reader = _Reader(top._get("memory", None, True), source, "memory", MEMORY_KEYS)
+    memory = MemoryConfig(*(memory_reader.positive_number(key) for key in MEMORY_KEYS))
+    # Double buffering: each buffer half must hold at least one array-sized tile.
+    tile_bytes = 2 * array.rows * array.cols * word_bytes
+    for key, capacity in (("ifmap_sram_kb", memory.ifmap_bytes), ("filter_sram_kb",
+                          memory.filter_bytes), ("ofmap_sram_kb", memory.ofmap_bytes)):
+        if capacity < tile_bytes:
+            raise memory_reader.error(key, f"{capacity} bytes cannot hold two {array.rows}x"
+                                      f"{array.cols} tiles of {word_bytes}-byte words",
+                                      f"use at least {math.ceil(tile_bytes / 1024)} KB")
+
+    energy_reader = _Reader(top._get("energy_pj", None, True), source, "energy_pj", ENERGY_KEYS)
+    energy = EnergyConfig(energy_reader.non_negative_number("mac"),
+                          energy_reader.non_negative_number("sram_byte"),
+                          energy_reader.non_negative_number("dram_byte"),
+                          energy_reader.non_negative_number("select_group", 0.0))
+
+    options_reader = _Reader(document.get("dataflow_options") or {}, source, "dataflow_options",
+                             OPTION_KEYS)
+    options = DataflowOptions(options_reader.boolean("interleave", True),
+                              options_reader.boolean("pregenerate_sparse_weights", True),
+                              options_reader.boolean("offline_schedule", True))
+    description = document.get("description") or ""
+    if not isinstance(description, str):
+        raise top.error("description", "expected a string", "quote the description")
+    return Accelerator(name=name, clock_mhz=top.positive_number("clock_mhz"), word_bytes=word_bytes,
+                       array=array, dataflow=dataflow, memory=memory, energy=energy,
+                       options=options, sparsity=sparsity, index_bits=index_bits, source=source,
+                       description=description.strip())
+
+
+def load_arch(path_or_name: str) -> Accelerator:
+    """Returns the validated accelerator of a YAML file or a bundled name ('sat')."""
+    source, document = read_target(path_or_name)
+    if target_kind(document) != "accelerator":
+        raise UserError(f"'{source}' describes a {target_kind(document)}, not an accelerator",
+                        source=source, field="kind", fix="give an accelerator description")
+    return parse_accelerator(document, source)
