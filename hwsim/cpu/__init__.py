@@ -1,0 +1,1 @@
+"""CPU and WebAssembly cost model: llvm-mca on the kernels' machine code, plus a memory roofline."""

@@ -1,0 +1,256 @@
+"""The loops of a kernel's machine code, found from its assembly text.
+
+Inputs: GNU assembler text from ``gcc -S`` / ``clang -S`` (aarch64 or x86-64,
+AT&T syntax) or ``llvm-objdump -d`` output (x86-64; what wasmtime's Cranelift
+emits, see wasm_native.py). A loop is a backward branch: a branch at item j
+whose target label sits at item i <= j of the same function spans [i, j].
+Loops nest by containment; a loop's *own body* is its instructions minus those
+of the loops inside it (so an outer loop's own body holds the inner loop's
+set-up and tail: the prologue/epilogue cost of the inner loop).
+
+How a loop is matched to its source loop (the choice, and why): by structure,
+not by markers inside loops. Every loop gets ``name = "<function>:L<k>"`` (k-th
+loop header in address order) and its depth; the cost model picks the *hot*
+loop as the innermost loop doing the most multiply lanes per iteration
+(``mac_lanes``), which is robust to the compiler's unrolling, peeling and
+remainder loops. ``# LLVM-MCA-BEGIN name`` markers that the C places *around*
+a loop nest are read too and give ``region``; markers *inside* a loop body were
+tried and rejected: an ``asm volatile`` is an ordering barrier for the loads
+around it, and with clang 14 -O3 even markers outside the loop let
+instructions from after the loop move above the END marker, so marker-delimited
+regions are not exact loop bodies anyway.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+MARKER = re.compile(r"LLVM-MCA-(BEGIN|END)\s*(\S*)")
+OBJDUMP_FUNCTION = re.compile(r"^([0-9a-f]+) <(.+)>:\s*$")
+OBJDUMP_INSTRUCTION = re.compile(r"^\s*([0-9a-f]+):\s+(?:[0-9a-f]{2} )+\s*\t(.*)$")
+OBJDUMP_TARGET = re.compile(r"^(?:0x)?([0-9a-f]+)(?:\s+<[^>]*>)?$")
+GNU_LABEL = re.compile(r"^([\w.$]+):(.*)$")
+
+
+@dataclass(frozen=True)
+class Instruction:
+    """One machine instruction: its text for llvm-mca, and the label it branches to."""
+    text: str
+    mnemonic: str
+    branch_target: str | None = None
+
+
+@dataclass(frozen=True)
+class AsmLoop:
+    """One loop of a function: where it is, how it nests, and its instructions."""
+    name: str                      # "<function>:L<k>", k-th loop of the function in address order
+    function: str
+    index: int
+    depth: int                     # 1 = outermost loop of its function
+    parent: str | None
+    innermost: bool
+    region: str | None             # enclosing LLVM-MCA-BEGIN marker name, if any
+    body: tuple[str, ...]          # every instruction of the loop, inner loops included
+    own_body: tuple[str, ...]      # instructions not inside a nested loop
+
+    def text(self, own: bool = False) -> str:
+        """Returns the body as llvm-mca input, one instruction per line."""
+        return "\n".join(self.own_body if own else self.body) + "\n"
+
+
+def _is_branch(mnemonic: str, isa: str) -> bool:
+    if isa == "aarch64":
+        return mnemonic == "b" or mnemonic.startswith("b.") or mnemonic in (
+            "cbz", "cbnz", "tbz", "tbnz") or re.fullmatch(r"b(eq|ne|cs|hs|cc|lo|mi|pl|vs|vc|hi|ls|ge|lt|gt|le|al)", mnemonic) is not None
+    return mnemonic.startswith("j") or mnemonic in ("loop", "loope", "loopne")
+
+
+def detect_isa(text: str) -> str:
+    """Returns 'aarch64' or 'x86_64' from the registers the text names."""
+    aarch64 = len(re.findall(r"\b(?:[xw](?:[12]?\d|30)|v\d+\.\d*[bhsd]|q\d+)\b", text))
+    x86 = len(re.findall(r"%[re]?[a-z]{2,3}\b|%[xyz]mm\d+", text))
+    return "x86_64" if x86 > aarch64 else "aarch64"
+
+
+def _strip_comment(line: str, isa: str) -> str:
+    line = line.split("//", 1)[0]
+    if isa == "x86_64":
+        line = line.split("#", 1)[0]
+    elif line.lstrip().startswith("#"):
+        line = ""
+    return line.strip()
+
+
+def _make_instruction(text: str, isa: str) -> Instruction:
+    parts = text.split(None, 1)
+    mnemonic = parts[0].lower()
+    operands = parts[1] if len(parts) > 1 else ""
+    target = None
+    if _is_branch(mnemonic, isa) and operands:
+        last = operands.split(",")[-1].strip()
+        if not last.startswith(("%", "*", "x", "w")) or isa == "x86_64" and not last.startswith(("%", "*")):
+            target = last
+    return Instruction(text=text, mnemonic=mnemonic, branch_target=target)
+
+
+# Items of one function: ("label", name) | ("insn", Instruction) | ("marker", (kind, name)).
+Item = tuple
+
+
+def _parse_gnu(text: str, isa: str) -> dict[str, list[Item]]:
+    functions: dict[str, list[Item]] = {}
+    current: list[Item] | None = None
+    for raw in text.splitlines():
+        marker = MARKER.search(raw)
+        if marker:
+            if current is not None:
+                current.append(("marker", (marker.group(1), marker.group(2))))
+            continue
+        line = _strip_comment(raw, isa)
+        if not line:
+            continue
+        label = GNU_LABEL.match(line)
+        if label and not line.startswith("\t"):
+            name = label.group(1)
+            if not name.startswith("."):          # a global or local function symbol
+                current = functions.setdefault(name, [])
+            elif current is not None:
+                current.append(("label", name))
+            line = label.group(2).strip()
+            if not line:
+                continue
+        if line.startswith(".") or current is None:
+            continue                               # directive, or code outside a function
+        current.append(("insn", _make_instruction(line, isa)))
+    return functions
+
+
+def _parse_objdump(text: str) -> dict[str, list[Item]]:
+    """Returns the items of llvm-objdump -d output, with branch addresses turned into labels."""
+    raw_functions: dict[str, list[tuple[int, str]]] = {}
+    current: list[tuple[int, str]] | None = None
+    for line in text.splitlines():
+        function = OBJDUMP_FUNCTION.match(line)
+        if function:
+            current = raw_functions.setdefault(function.group(2), [])
+            continue
+        instruction = OBJDUMP_INSTRUCTION.match(line)
+        if instruction and current is not None:
+            body = _strip_comment(instruction.group(2), "x86_64")
+            if body and "(bad)" not in body:
+                current.append((int(instruction.group(1), 16), body))
+    functions: dict[str, list[Item]] = {}
+    for name, rows in raw_functions.items():
+        items: list[Item] = []
+        parsed = []
+        targets: set[int] = set()
+        for address, body in rows:
+            insn = _make_instruction(body, "x86_64")
+            if insn.branch_target:
+                match = OBJDUMP_TARGET.match(body.split(None, 1)[1].strip())
+                if match:
+                    target = int(match.group(1), 16)
+                    targets.add(target)
+                    insn = Instruction(f"{insn.mnemonic}\t.Lpc_{target:x}", insn.mnemonic, f".Lpc_{target:x}")
+            parsed.append((address, insn))
+        for address, insn in parsed:
+            if address in targets:
+                items.append(("label", f".Lpc_{address:x}"))
+            items.append(("insn", insn))
+        functions[name] = items
+    return functions
+
+
+def parse_functions(text: str, isa: str | None = None) -> dict[str, list[Item]]:
+    """Returns {function: items} of GNU assembler or llvm-objdump -d text."""
+    if re.search(r"file format elf", text) or re.search(r"^[0-9a-f]{8,16} <.+>:\s*$", text, re.M):
+        return _parse_objdump(text)
+    return _parse_gnu(text, isa or detect_isa(text))
+
+
+def find_loops(text: str, isa: str | None = None) -> list[AsmLoop]:
+    """Returns every loop of every function in ``text``, outer loops before the loops they hold."""
+    loops: list[AsmLoop] = []
+    for function, items in parse_functions(text, isa).items():
+        label_at = {item[1]: index for index, item in enumerate(items) if item[0] == "label"}
+        spans: dict[int, int] = {}
+        for index, item in enumerate(items):
+            if item[0] == "insn" and item[1].branch_target in label_at:
+                start = label_at[item[1].branch_target]
+                if start <= index:
+                    spans[start] = max(spans.get(start, index), index)
+        ordered = sorted(spans.items(), key=lambda span: (span[0], -span[1]))
+        regions = _regions(items)
+        names = [f"{function}:L{k}" for k in range(len(ordered))]
+        for k, (start, end) in enumerate(ordered):
+            parents = [j for j, (s, e) in enumerate(ordered) if j != k and s <= start and end <= e
+                       and (s, -e) < (start, -end)]
+            children = [j for j, (s, e) in enumerate(ordered) if j != k and start <= s and e <= end
+                        and (start, -end) < (s, -e)]
+            inside_child = {i for j in children for i in range(ordered[j][0], ordered[j][1] + 1)}
+            body = tuple(items[i][1].text for i in range(start, end + 1) if items[i][0] == "insn")
+            own = tuple(items[i][1].text for i in range(start, end + 1)
+                        if items[i][0] == "insn" and i not in inside_child)
+            loops.append(AsmLoop(name=names[k], function=function, index=k, depth=len(parents) + 1,
+                                 parent=names[max(parents, key=lambda j: ordered[j][0])] if parents else None,
+                                 innermost=not children, region=regions.get(start), body=body,
+                                 own_body=own))
+    return loops
+
+
+def _regions(items: list[Item]) -> dict[int, str]:
+    """Returns {item index: name of the LLVM-MCA marker region open there}."""
+    open_names: list[str] = []
+    regions: dict[int, str] = {}
+    for index, item in enumerate(items):
+        if item[0] == "marker":
+            kind, name = item[1]
+            if kind == "BEGIN":
+                open_names.append(name)
+            elif open_names:
+                open_names.pop()
+        elif open_names:
+            regions[index] = open_names[-1]
+    return regions
+
+
+_LANES_AARCH64 = {"4s": 4, "2s": 2, "2d": 2, "8h": 8, "4h": 4}
+_MUL_AARCH64 = ("fmla", "fmls", "fmul", "fmadd", "fmsub", "fnmadd", "fnmsub")
+
+
+def mac_lanes(instruction: str) -> int:
+    """Returns the float multiply lanes of one instruction (a vector FMA or FMUL = its lane count).
+
+    This is a classification, not a timing table: it says how much of the
+    kernel's work an iteration does, so that hot-loop iterations can be derived
+    from the workload's MACs whatever the compiler's unroll factor.
+    """
+    parts = instruction.split(None, 1)
+    mnemonic = parts[0].lower()
+    operands = parts[1] if len(parts) > 1 else ""
+    if mnemonic in _MUL_AARCH64:
+        arrangement = re.search(r"v\d+\.(\d+[sdh])", operands)
+        if arrangement:
+            return _LANES_AARCH64.get(arrangement.group(1), 1)
+        return 1 if re.match(r"\s*[sdh]\d+", operands) else 0
+    x86 = re.fullmatch(r"v?(?:f(?:n)?m(?:add|sub)\d*|mul)(ps|pd|ss|sd)", mnemonic)
+    if x86:
+        kind = x86.group(1)
+        if kind in ("ss", "sd"):
+            return 1
+        width = 512 if "%zmm" in operands else 256 if "%ymm" in operands else 128
+        return width // (32 if kind == "ps" else 64)
+    return 0
+
+
+def loop_mac_lanes(loop: AsmLoop, own: bool = False) -> int:
+    """Returns the multiply lanes one iteration of ``loop`` performs."""
+    return sum(mac_lanes(text) for text in (loop.own_body if own else loop.body))
+
+
+def hot_loop(loops: list[AsmLoop], function: str | None = None) -> AsmLoop | None:
+    """Returns the innermost loop with the most multiply lanes per iteration (None if none multiplies)."""
+    candidates = [loop for loop in loops if loop.innermost and (function is None or loop.function == function)]
+    scored = [(loop_mac_lanes(loop), -loop.index, loop) for loop in candidates]
+    scored = [entry for entry in scored if entry[0] > 0]
+    return max(scored, key=lambda entry: entry[:2])[2] if scored else None

@@ -1,0 +1,168 @@
+"""Cycles per iteration of a loop body, from LLVM's own scheduling models (llvm-mca).
+
+Every timing figure comes from the installed ``llvm-mca`` (Debian package ``llvm``);
+this module keeps no per-instruction table. It runs
+
+    llvm-mca -mtriple=T -mcpu=C -iterations=N body.s
+
+and reads: total cycles / N (cycles per iteration in steady state, with
+dependencies and port pressure simulated), the block reciprocal throughput
+(the port-pressure-only bound), the dispatch width, and the resource pressure
+per iteration. Results are cached in a directory the caller passes, keyed by
+the SHA-256 of (llvm-mca version, triple, cpu, iterations, body).
+
+Note on LLVM 14 (Debian bookworm): cortex-a72/a73/a75/a76/a77/a78 and
+neoverse-n1 all use the Cortex-A57 scheduling model (128-bit FMLA occupies one
+64-bit FP pipe for 2 cycles), so ``McaResult.model_resources`` says which
+model was really used; callers should report it.
+"""
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import os
+import re
+import shutil
+import subprocess
+from dataclasses import asdict, dataclass, field
+
+from models.errors import UserError, suggest
+from models.fileio import write_atomic
+
+DEBIAN_PACKAGE = "llvm"
+ISA_TRIPLES = {"aarch64": "aarch64-linux-gnu", "x86_64": "x86_64-linux-gnu"}
+DEFAULT_ITERATIONS = 200
+
+
+@dataclass(frozen=True)
+class McaResult:
+    """What llvm-mca said about one loop body."""
+    cycles_per_iteration: float        # total cycles / iterations (steady state)
+    block_rthroughput: float           # port-pressure bound per iteration
+    total_cycles: int
+    iterations: int
+    instructions_per_iteration: int
+    dispatch_width: int
+    resource_pressure: dict = field(default_factory=dict)   # resource name -> cycles/iteration
+    model_resources: tuple = ()        # resource names: which scheduling model was used
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def find_llvm_mca(executable: str = "llvm-mca") -> str:
+    """Returns the path of llvm-mca, or raises UserError naming the Debian package."""
+    path = shutil.which(executable)
+    if path is None:
+        raise UserError(f"'{executable}' not found on PATH", field="llvm-mca",
+                        fix=f"install the Debian package '{DEBIAN_PACKAGE}' (apt-get install {DEBIAN_PACKAGE})")
+    return path
+
+
+def triple_for_isa(isa: str) -> str:
+    """Returns the llvm-mca triple of an ISA name (wasm32 runs as machine code of its host)."""
+    if isa not in ISA_TRIPLES:
+        raise UserError(f"llvm-mca cannot model ISA '{isa}' directly", field="isa",
+                        fix=f"use one of {sorted(ISA_TRIPLES)} (wasm32 goes through hwsim.cpu.wasm_native)")
+    return ISA_TRIPLES[isa]
+
+
+@functools.lru_cache(maxsize=None)
+def _known_cores_cached(executable: str, triple: str) -> tuple[str, ...]:
+    empty = subprocess.run([executable, f"-mtriple={triple}", "-mcpu=help"], input="",
+                           capture_output=True, text=True, timeout=60)
+    text = empty.stdout + empty.stderr
+    section = text.split("Available CPUs for this target:", 1)[-1]
+    section = section.split("Available features for this target:", 1)[0]
+    return tuple(match.group(1) for match in re.finditer(r"^\s+([\w.\-]+)\s+- Select", section, re.M))
+
+
+def known_cores(triple: str, executable: str = "llvm-mca") -> tuple[str, ...]:
+    """Returns the -mcpu names the installed llvm-mca knows for ``triple``."""
+    return _known_cores_cached(find_llvm_mca(executable), triple)
+
+
+def check_core(triple: str, core: str, executable: str = "llvm-mca") -> None:
+    """Raises UserError listing the known cores when llvm-mca does not know ``core``.
+
+    llvm-mca itself only warns and falls back to a generic model, which would
+    silently give wrong cycles."""
+    known = known_cores(triple, executable)
+    if core not in known:
+        raise UserError(f"llvm-mca does not know core '{core}' for {triple}", field="core",
+                        fix=suggest(core, known))
+
+
+@functools.lru_cache(maxsize=None)
+def _mca_version(executable: str) -> str:
+    result = subprocess.run([executable, "--version"], capture_output=True, text=True, timeout=60)
+    return result.stdout.strip()
+
+
+def host_core(executable: str = "llvm-mca") -> str:
+    """Returns LLVM's name of the host CPU ('znver3', ...): the model for code that runs here."""
+    match = re.search(r"Host CPU:\s*(\S+)", _mca_version(find_llvm_mca(executable)))
+    if not match:
+        raise UserError("llvm-mca --version did not name the host CPU", field="core",
+                        fix="pass an explicit core name")
+    return match.group(1)
+
+
+def parse_mca_output(text: str) -> McaResult:
+    """Returns the McaResult of one llvm-mca report (single code region)."""
+    def number(label: str) -> float:
+        match = re.search(rf"^{label}:\s+([\d.]+)", text, re.M)
+        if not match:
+            raise ValueError(f"llvm-mca output has no '{label}' line:\n{text[:2000]}")
+        return float(match.group(1))
+
+    iterations = int(number("Iterations"))
+    total_cycles = int(number("Total Cycles"))
+    instructions = int(number("Instructions"))
+    resources = re.findall(r"^\[([\d.]+)\]\s+- (\S+)", text, re.M)
+    pressure: dict[str, float] = {}
+    block = re.search(r"Resource pressure per iteration:\n(.*)\n(.*)\n", text)
+    if block:
+        keys = re.findall(r"\[([\d.]+)\]", block.group(1))
+        values = block.group(2).split()
+        names = dict(resources)
+        for key, value in zip(keys, values):
+            pressure[names.get(key, key)] = 0.0 if value == "-" else float(value)
+    return McaResult(cycles_per_iteration=total_cycles / iterations,
+                     block_rthroughput=number("Block RThroughput"),
+                     total_cycles=total_cycles, iterations=iterations,
+                     instructions_per_iteration=instructions // iterations,
+                     dispatch_width=int(number("Dispatch Width")),
+                     resource_pressure=pressure,
+                     model_resources=tuple(sorted({name for _, name in resources})))
+
+
+def run_mca(body: str, triple: str, core: str, *, iterations: int = DEFAULT_ITERATIONS,
+            cache_dir: str | None = None, executable: str = "llvm-mca") -> McaResult:
+    """Returns llvm-mca's estimate for ``body`` (assembly, one instruction per line) run in a loop.
+
+    >>> run_mca("fmla v0.4s, v1.4s, v2.4s", "aarch64-linux-gnu", "cortex-a55").cycles_per_iteration  # doctest: +SKIP
+    4.0
+    """
+    path = find_llvm_mca(executable)
+    check_core(triple, core, executable)
+    if not body.strip():
+        raise ValueError("empty loop body")
+    key = hashlib.sha256(json.dumps([_mca_version(path), triple, core, iterations, body]).encode()).hexdigest()
+    cache_file = os.path.join(cache_dir, "mca", key[:2], key + ".json") if cache_dir else None
+    if cache_file and os.path.exists(cache_file):
+        with open(cache_file, encoding="utf-8") as stream:
+            cached = json.load(stream)
+        cached["model_resources"] = tuple(cached["model_resources"])
+        return McaResult(**cached)
+    result = subprocess.run([path, f"-mtriple={triple}", f"-mcpu={core}", f"-iterations={iterations}",
+                             "-all-stats=false", "-instruction-info=false"],
+                            input=body if body.endswith("\n") else body + "\n",
+                            capture_output=True, text=True, timeout=120)
+    if result.returncode != 0:
+        raise RuntimeError(f"llvm-mca failed ({result.returncode}):\n{result.stderr[:3000]}\n--- body:\n{body[:3000]}")
+    parsed = parse_mca_output(result.stdout)
+    if cache_file:
+        write_atomic(cache_file, json.dumps(parsed.as_dict()))
+    return parsed
