@@ -1,0 +1,139 @@
+"""`hwsim targets`: the bundled CPU targets (and accelerators), and one target in full."""
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+ACCELERATOR_DIR = Path(__file__).resolve().parents[2] / "targets" / "accelerators"
+
+
+def register(subparsers, formatter_class) -> None:
+    parser = subparsers.add_parser(
+        "targets", formatter_class=formatter_class,
+        help="list CPU targets and accelerators; show one target",
+        description="List the bundled CPU targets (ISA, llvm core, SIMD, runner, and whether "
+                    "their toolchain and runner work on this machine) and the accelerator "
+                    "descriptions, or show one CPU target fully resolved (host: detected features).",
+        epilog="examples:\n"
+               "  hwsim targets\n"
+               "  hwsim targets --format json\n"
+               "  hwsim targets show host\n"
+               "  hwsim targets show snapdragon855 --format json\n"
+               "  hwsim targets show my_phone.yaml\n")
+    parser.add_argument("--format", choices=("table", "json"), default="table")
+    parser.set_defaults(handler=list_targets)
+    actions = parser.add_subparsers(dest="action", metavar="ACTION", parser_class=type(parser))
+    show = actions.add_parser(
+        "show", formatter_class=formatter_class, help="one CPU target, resolved",
+        description="Print a CPU target as loaded: every field after validation, with the host's "
+                    "detected features, toolchain flags, TVM target and availability here.",
+        epilog="examples:\n"
+               "  hwsim targets show host\n"
+               "  hwsim targets show wasm32-simd128 --format json\n"
+               "  hwsim targets show targets/cpus/cortex-a55.yaml\n")
+    show.add_argument("target", help="bundled name (see `hwsim targets`) or a kind: cpu YAML file")
+    show.add_argument("--format", choices=("table", "json"), default="table")
+    show.set_defaults(handler=show_target)
+
+
+def _availability(target) -> dict:
+    from targets.runners import runner_problems
+    from targets.toolchains import toolchain_problems
+
+    toolchain = toolchain_problems(target)
+    runner = runner_problems(target.runner, target)
+    return {"toolchain_ok": not toolchain, "runner_ok": not runner,
+            "problems": toolchain + runner}
+
+
+def _accelerators() -> list[dict]:
+    import yaml
+
+    rows = []
+    for path in sorted(ACCELERATOR_DIR.glob("*.yaml")):
+        try:
+            raw = yaml.safe_load(path.read_text()) or {}
+        except (OSError, yaml.YAMLError) as error:
+            rows.append({"name": path.stem, "kind": "unreadable", "source": str(path),
+                         "error": str(error).splitlines()[0]})
+            continue
+        raw = raw if isinstance(raw, dict) else {}
+        rows.append({"name": raw.get("name", path.stem), "kind": raw.get("kind", "?"),
+                     "source": str(path)})
+    return rows
+
+
+def list_targets(args) -> int:
+    from targets.cpu import bundled_cpu_targets, load_cpu_target
+
+    rows = []
+    for name in bundled_cpu_targets():
+        target = load_cpu_target(name)
+        rows.append({"name": name, "isa": target.isa, "core": target.core, "simd": target.simd,
+                     "runner": target.runner, **_availability(target)})
+    accelerators = _accelerators()
+    if args.format == "json":
+        print(json.dumps({"cpus": rows, "accelerators": accelerators}, indent=1))
+        return 0
+    print(f"{'cpu target':<16} {'isa':<8} {'core':<11} {'simd':<13} {'runner':<9} "
+          f"{'toolchain':<10} {'runner here'}")
+    for row in rows:
+        print(f"{row['name']:<16} {row['isa']:<8} {row['core']:<11} {row['simd']:<13} "
+              f"{row['runner']:<9} {'yes' if row['toolchain_ok'] else 'no':<10} "
+              f"{'yes' if row['runner_ok'] else 'no'}")
+    for row in rows:
+        for problem in row["problems"]:
+            print(f"  {row['name']}: {problem}")
+    if accelerators:
+        print(f"\n{'accelerator':<20} kind")
+        for row in accelerators:
+            print(f"{row['name']:<20} {row['kind']}")
+    return 0
+
+
+def target_as_dict(target) -> dict:
+    """Returns the resolved target as JSON-ready data (host features as sorted lists)."""
+    document = dataclasses.asdict(target)
+    document["caches_kb"] = target.caches_kb.as_dict()
+    document["llvm_triple"] = target.llvm_triple
+    document["mca_triple"] = target.mca_triple
+    document["peak_gflops_f32"] = round(target.peak_gflops_f32, 1)
+    features = target.host_features
+    if features is None:
+        document.pop("host_features")
+    else:
+        document["host_features"] = {
+            "vendor": features.vendor, "model_name": features.model_name,
+            "family": features.family, "model": features.model,
+            "simd_flags": sorted(flag for flag in features.flags
+                                 if flag.startswith(("avx", "fma", "f16c", "sse", "amx"))),
+            "logical_cpus": features.logical_cpus, "mhz": features.mhz,
+            "caches_kb": dict(features.caches_kb)}
+    return document
+
+
+def show_target(args) -> int:
+    from targets.cpu import load_cpu_target
+
+    target = load_cpu_target(args.target)
+    document = target_as_dict(target)
+    document["available_here"] = _availability(target)
+    if args.format == "json":
+        print(json.dumps(document, indent=1))
+        return 0
+    width = max(len(key) for key in document)
+    for key, value in document.items():
+        if isinstance(value, dict):
+            print(f"{key}:")
+            for inner_key, inner_value in value.items():
+                print(f"  {inner_key}: {_plain(inner_value)}")
+        else:
+            print(f"{key:<{width}} {_plain(value)}")
+    return 0
+
+
+def _plain(value) -> str:
+    if isinstance(value, (list, tuple)):
+        return " ".join(str(item) for item in value) if value else "-"
+    return "-" if value is None else str(value)

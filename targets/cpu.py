@@ -1,0 +1,330 @@
+"""CPU targets: a YAML description (kind: cpu) validated once into a frozen ``CpuTarget``.
+
+A target says what the machine is (ISA, core, SIMD width, caches, clock), how to
+build for it (``Toolchain``), how to run on it (``runner``) and what TVM should
+generate for it (``tvm_target``, a TVM 0.27 JSON-dict target). The bundled files
+live in targets/cpus/*.yaml; any other YAML file can be loaded by path.
+
+The ``host`` file says ``detect`` for what only the running machine knows (SIMD
+level, llvm core, core count, caches, clock): those are read from /proc/cpuinfo
+and sysfs (targets/features.py) when the file is loaded, never assumed.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from models.errors import UserError, suggest
+from targets.features import (HostFeatures, choose_llvm_core, detect_host_features, llvm_mca_cpus,
+                              vector_fma_units)
+
+BUNDLED_DIR = Path(__file__).parent / "cpus"
+
+ISAS = ("aarch64", "wasm32", "x86_64")
+SIMDS = ("neon", "wasm_simd128", "avx2", "avx512", "scalar")
+RUNNERS = ("local", "qemu", "wasmtime", "node", "browser", "rpc", "adb")
+# Which runners can execute which ISA's programs (local runs what the host runs).
+RUNNERS_FOR_ISA = {
+    "aarch64": ("local", "qemu", "rpc", "adb"),
+    "wasm32": ("wasmtime", "node", "browser"),
+    "x86_64": ("local", "rpc"),
+}
+# The triple a C compiler / llvm-mca uses for each ISA.
+LLVM_TRIPLES = {"aarch64": "aarch64-linux-gnu", "wasm32": "wasm32-wasi", "x86_64": "x86_64-linux-gnu"}
+DETECT = "detect"
+
+
+@dataclass(frozen=True)
+class Toolchain:
+    """How to compile C for a target: compiler, flags, and the Debian package that has it."""
+    cc: str
+    cflags: tuple[str, ...]
+    ldflags: tuple[str, ...]
+    debian_package: str
+
+
+@dataclass(frozen=True)
+class CacheSizes:
+    """Data-cache sizes in KiB seen by one core; ``l3_kb`` is None when there is no L3."""
+    l1d_kb: int
+    l2_kb: int
+    l3_kb: int | None = None
+
+    def __getitem__(self, level: str) -> int | None:
+        """Returns the size of 'l1d', 'l2' or 'l3' in KiB (dict-like access)."""
+        return self.as_dict()[level]
+
+    def as_dict(self) -> dict[str, int | None]:
+        return {"l1d": self.l1d_kb, "l2": self.l2_kb, "l3": self.l3_kb}
+
+
+@dataclass(frozen=True)
+class CpuTarget:
+    """One CPU (or a wasm engine on one) as the simulator, kernels and runners see it."""
+    name: str
+    isa: str                       # aarch64 | wasm32 | x86_64
+    core: str                      # llvm scheduling model (llvm-mca -mcpu=...)
+    vector_bits: int
+    simd: str                      # neon | wasm_simd128 | avx2 | avx512 | scalar
+    fma_units: int                 # vector FMA pipes per core
+    clock_mhz: float
+    cores: int
+    caches_kb: CacheSizes
+    cache_line_bytes: int
+    dram_gbps: float
+    toolchain: Toolchain
+    runner: str                    # local | qemu | wasmtime | node | browser | rpc | adb
+    tvm_target: dict = field(hash=False)
+    source: str
+    description: str = ""
+    core_isa: str = ""             # ISA of the physical core (aarch64 for a browser on a phone)
+    host_features: HostFeatures | None = field(default=None, compare=False, hash=False)
+
+    @property
+    def llvm_triple(self) -> str:
+        """Returns the triple the C toolchain compiles for (wasm32-wasi for wasm)."""
+        return LLVM_TRIPLES[self.isa]
+
+    @property
+    def mca_triple(self) -> str:
+        """Returns the triple of the physical core, for llvm-mca's scheduling model."""
+        return LLVM_TRIPLES[self.core_isa or self.isa]
+
+    @property
+    def vector_lanes_f32(self) -> int:
+        return self.vector_bits // 32
+
+    @property
+    def peak_gflops_f32(self) -> float:
+        """Returns the FMA peak of all cores: lanes x 2 flops x FMA units x clock x cores."""
+        return self.vector_lanes_f32 * 2 * self.fma_units * self.clock_mhz * self.cores / 1e3
+
+
+# ---------------------------------------------------------------- schema
+
+_TOP_KEYS = ("kind", "name", "description", "isa", "core", "core_isa", "vector_bits", "simd",
+             "fma_units", "clock_mhz", "cores", "caches_kb", "cache_line_bytes", "dram_gbps",
+             "toolchain", "runner", "tvm_target")
+_REQUIRED = ("kind", "name", "isa", "core", "vector_bits", "simd", "fma_units", "clock_mhz",
+             "cores", "caches_kb", "cache_line_bytes", "dram_gbps", "toolchain", "runner",
+             "tvm_target")
+_CACHE_KEYS = ("l1d", "l2", "l3")
+_TOOLCHAIN_KEYS = ("cc", "cflags", "ldflags", "debian_package")
+# Keys of TVM's "llvm" target kind that a CPU description may set.
+_TVM_TARGET_KEYS = ("kind", "mtriple", "mcpu", "mattr", "mabi", "mfloat-abi", "num-cores",
+                    "opt-level", "keys", "tag", "host")
+# Fields the host file may leave to detection.
+_DETECTABLE = ("core", "vector_bits", "simd", "fma_units", "clock_mhz", "cores", "caches_kb")
+
+
+class _Checker:
+    """Turns a parsed YAML mapping into checked values; every error names the file and field."""
+
+    def __init__(self, source: str):
+        self.source = source
+
+    def fail(self, field_name: str, message: str, fix: str | None = None) -> UserError:
+        return UserError(message, source=self.source, field=field_name, fix=fix)
+
+    def keys(self, mapping: Any, known: tuple[str, ...], where: str,
+             required: tuple[str, ...] = ()) -> dict:
+        if not isinstance(mapping, dict):
+            raise self.fail(where or "(top level)", f"expected a mapping, got {type(mapping).__name__}",
+                            f"write it as key: value pairs with keys {', '.join(known)}")
+        for key in mapping:
+            if key not in known:
+                name = f"{where}.{key}" if where else str(key)
+                raise self.fail(name, f"unknown key '{key}'", suggest(str(key), known))
+        for key in required:
+            if key not in mapping:
+                name = f"{where}.{key}" if where else key
+                raise self.fail(name, "missing required key", f"add '{key}:'")
+        return mapping
+
+    def string(self, value: Any, name: str) -> str:
+        if not isinstance(value, str) or not value.strip():
+            raise self.fail(name, f"expected a non-empty string, got {value!r}")
+        return value
+
+    def choice(self, value: Any, name: str, allowed: tuple[str, ...]) -> str:
+        if value not in allowed:
+            raise self.fail(name, f"'{value}' is not one of {', '.join(allowed)}",
+                            suggest(str(value), allowed))
+        return value
+
+    def positive(self, value: Any, name: str, kind: type = float) -> float | int:
+        is_number = isinstance(value, (int, float)) and not isinstance(value, bool)
+        if kind is int and not (isinstance(value, int) and not isinstance(value, bool)):
+            raise self.fail(name, f"expected a positive integer, got {value!r}")
+        if not is_number or not math.isfinite(value) or value <= 0:
+            raise self.fail(name, f"expected a positive number, got {value!r}")
+        return kind(value)
+
+    def string_list(self, value: Any, name: str) -> tuple[str, ...]:
+        if value is None:
+            return ()
+        if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+            raise self.fail(name, f"expected a list of strings, got {value!r}",
+                            "write it as [-O3, -flag]")
+        return tuple(value)
+
+
+def _read_yaml(path: Path) -> Any:
+    try:
+        text = path.read_text()
+    except OSError as error:
+        raise UserError(f"cannot read: {error.strerror}", source=str(path),
+                        fix="check the path; bundled targets: " + ", ".join(bundled_cpu_targets()))
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f"line {mark.line + 1}" if mark else None
+        raise UserError(f"not valid YAML: {getattr(error, 'problem', error)}", source=str(path),
+                        field=where, fix="fix the YAML syntax")
+
+
+def _resolve_tvm_target(checker: _Checker, raw: Any, features: HostFeatures | None,
+                        core: str) -> dict:
+    spec = dict(checker.keys(raw, _TVM_TARGET_KEYS, "tvm_target", required=("kind",)))
+    checker.string(spec["kind"], "tvm_target.kind")
+    for key, value in spec.items():
+        if value == DETECT:
+            if features is None:
+                raise checker.fail(f"tvm_target.{key}", "'detect' works only for the x86_64 host",
+                                   "write the value")
+            if key == "mcpu":
+                spec[key] = core
+            elif key == "mattr":
+                spec[key] = list(features.mattr())
+            else:
+                raise checker.fail(f"tvm_target.{key}", "only mcpu and mattr can be 'detect'")
+        elif key == "mattr":
+            spec[key] = list(checker.string_list(value, "tvm_target.mattr"))
+        elif key == "num-cores":
+            spec[key] = checker.positive(value, "tvm_target.num-cores", int)
+    return spec
+
+
+def cpu_target_from_dict(raw: Any, source: str, *,
+                         host_features: HostFeatures | None = None,
+                         llvm_cpus: frozenset[str] | None = None) -> CpuTarget:
+    """Returns the validated CpuTarget described by a parsed ``kind: cpu`` YAML mapping.
+
+    ``host_features`` and ``llvm_cpus`` replace detection (for tests); they are
+    read from this machine only when the file says ``detect`` somewhere.
+    """
+    check = _Checker(source)
+    check.keys(raw, _TOP_KEYS, "", required=_REQUIRED)
+    if raw["kind"] != "cpu":
+        raise check.fail("kind", f"expected 'cpu', got {raw['kind']!r}",
+                         "accelerator files are loaded by hwsim, not as CPU targets")
+    name = check.string(raw["name"], "name")
+    isa = check.choice(raw["isa"], "isa", ISAS)
+
+    detected = [key for key in _DETECTABLE if raw.get(key) == DETECT]
+    features = None
+    if detected or DETECT in (raw.get("tvm_target") or {}).values():
+        if isa != "x86_64":
+            first = detected[0] if detected else "tvm_target"
+            raise check.fail(first, "'detect' works only for an x86_64 host (it reads /proc/cpuinfo)",
+                             "write the value")
+        features = host_features or detect_host_features()
+
+    def detectable(key: str, read_value, detect_value):
+        return detect_value() if raw[key] == DETECT else read_value(raw[key], key)
+
+    simd = detectable("simd", lambda v, k: check.choice(v, k, SIMDS), lambda: features.simd)
+    vector_bits = detectable("vector_bits", lambda v, k: check.positive(v, k, int),
+                             lambda: features.vector_bits)
+    core = detectable("core", check.string, lambda: choose_llvm_core(
+        features, llvm_mca_cpus("x86_64") if llvm_cpus is None else llvm_cpus))
+    cores = detectable("cores", lambda v, k: check.positive(v, k, int), lambda: features.logical_cpus)
+    clock_mhz = detectable("clock_mhz", check.positive, lambda: _detected_mhz(check, features))
+    caches = detectable("caches_kb", lambda v, k: _caches(check, v),
+                        lambda: _detected_caches(check, features))
+    expected_bits = {"neon": 128, "wasm_simd128": 128, "avx2": 256, "avx512": 512}.get(simd)
+    if expected_bits and vector_bits != expected_bits:
+        raise check.fail("vector_bits", f"{simd} registers have {expected_bits} bits, not {vector_bits}",
+                         f"set vector_bits: {expected_bits}")
+
+    runner = check.choice(raw["runner"], "runner", RUNNERS)
+    if runner not in RUNNERS_FOR_ISA[isa]:
+        raise check.fail("runner", f"runner '{runner}' cannot run {isa} programs",
+                         f"use one of: {', '.join(RUNNERS_FOR_ISA[isa])}")
+    # A wasm engine runs on some physical core; llvm-mca models that core's ISA.
+    core_isa = raw.get("core_isa", "" if isa == "wasm32" else isa)
+    if core_isa:
+        check.choice(core_isa, "core_isa", ("aarch64", "x86_64"))
+    toolchain = _toolchain(check, raw["toolchain"], features)
+    return CpuTarget(
+        name=name, isa=isa, core=core, vector_bits=vector_bits, simd=simd,
+        fma_units=detectable("fma_units", lambda v, k: check.positive(v, k, int),
+                             lambda: vector_fma_units(features)),
+        clock_mhz=float(clock_mhz),
+        cores=cores, caches_kb=caches,
+        cache_line_bytes=check.positive(raw["cache_line_bytes"], "cache_line_bytes", int),
+        dram_gbps=check.positive(raw["dram_gbps"], "dram_gbps"),
+        toolchain=toolchain, runner=runner,
+        tvm_target=_resolve_tvm_target(check, raw["tvm_target"], features, core),
+        source=source, description=str(raw.get("description", "")).strip(),
+        core_isa=core_isa, host_features=features)
+
+
+def _caches(check: _Checker, raw: Any) -> CacheSizes:
+    check.keys(raw, _CACHE_KEYS, "caches_kb", required=("l1d", "l2"))
+    l3 = raw.get("l3")
+    return CacheSizes(l1d_kb=check.positive(raw["l1d"], "caches_kb.l1d", int),
+                      l2_kb=check.positive(raw["l2"], "caches_kb.l2", int),
+                      l3_kb=None if l3 is None else check.positive(l3, "caches_kb.l3", int))
+
+
+def _detected_caches(check: _Checker, features: HostFeatures) -> CacheSizes:
+    found = dict(features.caches_kb)
+    if "l1d" not in found or "l2" not in found:
+        raise check.fail("caches_kb", "this machine's sysfs does not list its caches",
+                         "write caches_kb: {l1d: ..., l2: ..., l3: ...} in KiB")
+    return CacheSizes(l1d_kb=found["l1d"], l2_kb=found["l2"], l3_kb=found.get("l3"))
+
+
+def _detected_mhz(check: _Checker, features: HostFeatures) -> float:
+    if not features.mhz:
+        raise check.fail("clock_mhz", "/proc/cpuinfo has no 'cpu MHz'", "write clock_mhz")
+    return features.mhz
+
+
+def _toolchain(check: _Checker, raw: Any, features: HostFeatures | None) -> Toolchain:
+    check.keys(raw, _TOOLCHAIN_KEYS, "toolchain", required=("cc", "debian_package"))
+    cflags = check.string_list(raw.get("cflags"), "toolchain.cflags")
+    if features is not None and DETECT in cflags:
+        # The host's -march=native, spelled out from the flags the CPU reports.
+        cflags = tuple(flag for item in cflags
+                       for flag in (features.compiler_flags() if item == DETECT else (item,)))
+    return Toolchain(cc=check.string(raw["cc"], "toolchain.cc"), cflags=cflags,
+                     ldflags=check.string_list(raw.get("ldflags"), "toolchain.ldflags"),
+                     debian_package=check.string(raw["debian_package"], "toolchain.debian_package"))
+
+
+# ---------------------------------------------------------------- loading
+
+def bundled_cpu_targets() -> list[str]:
+    """Returns the names of the CPU targets shipped in targets/cpus/."""
+    return sorted(path.stem for path in BUNDLED_DIR.glob("*.yaml"))
+
+
+def load_cpu_target(name_or_path: str | Path, *, host_features: HostFeatures | None = None,
+                    llvm_cpus: frozenset[str] | None = None) -> CpuTarget:
+    """Returns the CpuTarget of a bundled name (host, snapdragon855, ...) or of a YAML file path."""
+    text = str(name_or_path)
+    path = Path(text)
+    if not (text.endswith((".yaml", ".yml")) or path.exists()):
+        known = bundled_cpu_targets()
+        if text not in known:
+            raise UserError(f"unknown CPU target '{text}'", field="target", fix=suggest(text, known))
+        path = BUNDLED_DIR / f"{text}.yaml"
+    raw = _read_yaml(path)
+    return cpu_target_from_dict(raw, str(path), host_features=host_features, llvm_cpus=llvm_cpus)

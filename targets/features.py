@@ -1,0 +1,188 @@
+"""What the machine we run on is: x86-64 CPU features, vendor, caches, core count.
+
+Only the bundled ``host`` target uses this, and it never assumes: the SIMD level
+comes from the ``flags`` line of /proc/cpuinfo, caches from sysfs. Everything is
+read by pure functions that take the file text, so tests can feed their own.
+"""
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+CPUINFO_PATH = Path("/proc/cpuinfo")
+SYSFS_CACHE_DIR = Path("/sys/devices/system/cpu/cpu0/cache")
+
+# x86 flags that decide which instructions the host toolchain may emit, with the
+# gcc/clang option that enables each. Order matters only for readability.
+X86_FLAG_OPTIONS = (
+    ("avx", "-mavx"), ("avx2", "-mavx2"), ("fma", "-mfma"), ("f16c", "-mf16c"),
+    ("avx512f", "-mavx512f"), ("avx512vl", "-mavx512vl"), ("avx512bw", "-mavx512bw"),
+    ("avx512dq", "-mavx512dq"), ("avx512cd", "-mavx512cd"),
+)
+
+
+@dataclass(frozen=True)
+class HostFeatures:
+    """The host CPU as /proc/cpuinfo and sysfs describe it."""
+    vendor: str                    # AuthenticAMD | GenuineIntel | ...
+    model_name: str
+    family: int | None
+    model: int | None
+    flags: frozenset[str]
+    logical_cpus: int              # CPUs this process may run on
+    mhz: float | None              # cpuinfo's "cpu MHz" (nominal in VMs)
+    caches_kb: tuple[tuple[str, int], ...]   # (("l1d", 48), ("l2", 1024), ...)
+
+    @property
+    def simd(self) -> str:
+        """Returns avx512 when the CPU has avx512f, else avx2 (with fma), else scalar."""
+        if "avx512f" in self.flags:
+            return "avx512"
+        if "avx2" in self.flags and "fma" in self.flags:
+            return "avx2"
+        return "scalar"
+
+    @property
+    def vector_bits(self) -> int:
+        return {"avx512": 512, "avx2": 256}.get(self.simd, 128)
+
+    def compiler_flags(self) -> tuple[str, ...]:
+        """Returns the -m options for every decisive x86 flag the CPU has (a portable -march=native)."""
+        return tuple(option for flag, option in X86_FLAG_OPTIONS if flag in self.flags)
+
+    def mattr(self) -> tuple[str, ...]:
+        """Returns the same features as LLVM target attributes (+avx2, +fma, ...) for TVM."""
+        return tuple("+" + option.removeprefix("-m") for option in self.compiler_flags())
+
+
+def parse_cpuinfo(text: str) -> dict[str, str]:
+    """Returns the key/value pairs of the first processor block of /proc/cpuinfo."""
+    fields: dict[str, str] = {}
+    for line in text.splitlines():
+        if not line.strip():
+            if fields:
+                break
+            continue
+        key, _, value = line.partition(":")
+        fields.setdefault(key.strip(), value.strip())
+    return fields
+
+
+def parse_cache_size_kb(text: str) -> int:
+    """Returns the size in KiB of a sysfs cache size string like '32K' or '1M'."""
+    match = re.fullmatch(r"\s*(\d+)\s*([KMG]?)\s*", text)
+    if not match:
+        raise ValueError(f"unreadable cache size {text!r}")
+    scale = {"": 1 / 1024, "K": 1, "M": 1024, "G": 1024 * 1024}[match.group(2)]
+    return int(int(match.group(1)) * scale)
+
+
+def read_sysfs_caches_kb(cache_dir: Path = SYSFS_CACHE_DIR) -> tuple[tuple[str, int], ...]:
+    """Returns ((l1d, KiB), (l2, KiB), (l3, KiB)) of cpu0 from sysfs; empty when not exposed."""
+    found: dict[str, int] = {}
+    for index in sorted(cache_dir.glob("index*")) if cache_dir.is_dir() else ():
+        try:
+            level = (index / "level").read_text().strip()
+            kind = (index / "type").read_text().strip()
+            size_kb = parse_cache_size_kb((index / "size").read_text())
+        except (OSError, ValueError):
+            continue
+        if kind == "Instruction":
+            continue
+        name = "l1d" if level == "1" else f"l{level}"
+        found[name] = size_kb
+    return tuple(sorted(found.items()))
+
+
+def parse_host_features(cpuinfo_text: str, *, logical_cpus: int,
+                        caches_kb: tuple[tuple[str, int], ...] = ()) -> HostFeatures:
+    """Returns the HostFeatures described by a /proc/cpuinfo text."""
+    fields = parse_cpuinfo(cpuinfo_text)
+
+    def as_int(key: str) -> int | None:
+        try:
+            return int(fields[key])
+        except (KeyError, ValueError):
+            return None
+
+    try:
+        mhz = float(fields["cpu MHz"])
+    except (KeyError, ValueError):
+        mhz = None
+    return HostFeatures(
+        vendor=fields.get("vendor_id", "unknown"), model_name=fields.get("model name", "unknown"),
+        family=as_int("cpu family"), model=as_int("model"),
+        flags=frozenset(fields.get("flags", "").split()),
+        logical_cpus=logical_cpus, mhz=mhz, caches_kb=caches_kb)
+
+
+def detect_host_features(cpuinfo_path: Path = CPUINFO_PATH) -> HostFeatures:
+    """Returns the features of the machine this runs on (reads /proc/cpuinfo and sysfs now)."""
+    try:
+        text = cpuinfo_path.read_text()
+    except OSError:
+        text = ""
+    return parse_host_features(text, logical_cpus=len(os.sched_getaffinity(0)),
+                               caches_kb=read_sysfs_caches_kb())
+
+
+def preferred_llvm_cores(features: HostFeatures) -> tuple[str, ...]:
+    """Returns llvm CPU names nearest to the host, best first.
+
+    AMD family 0x17 is Zen 1/2, 0x19 Zen 3/4 (Zen 4 is the one with AVX-512),
+    0x1A Zen 5 (AMD's family/model tables). Intel: AVX-512 server parts first.
+    """
+    has_avx512 = "avx512f" in features.flags
+    if features.vendor == "AuthenticAMD":
+        if features.family == 0x1A:
+            return ("znver5", "znver4", "znver3")
+        if features.family == 0x19:
+            return ("znver4", "znver3") if has_avx512 else ("znver3", "znver2")
+        if features.family == 0x17:
+            return ("znver2", "znver1")
+        return ("znver1", "btver2")
+    if features.vendor == "GenuineIntel":
+        if has_avx512:
+            return ("sapphirerapids", "icelake-server", "skylake-avx512")
+        return ("skylake", "haswell")
+    return ("skylake", "haswell") if "avx2" in features.flags else ("x86-64",)
+
+
+def vector_fma_units(features: HostFeatures) -> int:
+    """Returns how many full-width (``features.vector_bits``) FMAs a core issues per cycle.
+
+    Zen 4 runs a 512-bit FMA on both of its 256-bit FMA pipes (AMD Zen 4 software
+    optimization guide, 2.11), so it issues one per cycle; Zen 2/3/5, Skylake-SP
+    and later Xeons issue two (Intel optimization manual; some low-end Xeons have one).
+    """
+    if features.vendor == "AuthenticAMD" and features.family == 0x19 and features.simd == "avx512":
+        return 1
+    return 2
+
+
+def llvm_mca_cpus(triple: str = "x86_64", llvm_mca: str = "llvm-mca") -> frozenset[str]:
+    """Returns the CPU names the installed llvm-mca knows for ``triple`` (empty when absent)."""
+    path = shutil.which(llvm_mca)
+    if path is None:
+        return frozenset()
+    try:
+        listing = subprocess.run([path, f"-mtriple={triple}", "-mcpu=help"], capture_output=True,
+                                 text=True, timeout=20, stdin=subprocess.DEVNULL)
+    except (OSError, subprocess.TimeoutExpired):
+        return frozenset()
+    text = listing.stdout + listing.stderr
+    cpu_section = text.split("Available features")[0]
+    return frozenset(re.findall(r"^\s+([a-z0-9][\w.-]*)\s+- Select the", cpu_section, re.M))
+
+
+def choose_llvm_core(features: HostFeatures, known_cpus: frozenset[str]) -> str:
+    """Returns the first preferred core that llvm-mca knows; the first preferred one when unknown."""
+    preferred = preferred_llvm_cores(features)
+    for core in preferred:
+        if core in known_cpus:
+            return core
+    return preferred[0]
