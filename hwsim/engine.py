@@ -1,0 +1,423 @@
+"""Tile-granular simulation of lowered GEMMs on an N:M sparse training accelerator.
+
+For every GEMM of ``models.lowering.lower`` (FF, BP, WU per layer):
+
+1. Compute. The fold grid and per-fold cycles come from ``hwsim.dataflow.plan_folds``
+   (SCALE-Sim's closed forms). In sparse mode the reduction is compressed first,
+   K_eff = sparse_reduction(K, n, m) = ceil(K/m) * n, because a group of m reduction
+   steps costs n MAC cycles (SAT.md); for OS that shortens every fold, for WS/IS the
+   compressed weights fill fewer array rows, so there are fewer folds.
+   With ``interleave`` the folds run back to back with fill and drain overlapped
+   (steady state: ``temporal`` cycles per fold, one fill per GEMM), and each phase
+   takes whichever orientation (C = A.B, or C^T = B^T.A^T) finishes sooner: FF, BP
+   and WU of one layer have very different M, N, K. Without it every fold pays its
+   own fill and drain and every phase uses the FF orientation.
+2. Memory. ``hwsim.memory`` gives the bytes each fold loads and stores given the
+   buffer sizes; compressed N:M weights carry ``index_bits`` per kept weight.
+   With ``offline_schedule`` the loop order is the one that moves fewer DRAM bytes
+   and transfers are double-buffered across folds and across consecutive GEMMs;
+   without it they serialise with compute.
+3. N:M weights. Pre-generated: the compressed FF and BP weights are made once per
+   step when WU produces new weights (dense read + two compressed writes, off the
+   critical path but on the DRAM link). On the fly: every tile load reads dense
+   weights from DRAM and the top-n selector (``select_groups_per_cycle``) must
+   finish before the tile can be used.
+4. Energy from event counts (``hwsim.energy``).
+
+Everything is numpy over folds; one ResNet-50 training step takes well under a second.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+from hwsim import __version__
+from hwsim.arch import Accelerator
+from hwsim.energy import gemm_energy_pj
+from hwsim.memory import (Operand, default_outer, fold_fractions, fold_traffic, stall_cycles,
+                          transfer_cycles)
+from models.errors import UserError
+from models.lowering import GemmWorkload
+
+# Which fold axis cuts each operand (A ifmap, B filter, C ofmap), per dataflow.
+OPERAND_CUTS = {"os": {"A": "row", "B": "col", "C": "tile"},
+                "ws": {"A": "row", "B": "tile", "C": "col"},
+                "is": {"A": "tile", "B": "row", "C": "col"}}
+
+
+def _dataflow():
+    """Returns the hwsim.dataflow module (imported late: it is owned by another module)."""
+    from hwsim import dataflow
+    return dataflow
+
+
+@dataclass(frozen=True)
+class LayerResult:
+    """One GEMM of the step: its shape, cycles, traffic and energy."""
+    name: str
+    phase: str
+    M: int
+    N: int
+    K: int
+    groups: int
+    op_kind: str
+    sparse: bool
+    pattern: str | None
+    macs: int
+    dense_macs: int
+    compute_cycles: int
+    stall_cycles: int
+    total_cycles: int
+    utilization: float
+    sram_bytes: int
+    dram_bytes: int
+    index_bytes: int
+    select_groups: int
+    energy_pj: float
+    orientation: str
+    loop_order: str
+    folds: int
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class SimResult:
+    """A whole simulated step (or inference pass): per-GEMM records and totals."""
+    arch: Accelerator
+    model: str
+    sparsity: str
+    mode: str
+    batch: int
+    layers: tuple[LayerResult, ...]
+
+    @property
+    def total_cycles(self) -> int:
+        return sum(layer.total_cycles for layer in self.layers)
+
+    @property
+    def compute_cycles(self) -> int:
+        return sum(layer.compute_cycles for layer in self.layers)
+
+    @property
+    def stall_cycles(self) -> int:
+        return sum(layer.stall_cycles for layer in self.layers)
+
+    @property
+    def seconds(self) -> float:
+        return self.total_cycles / (self.arch.clock_mhz * 1e6)
+
+    @property
+    def energy_j(self) -> float:
+        return sum(layer.energy_pj for layer in self.layers) * 1e-12
+
+    @property
+    def macs(self) -> int:
+        return sum(layer.macs for layer in self.layers)
+
+    @property
+    def dram_bytes(self) -> int:
+        return sum(layer.dram_bytes for layer in self.layers)
+
+    @property
+    def utilization(self) -> float:
+        cycles = self.total_cycles
+        return self.macs / (cycles * self.arch.array.pes) if cycles else 0.0
+
+    def phase_cycles(self) -> dict[str, int]:
+        """Returns {phase: total cycles}."""
+        totals: dict[str, int] = {}
+        for layer in self.layers:
+            totals[layer.phase] = totals.get(layer.phase, 0) + layer.total_cycles
+        return totals
+
+    def summary_dict(self) -> dict:
+        """Returns the summary.json document (ARCHITECTURE.md, 'Results')."""
+        options = self.arch.options
+        return {
+            "tool": "hwsim", "version": __version__, "arch": self.arch.name,
+            "model": self.model, "sparsity": self.sparsity, "mode": self.mode,
+            "batch": self.batch, "total_cycles": self.total_cycles,
+            "seconds": self.seconds, "energy_j": self.energy_j,
+            "compute_cycles": self.compute_cycles, "stall_cycles": self.stall_cycles,
+            "macs": self.macs, "dram_bytes": self.dram_bytes,
+            "utilization": self.utilization, "phase_cycles": self.phase_cycles(),
+            "dataflow": self.arch.dataflow, "clock_mhz": self.arch.clock_mhz,
+            "array": {"rows": self.arch.array.rows, "cols": self.arch.array.cols},
+            "dataflow_options": asdict(options),
+            "layers": [layer.as_dict() for layer in self.layers],
+        }
+
+
+# ---------------------------------------------------------------- validation
+
+
+def check_supported(arch: Accelerator, workloads: list[GemmWorkload], sparsity: str = "") -> None:
+    """Raises UserError when a workload asks for sparsity the array cannot run."""
+    modes = arch.sparse_mode_names()
+    can = f"it runs {', '.join(modes)} (and dense)" if modes else "it has no sparse modes"
+    for workload in workloads:
+        if not workload.sparse:
+            continue
+        if workload.nm is None:
+            raise UserError(
+                f"'{arch.name}' supports only N:M sparsity; pattern '{workload.pattern}' "
+                f"({workload.layer} {workload.phase}) cannot run on its array ({can})",
+                source=arch.source, field="--sparsity",
+                fix=f"use {' or '.join(modes) if modes else 'dense'}")
+        n, m = workload.nm
+        if not arch.runs_nm(n, m):
+            raise UserError(f"'{arch.name}' cannot run {n}:{m} sparsity; {can}",
+                            source=arch.source, field="--sparsity",
+                            fix=f"use {', '.join(modes) if modes else 'dense'}, or an arch "
+                                f"whose sparsity.modes lists {n}:{m}")
+
+
+# ---------------------------------------------------------------- one GEMM
+
+
+@dataclass(frozen=True)
+class GemmSchedule:
+    """How one GEMM runs: fold plan, per-fold arrays (all groups), byte totals."""
+    orientation: str
+    loop_order: str
+    folds: int
+    compute_cycles: np.ndarray
+    load_bytes: np.ndarray
+    store_bytes: np.ndarray
+    select_cycles: np.ndarray
+    sram_bytes: float
+    dram_bytes: float
+    index_bytes: float
+    select_groups: float
+    extra: dict = field(default_factory=dict)
+
+
+def _sparse_words(arch: Accelerator, workload: GemmWorkload) -> tuple[int, float]:
+    """Returns (effective reduction K_eff, bytes per stored weight incl. its index)."""
+    if not workload.sparse:
+        return workload.K, float(arch.word_bytes)
+    n, m = workload.nm
+    return _dataflow().sparse_reduction(workload.K, n, m), arch.word_bytes + arch.index_bits / 8
+
+
+# Which operand of each phase is an im2col matrix (FF and WU read Xcol, BP writes dXcol).
+IM2COL_ROLE = {"FF": "A", "WU": "A", "BP": "C"}
+
+
+def im2col_reuse(model) -> dict[str, float]:
+    """Returns {conv layer: im2col elements per unique feature-map element}.
+
+    An im2col matrix repeats each input pixel about R*S/stride^2 times; the buffers
+    hold the feature map itself and the array's feeders expand it (as SCALE-Sim's
+    address traces do), so DRAM moves the unique elements:
+        reuse = (Ho * Wo * R * S) / (Hin * Win)
+    (below 1 for strided 1x1 convolutions, which skip pixels)."""
+    from models.ir import Conv2d
+    reuse = {}
+    for op in model.ops():
+        if isinstance(op, Conv2d):
+            _, _, height_in, width_in = model.input_specs(op.name)[0].shape
+            _, _, height_out, width_out = model.output_spec(op.name).shape
+            reuse[op.name] = (height_out * width_out * op.kernel[0] * op.kernel[1]) / (
+                height_in * width_in)
+    return reuse
+
+
+def schedule_gemm(arch: Accelerator, workload: GemmWorkload, transposed: bool,
+                  outer: str | None = None, reuse: float = 1.0) -> GemmSchedule:
+    """Returns the schedule of ``workload`` in one orientation and loop order.
+
+    ``transposed`` runs C^T = B^T . A^T (M and N swap, the weights feed the other
+    side). ``outer`` None picks the loop order: the one with fewer DRAM bytes when
+    offline scheduling is on, SCALE-Sim's default otherwise. ``reuse``: im2col
+    elements per unique feature-map element of this GEMM's im2col operand."""
+    options = arch.options
+    K_eff, weight_bytes = _sparse_words(arch, workload)
+    M_o, N_o = (workload.N, workload.M) if transposed else (workload.M, workload.N)
+    plan = _dataflow().plan_folds(M_o, N_o, K_eff, arch.array.rows, arch.array.cols, arch.dataflow)
+    folds = plan.row_folds * plan.col_folds
+
+    per_fold = np.broadcast_to(np.asarray(plan.cycles_per_fold, dtype=float), (folds,)).copy()
+    if options.interleave:
+        # Back-to-back folds: fill/drain of one fold hides under its neighbours'.
+        fill = per_fold - plan.temporal
+        per_fold = np.full(folds, float(plan.temporal))
+        per_fold[0] += fill[0]
+
+    word = arch.word_bytes
+    memory = arch.memory
+    sparse_role = ("A" if transposed else "B") if workload.sparse else None
+    shapes = {"A": M_o * workload.K, "B": workload.K * N_o, "C": M_o * N_o}
+    buffers = {"A": memory.ifmap_bytes, "B": memory.filter_bytes, "C": memory.ofmap_bytes}
+    cuts = OPERAND_CUTS[arch.dataflow]
+    operands = []
+    index_share = 0.0
+    expanded_role = IM2COL_ROLE.get(workload.phase) if reuse != 1.0 else None
+    if transposed and expanded_role in ("A", "B"):
+        expanded_role = "B" if expanded_role == "A" else "A"
+    for role in ("A", "B", "C"):
+        footprint = dram = float(shapes[role] * word)
+        array_bytes = None
+        if role == expanded_role:
+            array_bytes = footprint
+            footprint = dram = footprint / reuse
+        if role == sparse_role:
+            kept = shapes[role] / workload.K * K_eff
+            footprint = kept * weight_bytes
+            index_share = (weight_bytes - word) / weight_bytes
+            dram = footprint if options.pregenerate_sparse_weights else float(shapes[role] * word)
+        operands.append(Operand(role, cuts[role], footprint, dram, buffers[role],
+                                is_output=role == "C",
+                                accumulates=role == "C" and cuts[role] != "tile",
+                                array_bytes=array_bytes))
+
+    row_fractions = fold_fractions(plan.spatial_rows, arch.array.rows, plan.row_folds)
+    col_fractions = fold_fractions(plan.spatial_cols, arch.array.cols, plan.col_folds)
+    if outer is None:
+        candidates = [default_outer(arch.dataflow)]
+        if options.offline_schedule:
+            candidates.append("col" if candidates[0] == "row" else "row")
+        traffic = min((fold_traffic(row_fractions, col_fractions, operands, order)
+                       for order in candidates), key=lambda t: t.dram_bytes)
+    else:
+        traffic = fold_traffic(row_fractions, col_fractions, operands, outer)
+    # The traffic arrays run in the chosen (outer, inner) order; fold cycles are equal
+    # across the grid except the first fold's fill, so they need no reordering.
+
+    select_groups = np.zeros(folds)
+    if sparse_role and not options.pregenerate_sparse_weights:
+        # Every dense weight fetched goes through the top-n selector on its way in.
+        select_groups = traffic.loads_by_role[sparse_role] / (word * workload.nm[1])
+    select_cycles = select_groups / arch.sparsity.select_groups_per_cycle if sparse_role else select_groups
+
+    groups = workload.groups
+    compute = np.tile(per_fold, groups)
+    if options.interleave and groups > 1:
+        # One fill for the whole GEMM: the later groups start at steady state.
+        compute[folds::folds] -= per_fold[0] - plan.temporal
+    sparse_dram = traffic.loads_by_role.get(sparse_role, np.zeros(1)).sum() if sparse_role else 0.0
+    index_bytes = sparse_dram * index_share if options.pregenerate_sparse_weights else 0.0
+    return GemmSchedule(
+        orientation="NxM" if transposed else "MxN", loop_order=f"{traffic.outer}-outer",
+        folds=folds * groups, compute_cycles=compute,
+        load_bytes=np.tile(traffic.load_bytes, groups), store_bytes=np.tile(traffic.store_bytes, groups),
+        select_cycles=np.tile(select_cycles, groups),
+        sram_bytes=traffic.sram_bytes * groups, dram_bytes=traffic.dram_bytes * groups,
+        index_bytes=index_bytes * groups, select_groups=float(select_groups.sum()) * groups)
+
+
+def _local_cycles(arch: Accelerator, schedule: GemmSchedule) -> float:
+    """Returns the GEMM's cycles when run alone (used to choose its orientation)."""
+    loads, stores = transfer_cycles(schedule.load_bytes, schedule.store_bytes,
+                                    arch.dram_bytes_per_cycle)
+    loads = np.maximum(loads, schedule.select_cycles)
+    stalls = stall_cycles(loads, stores, schedule.compute_cycles, arch.options.offline_schedule)
+    return float(schedule.compute_cycles.sum() + stalls.sum())
+
+
+def best_schedule(arch: Accelerator, workload: GemmWorkload, reuse: float = 1.0) -> GemmSchedule:
+    """Returns the FF orientation, or with ``interleave`` the faster of both orientations."""
+    upright = schedule_gemm(arch, workload, transposed=False, reuse=reuse)
+    if not arch.options.interleave:
+        return upright
+    flipped = schedule_gemm(arch, workload, transposed=True, reuse=reuse)
+    return min((upright, flipped), key=lambda s: _local_cycles(arch, s))
+
+
+def _pregeneration_bytes(arch: Accelerator, workloads: list[GemmWorkload]
+                         ) -> dict[int, tuple[float, float, float]]:
+    """Returns {WU workload index: (load bytes, store bytes, selected groups)} of pre-generation.
+
+    Once per training step, after WU refreshes a layer's dense weights, the FF and
+    BP compressed copies are rebuilt: read the dense weights once, select top-n per
+    group along each pruning axis, write each compressed copy (values + indices)."""
+    by_layer: dict[str, list[int]] = {}
+    for index, workload in enumerate(workloads):
+        by_layer.setdefault(workload.layer, []).append(index)
+    extra = {}
+    for layer, indices in by_layer.items():
+        sparse = [workloads[i] for i in indices if workloads[i].sparse and workloads[i].phase in ("FF", "BP")]
+        updates = [i for i in indices if workloads[i].phase == "WU"]
+        if not sparse or not updates:
+            continue
+        update = workloads[updates[0]]
+        dense_weights = update.M * update.N * update.groups
+        load = dense_weights * arch.word_bytes
+        store = sum(dense_weights * w.nm[0] / w.nm[1] * (arch.word_bytes + arch.index_bits / 8)
+                    for w in sparse)
+        selected = sum(dense_weights / w.nm[1] for w in sparse)
+        extra[updates[0]] = (float(load), float(store), float(selected))
+    return extra
+
+
+# ---------------------------------------------------------------- a whole step
+
+
+def simulate(arch: Accelerator, workloads: list[GemmWorkload], *, model_name: str = "model",
+             sparsity: str = "dense", mode: str = "train", batch: int = 1,
+             input_reuse: dict[str, float] | None = None) -> SimResult:
+    """Returns the simulated step: every GEMM scheduled, one DRAM timeline for all.
+
+    ``input_reuse`` ({layer: im2col reuse}, from ``im2col_reuse(model)``) lets DRAM
+    move feature maps instead of im2col matrices; without it every im2col element
+    is moved (an upper bound on traffic).
+
+    With offline scheduling the next GEMM's first tile is prefetched during the
+    previous GEMM's last fold, so the whole step is one double-buffered timeline;
+    each wait is charged to the GEMM whose fold waited."""
+    check_supported(arch, workloads, sparsity)
+    input_reuse = input_reuse or {}
+    schedules = [best_schedule(arch, workload, input_reuse.get(workload.layer, 1.0))
+                 for workload in workloads]
+    pregenerated = (_pregeneration_bytes(arch, workloads)
+                    if arch.options.pregenerate_sparse_weights and arch.sparsity else {})
+
+    loads, stores, computes, owners = [], [], [], []
+    for index, schedule in enumerate(schedules):
+        load_bytes, store_bytes = schedule.load_bytes, schedule.store_bytes
+        if index in pregenerated:
+            # Spread over the WU's folds: it shares the link but not the array.
+            extra_load, extra_store, _ = pregenerated[index]
+            load_bytes = load_bytes + extra_load / schedule.folds
+            store_bytes = store_bytes + extra_store / schedule.folds
+        load_cycles, store_cycles = transfer_cycles(load_bytes, store_bytes, arch.dram_bytes_per_cycle)
+        loads.append(np.maximum(load_cycles, schedule.select_cycles))
+        stores.append(store_cycles)
+        computes.append(schedule.compute_cycles)
+        owners.append(np.full(schedule.folds, index))
+    if not schedules:
+        return SimResult(arch, model_name, sparsity, mode, batch, ())
+    compute_all = np.concatenate(computes)
+    stalls = stall_cycles(np.concatenate(loads), np.concatenate(stores), compute_all,
+                          arch.options.offline_schedule)
+    owner_all = np.concatenate(owners)
+    stall_per_gemm = np.bincount(owner_all, weights=stalls[:-1], minlength=len(schedules))
+    stall_per_gemm[-1] += stalls[-1]
+    compute_per_gemm = np.bincount(owner_all, weights=compute_all, minlength=len(schedules))
+
+    layers = []
+    for index, (workload, schedule) in enumerate(zip(workloads, schedules)):
+        compute_cycles = int(round(compute_per_gemm[index]))
+        stall = int(math.ceil(stall_per_gemm[index] - 1e-9))
+        total = compute_cycles + stall
+        extra_load, extra_store, extra_select = pregenerated.get(index, (0.0, 0.0, 0.0))
+        dram_bytes = schedule.dram_bytes + extra_load + extra_store
+        sram_bytes = schedule.sram_bytes + extra_load + extra_store
+        select_groups = schedule.select_groups + extra_select
+        energy = gemm_energy_pj(arch.energy, macs=workload.macs, sram_bytes=sram_bytes,
+                                dram_bytes=dram_bytes, select_groups=select_groups)
+        layers.append(LayerResult(
+            name=workload.layer, phase=workload.phase, M=workload.M, N=workload.N, K=workload.K,
+            groups=workload.groups, op_kind=workload.op_kind, sparse=workload.sparse,
+            pattern=workload.pattern, macs=workload.macs, dense_macs=workload.dense_macs,
+            compute_cycles=compute_cycles, stall_cycles=stall, total_cycles=total,
+            utilization=workload.macs / (total * arch.array.pes) if total else 0.0,
+            sram_bytes=int(round(sram_bytes)), dram_bytes=int(round(dram_bytes)),
+            index_bytes=int(round(schedule.index_bytes)), select_groups=int(round(select_groups)),
+            energy_pj=float(energy), orientation=schedule.orientation,
+            loop_order=schedule.loop_order, folds=schedule.folds))
+    return SimResult(arch, model_name, sparsity, mode, batch, tuple(layers))

@@ -1,0 +1,185 @@
+"""Tiles, buffers and DRAM: bytes moved per fold and the stalls a finite link causes.
+
+A GEMM C(MxN) = A(MxK) . B(KxN) runs as a grid of folds (``row_folds`` x
+``col_folds``, from ``hwsim.dataflow.plan_folds``). Each operand is cut along the
+fold axes the dataflow maps its dimensions to:
+
+    dataflow   rows<-  cols<-   A (ifmap)   B (filter)   C (ofmap)
+    os         M       N        row         col          tile (finished in the PEs)
+    ws         K       N        row         tile         col  (partial sums over K)
+    is         K       M        tile        row          col  (partial sums over K)
+
+The folds run in a loop order (``outer`` axis, then ``inner``). Reuse is what the
+buffers can hold, with half of each buffer kept free for the next tile (double
+buffering):
+
+    operand cut along the outer axis   its tile for one outer fold stays resident
+                                       across the inner folds if it fits in half its
+                                       buffer, else it is fetched again every fold;
+    operand cut along the inner axis   the whole operand stays resident across outer
+                                       folds if it fits, else it is fetched every fold;
+    tile operand                       fetched (or, for OS's C, written) once per fold;
+    accumulating output (ws, is)       written once when its resident set fits in half
+                                       the ofmap buffer, else partial sums spill: a
+                                       write every fold and a read on every revisit.
+
+All of it is numpy over the (outer x inner) fold grid: no per-cycle loops.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+AXES = ("row", "col")
+
+
+@dataclass(frozen=True)
+class Operand:
+    """One GEMM operand as the memory system sees it.
+
+    ``footprint_bytes``: what it occupies in its SRAM (compressed when sparse).
+    ``dram_bytes``: what one full fetch moves from DRAM (dense when N:M weights are
+    selected on the fly). ``cut``: 'row', 'col' or 'tile' (see the module table).
+    ``accumulates``: an output whose partial sums must survive across folds.
+    ``array_bytes``: what one pass of the array reads (defaults to the footprint;
+    larger for an im2col matrix, which the SRAM holds as the raw feature map)."""
+    role: str
+    cut: str
+    footprint_bytes: float
+    dram_bytes: float
+    buffer_bytes: int
+    is_output: bool = False
+    accumulates: bool = False
+    array_bytes: float | None = None
+
+    @property
+    def pass_bytes(self) -> float:
+        return self.footprint_bytes if self.array_bytes is None else self.array_bytes
+
+
+@dataclass(frozen=True)
+class FoldTraffic:
+    """Per-fold DRAM loads/stores in schedule order, and the GEMM's byte totals."""
+    outer: str
+    load_bytes: np.ndarray
+    store_bytes: np.ndarray
+    loads_by_role: dict
+    sram_bytes: float
+    dram_bytes: float
+
+
+def fold_fractions(dim: int, tile: int, folds: int) -> np.ndarray:
+    """Returns the share of ``dim`` each fold covers: full tiles and a partial last one."""
+    sizes = np.full(folds, float(tile))
+    sizes[-1] = dim - tile * (folds - 1)
+    return sizes / dim
+
+
+def default_outer(dataflow: str) -> str:
+    """Returns SCALE-Sim's loop order for OS (rows outer); WS/IS keep partial sums resident."""
+    return "row" if dataflow == "os" else "col"
+
+
+def fold_traffic(row_fractions: np.ndarray, col_fractions: np.ndarray,
+                 operands: list[Operand], outer: str) -> FoldTraffic:
+    """Returns the DRAM bytes each fold loads and stores, in (outer, inner) order.
+
+    >>> a = Operand("A", "row", 100, 100, 1000); b = Operand("B", "col", 100, 100, 1000)
+    >>> c = Operand("C", "tile", 100, 100, 1000, is_output=True)
+    >>> t = fold_traffic(np.array([.5, .5]), np.array([.5, .5]), [a, b, c], "row")
+    >>> t.load_bytes.tolist(), t.store_bytes.tolist()    # both inputs fit: read once
+    ([100.0, 50.0, 50.0, 0.0], [25.0, 25.0, 25.0, 25.0])
+    """
+    fractions = {"row": row_fractions, "col": col_fractions}
+    inner = "col" if outer == "row" else "row"
+    outer_fractions, inner_fractions = fractions[outer], fractions[inner]
+    grid = (len(outer_fractions), len(inner_fractions))
+    first_inner = np.zeros(grid, dtype=bool)
+    first_inner[:, 0] = True
+    first_outer = np.zeros(grid, dtype=bool)
+    first_outer[0, :] = True
+    last_inner = np.zeros(grid, dtype=bool)
+    last_inner[:, -1] = True
+    last_outer = np.zeros(grid, dtype=bool)
+    last_outer[-1, :] = True
+    every = np.ones(grid, dtype=bool)
+
+    loads = np.zeros(grid)
+    stores = np.zeros(grid)
+    loads_by_role: dict[str, np.ndarray] = {}
+    sram_bytes = 0.0
+    for operand in operands:
+        if operand.cut == "tile":
+            share = np.outer(outer_fractions, inner_fractions)
+            resident_share, fits = None, True
+            first, last = every, every
+        elif operand.cut == outer:
+            share = np.repeat(outer_fractions[:, None], grid[1], axis=1)
+            resident_share = outer_fractions.max()
+            first, last = first_inner, last_inner
+        else:
+            share = np.repeat(inner_fractions[None, :], grid[0], axis=0)
+            resident_share = 1.0
+            first, last = first_outer, last_outer
+        if resident_share is not None:
+            fits = resident_share * operand.footprint_bytes <= operand.buffer_bytes / 2
+        if not operand.is_output:
+            fetched = share * operand.dram_bytes * (first if fits else every)
+            loads += fetched
+            loads_by_role[operand.role] = fetched.ravel()
+            # The array reads the operand once per fold it takes part in.
+            sram_bytes += operand.pass_bytes * _array_passes(operand.cut, outer, grid)
+        elif not operand.accumulates or fits:
+            stores += share * operand.dram_bytes * (last if operand.cut != "tile" else every)
+            sram_bytes += operand.pass_bytes * (
+                1 if operand.cut == "tile" else 2 * _array_passes(operand.cut, outer, grid) - 1)
+        else:
+            # Partial sums spill: every fold writes its share back, every revisit reads it.
+            stores += share * operand.dram_bytes
+            loads += share * operand.dram_bytes * ~first
+            sram_bytes += operand.pass_bytes * (2 * _array_passes(operand.cut, outer, grid) - 1)
+    load_flat, store_flat = loads.ravel(), stores.ravel()
+    dram_bytes = float(load_flat.sum() + store_flat.sum())
+    return FoldTraffic(outer, load_flat, store_flat, loads_by_role,
+                       sram_bytes + dram_bytes, dram_bytes)
+
+
+def _array_passes(cut: str, outer: str, grid: tuple[int, int]) -> int:
+    """Returns how many folds use each element of an operand cut along ``cut``."""
+    if cut == "tile":
+        return 1
+    # An operand cut along one axis is used by every fold of the other axis.
+    return grid[1] if cut == outer else grid[0]
+
+
+def transfer_cycles(load_bytes: np.ndarray, store_bytes: np.ndarray, bytes_per_cycle: float
+                    ) -> tuple[np.ndarray, np.ndarray]:
+    """Returns (load, store) cycles per fold over a link of ``bytes_per_cycle``."""
+    return load_bytes / bytes_per_cycle, store_bytes / bytes_per_cycle
+
+
+def stall_cycles(load_cycles: np.ndarray, store_cycles: np.ndarray, compute_cycles: np.ndarray,
+                 overlap: bool) -> np.ndarray:
+    """Returns the cycles spent waiting on DRAM before each fold, plus a final drain entry.
+
+    Overlapped (double buffering, offline schedule): while fold f computes, the link
+    loads fold f+1's inputs and drains fold f-1's outputs, so the wait after fold f is
+        max(0, load[f+1] + store[f-1] - compute[f]);
+    fold 0's load is exposed, and the last store drains after the last fold. Not
+    overlapped: every transfer serialises with compute, wait = load[f] + store[f].
+    Entry f is the wait before fold f; the extra last entry is the drain at the end.
+
+    >>> stall_cycles(np.array([4., 4.]), np.array([1., 1.]), np.array([10., 10.]), True).tolist()
+    [4.0, 0.0, 1.0]
+    """
+    if len(compute_cycles) == 0:
+        return np.zeros(1)
+    if not overlap:
+        return np.append(load_cycles + store_cycles, 0.0)
+    next_load = np.append(load_cycles[1:], 0.0)
+    previous_store = np.concatenate(([0.0], store_cycles[:-1]))
+    wait_after = np.maximum(0.0, next_load + previous_store - compute_cycles)
+    stalls = np.concatenate(([load_cycles[0]], wait_after))
+    stalls[-1] += store_cycles[-1]
+    return stalls
