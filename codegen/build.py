@@ -1,0 +1,144 @@
+"""Build a rendered kernel with its harness for a target, run it on .bin files, read results.
+
+Compiling and running go through targets/: ``targets.toolchains.build_executable`` (host cc
+with the detected -m flags, aarch64-linux-gnu-gcc -static, clang --target=wasm32-wasi) and
+``targets.runners.get_runner`` (local, qemu, wasmtime, node, adb, rpc).
+
+One layer, end to end::
+
+    kernel = render_nmgemm(NmGemmParams(2, 8, "avx2", mr=4, nr=24))
+    exe = build(kernel, "host", workdir)
+    write_case(workdir, "c0", {"values": ..., "indices": ..., "bias": ..., "x": ...}, (cout, k, p))
+    result = run(exe, "host", workdir, repeats=5)      # result.times_s
+    y = read_output(workdir, "c0", "y", (cout, p))
+"""
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import numpy as np
+
+from codegen.render import RenderedKernel, render_harness
+from models.errors import UserError
+from targets.cpu import CpuTarget, load_cpu_target
+from targets.runners import RunResult, get_runner, runner_problems
+from targets.toolchains import build_executable, compiler_command, toolchain_problems
+
+# Kernel flavours each machine ISA can build (the scalar reference builds everywhere).
+FLAVOURS_BY_ARCH: dict[str, tuple[str, ...]] = {
+    "x86_64": ("scalar", "avx2", "avx512"),
+    "aarch64": ("scalar", "neon"),
+    "wasm32": ("scalar", "wasmsimd"),
+}
+ISA_CFLAGS = {"avx2": ("-mavx2", "-mfma"), "avx512": ("-mavx512f", "-mavx2", "-mfma")}
+
+
+def as_target(target: str | CpuTarget) -> CpuTarget:
+    return target if isinstance(target, CpuTarget) else load_cpu_target(target)
+
+
+def target_problems(target: str | CpuTarget) -> list[str]:
+    """Returns why kernels cannot be built and run for ``target`` here (empty when they can)."""
+    target = as_target(target)
+    return toolchain_problems(target) + runner_problems(None, target)
+
+
+def runnable_flavours(target: str | CpuTarget) -> tuple[str, ...]:
+    """Returns the kernel flavours this target runs: the scalar reference plus its detected SIMD.
+
+    On the host AVX-512 is offered only when /proc/cpuinfo lists avx512f (never assumed)."""
+    target = as_target(target)
+    simd = {"neon": "neon", "wasm_simd128": "wasmsimd", "avx2": "avx2", "avx512": "avx512"}.get(
+        target.simd)
+    flavours = ["scalar"]
+    if target.isa == "x86_64" and simd in ("avx2", "avx512"):
+        flavours.append("avx2")
+    if simd and simd not in flavours:
+        flavours.append(simd)
+    return tuple(flavours)
+
+
+def cpu_model() -> str:
+    """Returns the host CPU's model name (for benchmark headers)."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as stream:
+            for line in stream:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return "unknown"
+
+
+def _openmp(kernel: RenderedKernel, target: CpuTarget) -> bool:
+    return getattr(kernel.params, "threads", 1) > 1 and target.isa != "wasm32"
+
+
+def build(kernel: RenderedKernel, target: str | CpuTarget, outdir: Path) -> Path:
+    """Writes the kernel and its harness into ``outdir``, compiles them, returns the executable.
+
+    The executable's name carries the kernel's source hash, so a rebuild of the same source
+    into the same ``outdir`` (a pytest tmp dir, a bench dir) is skipped."""
+    target = as_target(target)
+    outdir = Path(outdir)
+    outdir.mkdir(parents=True, exist_ok=True)
+    suffix = ".wasm" if target.isa == "wasm32" else ""
+    executable = outdir / f"{kernel.name}-{target.name}-{kernel.source_hash}{suffix}"
+    if executable.exists():
+        return executable
+    kernel_path = outdir / kernel.filename
+    harness_path = outdir / f"harness_{kernel.name}.c"
+    kernel_path.write_text(kernel.source)
+    harness_path.write_text(render_harness(kernel))
+    return Path(build_executable(target, [kernel_path, harness_path], executable,
+                                 extra_cflags=("-std=gnu11", *ISA_CFLAGS.get(kernel.isa, ())),
+                                 openmp=_openmp(kernel, target)))
+
+
+def compile_only(kernel: RenderedKernel, target: str | CpuTarget, outdir: Path) -> Path:
+    """Compiles the kernel alone to an object file with -Wall -Werror (the every-variant check)."""
+    target = as_target(target)
+    outdir = Path(outdir)
+    outdir.mkdir(parents=True, exist_ok=True)
+    source = outdir / kernel.filename
+    source.write_text(kernel.source)
+    obj = outdir / f"{kernel.name}-{target.name}.o"
+    command = compiler_command(target, link=False, openmp=_openmp(kernel, target),
+                               extra_cflags=("-std=gnu11", "-Wall", "-Werror",
+                                             *ISA_CFLAGS.get(kernel.isa, ())))
+    completed = subprocess.run([*command, "-c", str(source), "-o", str(obj)],
+                               capture_output=True, text=True)
+    if completed.returncode != 0:
+        raise RuntimeError(f"compile of {kernel.filename} for {target.name} failed:\n"
+                           f"{completed.stderr[-4000:]}")
+    return obj
+
+
+# ---------------------------------------------------------------- cases and runs
+
+
+def write_case(workdir: Path, case: str, buffers: dict[str, np.ndarray | None],
+               ints: tuple[int, ...], cases_file: str = "cases.txt") -> None:
+    """Writes one case's input .bin files and appends its line to the cases file."""
+    workdir = Path(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    for name, array in buffers.items():
+        data = b"" if array is None else np.ascontiguousarray(array).tobytes()
+        (workdir / f"{case}.{name}.bin").write_bytes(data)
+    with open(workdir / cases_file, "a", encoding="utf-8") as stream:
+        stream.write(" ".join([case, *map(str, ints)]) + "\n")
+
+
+def read_output(workdir: Path, case: str, name: str, shape: tuple[int, ...],
+                dtype=np.float32) -> np.ndarray:
+    return np.fromfile(Path(workdir) / f"{case}.{name}.bin", dtype=dtype).reshape(shape)
+
+
+def run(executable: Path, target: str | CpuTarget, workdir: Path, repeats: int = 1,
+        warmup: int = 0, cases_file: str = "cases.txt", timeout_s: float = 600.0) -> RunResult:
+    """Runs a built harness on the cases in ``workdir`` with the target's runner
+    (RunError, a UserError, on a crash or a nonzero exit); ``.times_s`` holds the timed runs."""
+    target = as_target(target)
+    return get_runner(None, target).run(Path(executable), [cases_file, str(repeats), str(warmup)],
+                                        Path(workdir), timeout_s=timeout_s)

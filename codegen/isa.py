@@ -1,0 +1,79 @@
+"""The vector vocabulary each kernel flavour is written in.
+
+Templates never spell an intrinsic: they call ``isa.load(ptr)``, ``isa.fma(acc, a, b)``
+and so on, so one template renders the portable C reference, NEON, WASM SIMD128,
+AVX2+FMA and AVX-512 flavours. Each method returns a C expression (a string).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from models.errors import UserError
+
+
+@dataclass(frozen=True)
+class Isa:
+    """One SIMD flavour: its name in file names, lane count, header and intrinsics."""
+    name: str
+    lanes: int
+    header: str
+    vtype: str
+    _load: str
+    _store: str
+    _splat: str
+    _fma: str
+    _zero: str
+    _max: str
+    _min: str
+
+    def load(self, ptr: str) -> str:
+        return self._load.format(p=ptr)
+
+    def store(self, ptr: str, value: str) -> str:
+        return self._store.format(p=ptr, v=value)
+
+    def splat(self, scalar: str) -> str:
+        return self._splat.format(s=scalar)
+
+    def fma(self, acc: str, a: str, b: str) -> str:
+        """acc + a * b (fused where the ISA has it)."""
+        return self._fma.format(c=acc, a=a, b=b)
+
+    def zero(self) -> str:
+        return self._zero
+
+    def max(self, a: str, b: str) -> str:
+        return self._max.format(a=a, b=b)
+
+    def min(self, a: str, b: str) -> str:
+        return self._min.format(a=a, b=b)
+
+
+ISAS: dict[str, Isa] = {
+    "scalar": Isa("scalar", 1, "#include <math.h>", "float",
+                  "(*({p}))", "*({p}) = {v}", "({s})", "({c} + {a} * {b})", "0.0f",
+                  "fmaxf({a}, {b})", "fminf({a}, {b})"),
+    "neon": Isa("neon", 4, "#include <arm_neon.h>", "float32x4_t",
+                "vld1q_f32({p})", "vst1q_f32({p}, {v})", "vdupq_n_f32({s})",
+                "vfmaq_f32({c}, {a}, {b})", "vdupq_n_f32(0.0f)",
+                "vmaxq_f32({a}, {b})", "vminq_f32({a}, {b})"),
+    "wasmsimd": Isa("wasmsimd", 4, "#include <wasm_simd128.h>", "v128_t",
+                    "wasm_v128_load({p})", "wasm_v128_store({p}, {v})", "wasm_f32x4_splat({s})",
+                    "wasm_f32x4_add({c}, wasm_f32x4_mul({a}, {b}))", "wasm_f32x4_splat(0.0f)",
+                    "wasm_f32x4_pmax({a}, {b})", "wasm_f32x4_pmin({a}, {b})"),
+    "avx2": Isa("avx2", 8, "#include <immintrin.h>", "__m256",
+                "_mm256_loadu_ps({p})", "_mm256_storeu_ps({p}, {v})", "_mm256_set1_ps({s})",
+                "_mm256_fmadd_ps({a}, {b}, {c})", "_mm256_setzero_ps()",
+                "_mm256_max_ps({a}, {b})", "_mm256_min_ps({a}, {b})"),
+    "avx512": Isa("avx512", 16, "#include <immintrin.h>", "__m512",
+                  "_mm512_loadu_ps({p})", "_mm512_storeu_ps({p}, {v})", "_mm512_set1_ps({s})",
+                  "_mm512_fmadd_ps({a}, {b}, {c})", "_mm512_setzero_ps()",
+                  "_mm512_max_ps({a}, {b})", "_mm512_min_ps({a}, {b})"),
+}
+
+def get_isa(name: str) -> Isa:
+    """Returns the flavour called ``name`` (UserError naming the known ones otherwise)."""
+    if name not in ISAS:
+        raise UserError(f"unknown kernel ISA flavour {name!r}", field="isa",
+                        fix=f"use one of {', '.join(ISAS)}")
+    return ISAS[name]

@@ -1,0 +1,176 @@
+"""Render kernel templates to C: one template per family, parameters in the file name.
+
+    >>> params = NmGemmParams(n=2, m=8, isa="avx2", mr=4, nr=24, unroll=2)
+    >>> kernel = render_nmgemm(params)
+    >>> kernel.filename
+    'nmgemm_2of8_4x24_avx2_u2.c'
+
+A ``RenderedKernel`` carries its C source and its ``Abi`` (the argument list), from which
+``render_harness`` writes a main() that reads .bin files, times the kernel and writes the
+output (see templates/harness.c.j2).
+"""
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import jinja2
+
+from codegen.isa import get_isa
+from models.errors import UserError
+
+TEMPLATES_DIR = Path(__file__).parent / "templates"
+ACTIVATIONS = ("none", "relu", "relu6")
+
+
+def _environment() -> jinja2.Environment:
+    return jinja2.Environment(loader=jinja2.FileSystemLoader(str(TEMPLATES_DIR)),
+                              trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True,
+                              undefined=jinja2.StrictUndefined)
+
+
+# ---------------------------------------------------------------- ABI (what the harness calls)
+
+
+@dataclass(frozen=True)
+class Buffer:
+    name: str
+    ctype: str
+    optional: bool = False
+
+
+@dataclass(frozen=True)
+class Abi:
+    """A kernel's argument list: integer sizes, input buffers, one output buffer.
+
+    ``output.size`` is a C expression over the integer names; ``call`` the C argument list."""
+    ints: tuple[str, ...]
+    inputs: tuple[Buffer, ...]
+    output: "OutputBuffer"
+    params: str
+    call: str
+    x86_features: tuple[str, ...] = ()
+
+    def prototype(self, kernel: str) -> str:
+        return f"void {kernel}({self.params})"
+
+
+@dataclass(frozen=True)
+class OutputBuffer:
+    name: str
+    ctype: str
+    size: str
+
+
+@dataclass(frozen=True)
+class RenderedKernel:
+    """C source of one kernel variant; ``filename`` carries its parameters."""
+    name: str
+    source: str
+    abi: Abi
+    isa: str
+    params: object = field(compare=False)
+
+    @property
+    def filename(self) -> str:
+        return f"{self.name}.c"
+
+    @property
+    def source_hash(self) -> str:
+        return hashlib.sha256(self.source.encode()).hexdigest()[:16]
+
+
+def _x86_features(isa: str) -> tuple[str, ...]:
+    return {"avx2": ("avx2", "fma"), "avx512": ("avx512f",)}.get(isa, ())
+
+
+# ---------------------------------------------------------------- N:M sparse GEMM
+
+
+NMGEMM_ABI_PARAMS = ("size_t cout, size_t k, size_t p, const float* restrict values, "
+                     "const uint8_t* restrict indices, const float* restrict bias, "
+                     "const float* restrict x, float* restrict y")
+
+
+@dataclass(frozen=True)
+class NmGemmParams:
+    """Schedule of one N:M GEMM kernel variant (see templates/nmgemm.c.j2).
+
+    mr: output rows per register tile; nr: pixels per tile (a multiple of the ISA's lanes);
+    unroll: groups per loop step; shared: one index set per block of ``mr`` rows;
+    kc: k-block in groups (0: none); prefetch: weight prefetch distance in groups (0: none);
+    threads: OpenMP threads over column tiles; act: fused activation."""
+    n: int
+    m: int
+    isa: str
+    mr: int = 1
+    nr: int = 8
+    unroll: int = 1
+    shared: bool = False
+    kc: int = 0
+    prefetch: int = 0
+    threads: int = 1
+    act: str = "none"
+
+    def __post_init__(self):
+        lanes = get_isa(self.isa).lanes
+        if not 1 <= self.n <= self.m <= 16:
+            raise UserError(f"n:m = {self.n}:{self.m} needs 1 <= n <= m <= 16", field="sparsity",
+                            fix="use e.g. 2:8")
+        if self.mr < 1 or self.nr < lanes or self.nr % lanes:
+            raise UserError(f"tile {self.mr}x{self.nr} does not fit {self.isa} ({lanes} lanes)",
+                            field="tile", fix=f"use nr a multiple of {lanes}")
+        if self.unroll < 1 or self.kc < 0 or self.prefetch < 0 or self.threads < 1:
+            raise UserError("unroll, threads >= 1 and kc, prefetch >= 0 are required",
+                            field="schedule", fix="e.g. unroll=2 kc=0 prefetch=0 threads=1")
+        if self.act not in ACTIVATIONS:
+            raise UserError(f"unknown activation {self.act!r}", field="act",
+                            fix=f"use one of {', '.join(ACTIVATIONS)}")
+
+    @property
+    def dense(self) -> bool:
+        """n == m keeps every weight: the kernel reads no indices (the dense GEMM fallback)."""
+        return self.n == self.m
+
+    @property
+    def name(self) -> str:
+        family = f"gemm" if self.dense else f"nmgemm_{self.n}of{self.m}"
+        parts = [family]
+        if self.shared and not self.dense:
+            parts.append("shared")
+        parts += [f"{self.mr}x{self.nr}", self.isa, f"u{self.unroll}"]
+        if self.kc:
+            parts.append(f"kc{self.kc}")
+        if self.prefetch:
+            parts.append(f"pf{self.prefetch}")
+        if self.threads > 1:
+            parts.append(f"t{self.threads}")
+        if self.act != "none":
+            parts.append(self.act)
+        return "_".join(parts)
+
+
+def nmgemm_abi(isa: str) -> Abi:
+    return Abi(ints=("cout", "k", "p"),
+               inputs=(Buffer("values", "float"), Buffer("indices", "uint8_t", optional=True),
+                       Buffer("bias", "float", optional=True), Buffer("x", "float")),
+               output=OutputBuffer("y", "float", "cout * p"),
+               params=NMGEMM_ABI_PARAMS,
+               call="(size_t) cout, (size_t) k, (size_t) p, values, indices, bias, x, y",
+               x86_features=_x86_features(isa))
+
+
+def render_nmgemm(params: NmGemmParams) -> RenderedKernel:
+    """Returns the C source of the N:M GEMM variant ``params`` describes."""
+    isa = get_isa(params.isa)
+    source = _environment().get_template("nmgemm.c.j2").render(p=params, isa=isa, name=params.name)
+    return RenderedKernel(params.name, source, nmgemm_abi(params.isa), params.isa, params)
+
+
+# ---------------------------------------------------------------- harness
+
+
+def render_harness(kernel: RenderedKernel) -> str:
+    """Returns a main() that runs ``kernel`` on .bin files and prints HWSIM_TIMES."""
+    return _environment().get_template("harness.c.j2").render(kernel=kernel.name, abi=kernel.abi)
