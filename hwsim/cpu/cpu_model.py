@@ -1,0 +1,258 @@
+"""Per-layer cycles of the CPU/wasm kernels, from their machine code (llvm-mca) and a memory roofline.
+
+For each layer: render the kernel (the caller's ``kernel_source``, else
+hwsim.cpu.kernels), compile it with the target's toolchain, find its loops
+(asm_loops), and cost them with llvm-mca:
+
+    hot loop     the innermost loop doing the most multiply lanes per iteration;
+                 iterations = padded MACs / (multiply lanes per iteration),
+                 which holds whatever unroll factor the compiler chose
+    its parents  own body (inner-loop set-up, stores, pointer bumps: the
+                 prologue/epilogue of the inner loop) x times entered:
+                 parent = m_tiles x n_blocks, grandparent = m_tiles
+    tails        M and N are padded to whole MR x NR tiles (the remainder tile
+                 costs a full tile)
+
+    compute_cycles = sum(mca cycles/iteration x trips) x ceil(m_tiles / cores) / m_tiles
+    memory_cycles  = max over levels(bytes into level / its fill bandwidth)   (memory_model)
+    cycles         = max(compute_cycles, memory_cycles)
+
+The max is the roofline argument: out-of-order cores and hardware prefetchers
+overlap refills with arithmetic, so a layer takes at least the longer of the
+two, and with long regular streams not much more. ``bound`` says which won.
+"""
+from __future__ import annotations
+
+import hashlib
+import math
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Callable, Iterable, Mapping
+
+from models.errors import UserError
+from models.fileio import write_atomic
+from models.lowering import GemmWorkload
+from hwsim.cpu import asm_loops, mca, memory_model, wasm_native
+from hwsim.cpu.kernels import KernelSchedule, KernelSource, render
+
+
+@dataclass(frozen=True)
+class ElementwiseWork:
+    """A non-GEMM layer as a stream over ``elements`` floats (pooling, add, relu)."""
+    name: str
+    elements: int
+    inputs: int = 2
+    phase: str = "FF"
+
+
+@dataclass(frozen=True)
+class LayerRecord:
+    """Predicted time of one layer on one CPU target."""
+    name: str
+    phase: str
+    cycles: float
+    ms: float
+    bound: str                    # compute | memory
+    compute_cycles: float
+    memory_cycles: float
+    macs: int
+    memory_level: str             # the level whose traffic bounds memory time
+    kernel: str                   # function name of the kernel costed
+    hot_loop_cycles_per_iteration: float
+    hot_loop_iterations: float
+    mca_core: str
+    mca_model: str                # scheduling model really used (resource name prefix)
+    dram_bytes: float
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+KernelSourceFn = Callable[[GemmWorkload, object, object], KernelSource]
+
+
+def family_of(workload: GemmWorkload) -> str:
+    """Returns the kernel family that runs ``workload``."""
+    if workload.op_kind == "depthwise":
+        return "depthwise"
+    return "sparse" if workload.sparse else "dense"
+
+
+def kernel_simd(target) -> str:
+    """Returns the SIMD flavour of the kernels built for ``target``."""
+    return {"avx512": "avx2"}.get(target.simd, target.simd)
+
+
+def _assembly(target, kernel: KernelSource, cache_dir: Path) -> tuple[str, str, str, str | None]:
+    """Returns (assembly text, llvm-mca triple, llvm-mca core, function symbol) of ``kernel``."""
+    from targets import toolchains
+    work_dir = cache_dir / "build"
+    work_dir.mkdir(parents=True, exist_ok=True)
+    if target.isa == "wasm32":
+        physical = target.core_isa or "x86_64"
+        if physical == "aarch64":
+            return (wasm_native.aarch64_proxy_assembly(kernel.c_source, work_dir),
+                    mca.triple_for_isa("aarch64"), target.core, kernel.function)
+        command = toolchains.compiler_command(target, link=True)
+        wasm = wasm_native.compile_wasm_module(kernel.c_source, kernel.function, work_dir, command)
+        text = wasm_native.cranelift_disassembly(wasm, work_dir)
+        return (text, mca.triple_for_isa("x86_64"), mca.host_core(),
+                wasm_native.cranelift_function_name(text, kernel.function))
+    digest = hashlib.sha256(kernel.c_source.encode()).hexdigest()[:20]
+    source = work_dir / f"{kernel.function}-{digest}.c"
+    if not source.exists():
+        write_atomic(str(source), kernel.c_source)
+    output = work_dir / f"{kernel.function}-{digest}-{target.name}.s"
+    toolchains.compile_to_assembly(target, source, output, cache_dir=work_dir / "cc")
+    return output.read_text(), mca.triple_for_isa(target.core_isa or target.isa), target.core, kernel.function
+
+
+@dataclass(frozen=True)
+class LoopCost:
+    """Cycles per iteration of each loop on the hot chain, innermost first."""
+    hot_cycles_per_iteration: float
+    hot_mac_lanes: int
+    parent_cycles_per_iteration: tuple[float, ...]
+    mca_core: str
+    mca_model: str
+
+
+def cost_loops(target, kernel: KernelSource, cache_dir: Path) -> LoopCost:
+    """Returns llvm-mca's cycles for the kernel's hot loop and the loops around it."""
+    text, triple, core, function = _assembly(target, kernel, cache_dir)
+    mca.check_core(triple, core)
+    loops = asm_loops.find_loops(text, "aarch64" if triple.startswith("aarch64") else "x86_64")
+    mine = [loop for loop in loops if loop.function == function]
+    hot = asm_loops.hot_loop(mine)
+    if hot is None:
+        raise RuntimeError(f"no multiplying loop found in {function} ({len(mine)} loops)")
+    by_name = {loop.name: loop for loop in mine}
+    hot_result = mca.run_mca(hot.text(), triple, core, cache_dir=str(cache_dir))
+    parents = []
+    parent = by_name.get(hot.parent) if hot.parent else None
+    while parent is not None:
+        parents.append(mca.run_mca(parent.text(own=True), triple, core, cache_dir=str(cache_dir)).cycles_per_iteration)
+        parent = by_name.get(parent.parent) if parent.parent else None
+    model = os.path.commonprefix(list(hot_result.model_resources)) or core
+    return LoopCost(hot_result.cycles_per_iteration, asm_loops.loop_mac_lanes(hot), tuple(parents), core,
+                    model.rstrip("U") or core)
+
+
+def gemm_trips(workload: GemmWorkload, family: str, schedule: KernelSchedule) -> tuple[float, list[float], int]:
+    """Returns (padded MAC lanes, trips of the parent loops innermost first, m_tiles)."""
+    if family == "depthwise":
+        side = math.isqrt(workload.M)
+        rows, cols = (side, side) if side * side == workload.M else (1, workload.M)
+        steps = math.ceil(cols / schedule.mr)
+        lanes = workload.groups * rows * steps * schedule.mr * workload.K
+        return lanes, [workload.groups * rows, workload.groups], workload.groups
+    m_tiles = math.ceil(workload.M / schedule.mr)
+    n_blocks = math.ceil(workload.N / schedule.nr)
+    if family == "sparse":
+        positions = n_blocks * workload.K * workload.density
+        lanes = positions * schedule.nr * m_tiles * schedule.mr
+    else:
+        lanes = n_blocks * schedule.nr * m_tiles * schedule.mr * workload.K
+    return lanes * workload.groups, [m_tiles * n_blocks * workload.groups, m_tiles * workload.groups], m_tiles
+
+
+def _schedule_for(schedules, workload, family: str, simd: str) -> KernelSchedule:
+    chosen = None
+    if isinstance(schedules, Mapping):
+        chosen = schedules.get(workload.layer) or schedules.get(family)
+    elif schedules is not None and not isinstance(schedules, Mapping):
+        chosen = schedules
+    if chosen is None:
+        return render(family, simd).schedule
+    return KernelSchedule(mr=int(getattr(chosen, "mr")), nr=int(getattr(chosen, "nr", 1)))
+
+
+def simulate_layer(target, workload: GemmWorkload, schedule: KernelSchedule | None, cache_dir: Path, *,
+                   kernel_source: KernelSourceFn | None = None, warm_weights: bool = False,
+                   cores: int | None = None) -> LayerRecord:
+    """Returns the predicted cycles of one lowered GEMM (or depthwise conv) on ``target``."""
+    family = family_of(workload)
+    simd = kernel_simd(target)
+    kernel = kernel_source(workload, schedule, target) if kernel_source else render(family, simd, schedule)
+    schedule = kernel.schedule
+    cost = cost_loops(target, kernel, cache_dir)
+    lanes, parent_trips, m_tiles = gemm_trips(workload, family, schedule)
+    hot_iterations = lanes / cost.hot_mac_lanes
+    serial = hot_iterations * cost.hot_cycles_per_iteration + sum(
+        cycles * trips for cycles, trips in zip(cost.parent_cycles_per_iteration, parent_trips))
+    cores = cores or target.cores
+    parallel = math.ceil(m_tiles / cores) / m_tiles if m_tiles else 1.0
+    compute_cycles = serial * parallel
+    if family == "depthwise":
+        streams = (memory_model.Stream("weights", workload.groups * workload.K * 4, 1),
+                   memory_model.Stream("panel", workload.groups * workload.M * 4, 1),
+                   memory_model.Stream("output", workload.groups * workload.M * 4, 1))
+        m_tiles_memory = 1
+    else:
+        streams = memory_model.gemm_streams(workload.M, workload.N, workload.K,
+                                            workload.density if workload.sparse else 1.0,
+                                            schedule.mr, schedule.nr, workload.sparse, workload.groups)
+        m_tiles_memory = m_tiles
+    memory = _memory(target, streams, m_tiles_memory, cores, warm_weights)
+    return _record(target, workload.layer, workload.phase, compute_cycles, memory, workload.macs,
+                   kernel.function, cost, hot_iterations)
+
+
+def _memory(target, streams, m_tiles: int, cores: int, warm_weights: bool) -> memory_model.MemoryEstimate:
+    dram_bytes_per_cycle = target.dram_gbps * 1e9 / (target.clock_mhz * 1e6)
+    return memory_model.estimate(streams, m_tiles, target.caches_kb.as_dict(), target.cache_line_bytes,
+                                 dram_bytes_per_cycle, cores=cores, warm_weights=warm_weights)
+
+
+def _record(target, name, phase, compute_cycles, memory, macs, function, cost: LoopCost, iterations) -> LayerRecord:
+    cycles = max(compute_cycles, memory.cycles)
+    return LayerRecord(name=name, phase=phase, cycles=cycles, ms=cycles / (target.clock_mhz * 1e3),
+                       bound="compute" if compute_cycles >= memory.cycles else "memory",
+                       compute_cycles=compute_cycles, memory_cycles=memory.cycles, macs=macs,
+                       memory_level=memory.bottleneck, kernel=function,
+                       hot_loop_cycles_per_iteration=cost.hot_cycles_per_iteration,
+                       hot_loop_iterations=iterations, mca_core=cost.mca_core, mca_model=cost.mca_model,
+                       dram_bytes=memory.bytes_by_level.get("dram", 0.0))
+
+
+def simulate_elementwise(target, work: ElementwiseWork, cache_dir: Path, *, cores: int | None = None) -> LayerRecord:
+    """Returns the predicted cycles of a streaming layer (add + relu over ``elements`` floats)."""
+    kernel = render("elementwise", kernel_simd(target))
+    cost = cost_loops(target, kernel, cache_dir)
+    # one multiply lane per element: the kernel computes a * scale + b
+    iterations = math.ceil(work.elements / kernel.schedule.mr) * kernel.schedule.mr / cost.hot_mac_lanes
+    cores = cores or target.cores
+    compute_cycles = iterations * cost.hot_cycles_per_iteration / cores
+    streams = (memory_model.Stream("panel", work.elements * 4 * work.inputs, 1),
+               memory_model.Stream("output", work.elements * 4, 1))
+    memory = _memory(target, streams, 1, cores, warm_weights=False)
+    return _record(target, work.name, work.phase, compute_cycles, memory, 0, kernel.function, cost, iterations)
+
+
+def simulate_cpu(target, workloads: Iterable[GemmWorkload | ElementwiseWork], schedules=None,
+                 cache_dir: str | Path = ".hwsim-cache", *, kernel_source: KernelSourceFn | None = None,
+                 warm_weights: bool = False, cores: int | None = None) -> list[LayerRecord]:
+    """Returns one LayerRecord per workload, in order.
+
+    ``schedules``: None (each family's default tile), one schedule for all, or a
+    mapping layer name (or family name) -> schedule; a schedule is any object
+    with ``mr`` (pixels) and ``nr`` (channels). ``kernel_source(workload,
+    schedule, target) -> KernelSource`` lets the caller (the CLI) bring
+    codegen's kernels. ``cache_dir`` holds compiled assembly and llvm-mca
+    results keyed by content hash; nothing is cached anywhere else.
+    """
+    cache_dir = Path(cache_dir)
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    if target.cores < 1:
+        raise UserError("cores must be >= 1", source=getattr(target, "source", None), field="cores")
+    records = []
+    for work in workloads:
+        if isinstance(work, ElementwiseWork):
+            records.append(simulate_elementwise(target, work, cache_dir, cores=cores))
+            continue
+        family = family_of(work)
+        schedule = _schedule_for(schedules, work, family, kernel_simd(target))
+        records.append(simulate_layer(target, work, schedule, cache_dir, kernel_source=kernel_source,
+                                      warm_weights=warm_weights, cores=cores))
+    return records
