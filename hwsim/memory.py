@@ -15,7 +15,8 @@ buffering):
 
     operand cut along the outer axis   its tile for one outer fold stays resident
                                        across the inner folds if it fits in half its
-                                       buffer, else it is fetched again every fold;
+                                       buffer (and the next one streams into the other
+                                       half meanwhile), else it is fetched every fold;
     operand cut along the inner axis   the whole operand stays resident across outer
                                        folds if it fits, else it is fetched every fold;
     tile operand                       fetched (or, for OS's C, written) once per fold;
@@ -88,8 +89,8 @@ def fold_traffic(row_fractions: np.ndarray, col_fractions: np.ndarray,
     >>> a = Operand("A", "row", 100, 100, 1000); b = Operand("B", "col", 100, 100, 1000)
     >>> c = Operand("C", "tile", 100, 100, 1000, is_output=True)
     >>> t = fold_traffic(np.array([.5, .5]), np.array([.5, .5]), [a, b, c], "row")
-    >>> t.load_bytes.tolist(), t.store_bytes.tolist()    # both inputs fit: read once
-    ([100.0, 50.0, 50.0, 0.0], [25.0, 25.0, 25.0, 25.0])
+    >>> t.load_bytes.tolist(), t.store_bytes.tolist()    # both fit: read once, A prefetched
+    ([125.0, 75.0, 0.0, 0.0], [25.0, 25.0, 25.0, 25.0])
     """
     fractions = {"row": row_fractions, "col": col_fractions}
     inner = "col" if outer == "row" else "row"
@@ -124,12 +125,22 @@ def fold_traffic(row_fractions: np.ndarray, col_fractions: np.ndarray,
             first, last = first_outer, last_outer
         if resident_share is not None:
             fits = resident_share * operand.footprint_bytes <= operand.buffer_bytes / 2
+        spread = fits and operand.cut == outer
         if not operand.is_output:
-            fetched = share * operand.dram_bytes * (first if fits else every)
+            if spread:
+                # Double buffering at the reused tile: outer tile o+1 streams in
+                # while the inner folds of outer tile o compute.
+                fetched = _spread_ahead(outer_fractions * operand.dram_bytes, grid[1])
+            else:
+                fetched = share * operand.dram_bytes * (first if fits else every)
             loads += fetched
             loads_by_role[operand.role] = fetched.ravel()
             # The array reads the operand once per fold it takes part in.
             sram_bytes += operand.pass_bytes * _array_passes(operand.cut, outer, grid)
+        elif spread:
+            # A finished outer tile drains while the next outer tile computes.
+            stores += _spread_behind(outer_fractions * operand.dram_bytes, grid[1])
+            sram_bytes += operand.pass_bytes * (2 * _array_passes(operand.cut, outer, grid) - 1)
         elif not operand.accumulates or fits:
             stores += share * operand.dram_bytes * (last if operand.cut != "tile" else every)
             sram_bytes += operand.pass_bytes * (
@@ -143,6 +154,26 @@ def fold_traffic(row_fractions: np.ndarray, col_fractions: np.ndarray,
     dram_bytes = float(load_flat.sum() + store_flat.sum())
     return FoldTraffic(outer, load_flat, store_flat, loads_by_role,
                        sram_bytes + dram_bytes, dram_bytes)
+
+
+def _spread_ahead(tile_bytes: np.ndarray, inner: int) -> np.ndarray:
+    """Returns a fold grid where outer tile o+1's bytes load evenly during outer tile o.
+
+    Tile 0 loads before the first fold (``load[0]``)."""
+    grid = np.zeros((len(tile_bytes), inner))
+    grid[0, 0] = tile_bytes[0]
+    grid[:-1, :] += tile_bytes[1:, None] / inner
+    return grid
+
+
+def _spread_behind(tile_bytes: np.ndarray, inner: int) -> np.ndarray:
+    """Returns a fold grid where outer tile o's bytes drain evenly during outer tile o+1.
+
+    The last tile drains after the last fold (charged to the last fold's store)."""
+    grid = np.zeros((len(tile_bytes), inner))
+    grid[1:, :] += tile_bytes[:-1, None] / inner
+    grid[-1, -1] += tile_bytes[-1]
+    return grid
 
 
 def _array_passes(cut: str, outer: str, grid: tuple[int, int]) -> int:
