@@ -37,11 +37,18 @@ def require_tool(name: str, debian_package: str, *, path: str | None = None) -> 
 
 def find_wasi_sysroot(candidates: Iterable[str] = WASI_SYSROOT_CANDIDATES) -> Path:
     """Returns the sysroot that holds wasi-libc (a dir with lib/wasm32-wasi/libc.a)."""
+    def has_libc(root: Path) -> bool:
+        return (root / "lib" / "wasm32-wasi" / "libc.a").is_file()
+
     override = os.environ.get("WASI_SYSROOT")
-    for root in ([override] if override else []) + list(candidates):
-        root_path = Path(root)
-        if (root_path / "lib" / "wasm32-wasi" / "libc.a").is_file():
-            return root_path
+    if override:
+        if not has_libc(Path(override)):
+            raise UserError(f"WASI_SYSROOT={override} has no lib/wasm32-wasi/libc.a",
+                            field="toolchain", fix="point WASI_SYSROOT at a wasi-libc sysroot, or unset it")
+        return Path(override)
+    for root in candidates:
+        if has_libc(Path(root)):
+            return Path(root)
     raise UserError("no WASI sysroot (wasi-libc) found", field="toolchain",
                     fix="install the Debian package wasi-libc (apt-get install wasi-libc) "
                         "or set WASI_SYSROOT to a wasi-sdk sysroot")

@@ -1,0 +1,313 @@
+"""CPU target descriptions, host feature detection, toolchains and the `hwsim targets` CLI."""
+from __future__ import annotations
+
+import copy
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import yaml
+from hypothesis import given, settings, strategies as st
+
+from hwsim.cli import main as hwsim_main
+from models.errors import UserError
+from targets.cpu import (BUNDLED_DIR, CacheSizes, CpuTarget, bundled_cpu_targets,
+                         cpu_target_from_dict, load_cpu_target)
+from targets.features import (choose_llvm_core, detect_host_features, parse_cache_size_kb,
+                              parse_host_features, vector_fma_units)
+from targets.toolchains import (build_cache_key, build_executable, compile_to_assembly,
+                                find_wasi_sysroot, require_tool)
+from tests.conftest import require_tools
+
+EXPECTED_BUNDLED = {"host", "snapdragon855", "snapdragon835", "cortex-a55", "wasm32-simd128"}
+
+SD855 = yaml.safe_load((BUNDLED_DIR / "snapdragon855.yaml").read_text())
+
+AMD_ZEN4 = """processor\t: 0
+vendor_id\t: AuthenticAMD
+cpu family\t: 25
+model\t\t: 17
+model name\t: AMD EPYC 9R14
+cpu MHz\t\t: 2600.000
+flags\t\t: fpu sse sse2 avx avx2 fma f16c avx512f avx512vl avx512bw avx512dq avx512cd
+
+processor\t: 1
+vendor_id\t: SomethingElse
+"""
+INTEL_AVX2 = """vendor_id\t: GenuineIntel
+cpu family\t: 6
+model\t\t: 158
+model name\t: Intel(R) Core(TM) i7-8700
+cpu MHz\t\t: 3200.0
+flags\t\t: fpu sse avx avx2 fma f16c
+"""
+AMD_ZEN3 = AMD_ZEN4.replace("avx512f avx512vl avx512bw avx512dq avx512cd", "").replace(
+    "model\t\t: 17", "model\t\t: 1")
+
+
+# ---------------------------------------------------------------- bundled files
+
+def test_bundled_names():
+    assert EXPECTED_BUNDLED <= set(bundled_cpu_targets())
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED_BUNDLED))
+def test_every_bundled_target_loads_consistently(name):
+    target = load_cpu_target(name)
+    assert isinstance(target, CpuTarget) and target.name == name
+    assert target.source.endswith(f"{name}.yaml")
+    assert target.vector_bits == {"neon": 128, "wasm_simd128": 128, "avx2": 256,
+                                  "avx512": 512, "scalar": target.vector_bits}[target.simd]
+    assert target.caches_kb.l1d_kb < target.caches_kb.l2_kb
+    assert target.tvm_target["kind"] == "llvm"
+    assert target.peak_gflops_f32 > 0
+    hash(target)                                     # frozen and hashable despite the dict
+    if target.isa == "aarch64":
+        assert target.runner == "qemu" and "-static" in target.toolchain.ldflags
+        assert f"-mcpu={target.core}" in target.toolchain.cflags
+        assert target.tvm_target["mcpu"] == target.core
+    if target.isa == "wasm32":
+        assert target.runner == "wasmtime" and "-msimd128" in target.toolchain.cflags
+        assert target.mca_triple == "aarch64-linux-gnu"
+
+
+def test_published_phone_figures():
+    sd855, sd835 = load_cpu_target("snapdragon855"), load_cpu_target("snapdragon835")
+    assert (sd855.core, sd855.clock_mhz, sd855.caches_kb["l2"]) == ("cortex-a76", 2840, 512)
+    assert (sd835.core, sd835.clock_mhz, sd835.caches_kb["l3"]) == ("cortex-a73", 2450, None)
+
+
+def test_load_by_path_equals_load_by_name():
+    by_name = load_cpu_target("cortex-a55")
+    assert load_cpu_target(str(BUNDLED_DIR / "cortex-a55.yaml")) == by_name
+
+
+def test_unknown_bundled_name_suggests():
+    with pytest.raises(UserError, match="did you mean 'snapdragon855'"):
+        load_cpu_target("snapdragon856")
+
+
+# ---------------------------------------------------------------- bad files
+
+def _mutated(change) -> dict:
+    raw = copy.deepcopy(SD855)
+    change(raw)
+    return raw
+
+
+BAD_CASES = [
+    ("unknown top key", lambda r: r.update(clock_mzh=1), "clock_mzh", "did you mean 'clock_mhz'"),
+    ("unknown cache key", lambda r: r["caches_kb"].update(l1i=64), "caches_kb.l1i", "known"),
+    ("unknown toolchain key", lambda r: r["toolchain"].update(cflag=["-O2"]), "toolchain.cflag",
+     "did you mean 'cflags'"),
+    ("unknown tvm key", lambda r: r["tvm_target"].update(mcpuu="x"), "tvm_target.mcpuu", "mcpu"),
+    ("negative size", lambda r: r["caches_kb"].update(l2=-512), "caches_kb.l2", "positive"),
+    ("zero clock", lambda r: r.update(clock_mhz=0), "clock_mhz", "positive"),
+    ("float core count", lambda r: r.update(cores=1.5), "cores", "positive integer"),
+    ("bool is not a number", lambda r: r.update(fma_units=True), "fma_units", "positive integer"),
+    ("string number", lambda r: r.update(dram_gbps="34"), "dram_gbps", "positive number"),
+    ("isa enum", lambda r: r.update(isa="arm64"), "isa", "aarch64"),
+    ("simd enum", lambda r: r.update(simd="sve"), "simd", "neon"),
+    ("runner enum", lambda r: r.update(runner="qemu-user"), "runner", "did you mean 'qemu'"),
+    ("runner for isa", lambda r: r.update(runner="wasmtime"), "runner", "cannot run aarch64"),
+    ("vector width", lambda r: r.update(vector_bits=256), "vector_bits", "128"),
+    ("missing key", lambda r: r.pop("toolchain"), "toolchain", "missing"),
+    ("flags not a list", lambda r: r["toolchain"].update(cflags="-O3"), "toolchain.cflags",
+     "list of strings"),
+    ("detect off the host", lambda r: r.update(simd="detect"), "simd", "x86_64"),
+    ("wrong kind", lambda r: r.update(kind="accelerator"), "kind", "expected 'cpu'"),
+]
+
+
+@pytest.mark.parametrize("label,change,field,text", BAD_CASES, ids=[case[0] for case in BAD_CASES])
+def test_bad_yaml_is_a_user_error_naming_file_and_field(tmp_path, label, change, field, text):
+    path = tmp_path / "phone.yaml"
+    path.write_text(yaml.safe_dump(_mutated(change)))
+    with pytest.raises(UserError) as caught:
+        load_cpu_target(str(path))
+    error = caught.value
+    assert error.source == str(path) and error.field == field
+    assert text in error.one_line()
+
+
+def test_not_a_mapping_and_bad_syntax(tmp_path):
+    listing = tmp_path / "list.yaml"
+    listing.write_text("- 1\n- 2\n")
+    with pytest.raises(UserError, match="expected a mapping"):
+        load_cpu_target(str(listing))
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("kind: cpu\nname: [unclosed\n")
+    with pytest.raises(UserError, match="not valid YAML") as caught:
+        load_cpu_target(str(broken))
+    assert caught.value.source == str(broken)
+    with pytest.raises(UserError, match="cannot read"):
+        load_cpu_target(str(tmp_path / "missing.yaml"))
+
+
+@settings(max_examples=25, deadline=None)
+@given(l1d=st.integers(1, 1 << 12), l2=st.integers(1, 1 << 14), clock=st.floats(1, 10_000),
+       cores=st.integers(1, 256))
+def test_any_positive_sizes_round_trip(l1d, l2, clock, cores):
+    raw = _mutated(lambda r: r.update(caches_kb={"l1d": l1d, "l2": l2}, clock_mhz=clock,
+                                      cores=cores))
+    target = cpu_target_from_dict(raw, "generated.yaml")
+    assert target.caches_kb == CacheSizes(l1d, l2, None)
+    assert (target.clock_mhz, target.cores) == (clock, cores)
+
+
+# ---------------------------------------------------------------- host detection
+
+def _cpuinfo_flags() -> set[str]:
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("flags"):
+            return set(line.split(":", 1)[1].split())
+    return set()
+
+
+def test_host_simd_matches_proc_cpuinfo():
+    flags = _cpuinfo_flags()
+    if not flags:
+        pytest.skip("no /proc/cpuinfo flags line (not an x86 Linux machine)")
+    host = load_cpu_target("host")
+    expected = "avx512" if "avx512f" in flags else "avx2" if {"avx2", "fma"} <= flags else "scalar"
+    assert host.simd == expected
+    assert host.vector_bits == {"avx512": 512, "avx2": 256, "scalar": 128}[expected]
+    for flag in ("avx2", "fma", "avx512f", "avx512bw"):
+        assert (f"-m{flag}" in host.toolchain.cflags) == (flag in flags)
+        assert (f"+{flag}" in host.tvm_target["mattr"]) == (flag in flags)
+    assert host.host_features.flags == frozenset(flags)
+    assert host.cores == len(__import__("os").sched_getaffinity(0))
+
+
+def test_host_core_is_one_llvm_mca_knows():
+    require_tools("llvm-mca")
+    from targets.features import llvm_mca_cpus
+    host = load_cpu_target("host")
+    assert host.core in llvm_mca_cpus("x86_64")
+
+
+@pytest.mark.parametrize("text,known,simd,core,fma_units", [
+    (AMD_ZEN4, {"znver3", "znver2"}, "avx512", "znver3", 1),      # llvm-mca 14 has no znver4
+    (AMD_ZEN4, {"znver4", "znver3"}, "avx512", "znver4", 1),
+    (AMD_ZEN3, {"znver3"}, "avx2", "znver3", 2),
+    (INTEL_AVX2, {"skylake", "haswell"}, "avx2", "skylake", 2),
+])
+def test_synthetic_cpuinfo(text, known, simd, core, fma_units):
+    features = parse_host_features(text, logical_cpus=4, caches_kb=(("l1d", 32), ("l2", 512)))
+    assert features.simd == simd
+    assert choose_llvm_core(features, frozenset(known)) == core
+    assert vector_fma_units(features) == fma_units
+    raw = yaml.safe_load((BUNDLED_DIR / "host.yaml").read_text())
+    raw["caches_kb"] = {"l1d": 32, "l2": 512}
+    target = cpu_target_from_dict(raw, "host.yaml", host_features=features,
+                                  llvm_cpus=frozenset(known))
+    assert (target.simd, target.core, target.cores, target.fma_units) == (simd, core, 4, fma_units)
+    assert ("-mavx512f" in target.toolchain.cflags) == (simd == "avx512")
+
+
+def test_first_cpuinfo_block_only_and_cache_sizes():
+    assert parse_host_features(AMD_ZEN4, logical_cpus=1).vendor == "AuthenticAMD"
+    assert [parse_cache_size_kb(text) for text in ("32K", "1M", "2048K\n")] == [32, 1024, 2048]
+    features = detect_host_features()
+    if features.caches_kb:
+        assert dict(features.caches_kb)["l1d"] > 0
+
+
+# ---------------------------------------------------------------- toolchains
+
+def test_missing_tool_names_the_debian_package(tmp_path, monkeypatch):
+    with pytest.raises(UserError) as caught:
+        require_tool("clang", "clang", path=str(tmp_path))
+    assert "'clang' not found" in str(caught.value)
+    assert "install the Debian package clang (apt-get install clang)" in str(caught.value)
+    monkeypatch.setenv("PATH", str(tmp_path))                   # a PATH with no compilers
+    source = tmp_path / "empty.c"
+    source.write_text("int main(void) { return 0; }\n")
+    for name, package in (("snapdragon855", "gcc-aarch64-linux-gnu"), ("wasm32-simd128", "clang"),
+                          ("host", "gcc")):
+        with pytest.raises(UserError, match=f"apt-get install {package}"):
+            build_executable(load_cpu_target(name), [source], tmp_path / "out")
+
+
+def test_missing_wasi_sysroot_names_wasi_libc(tmp_path, monkeypatch):
+    monkeypatch.delenv("WASI_SYSROOT", raising=False)
+    with pytest.raises(UserError, match="wasi-libc"):
+        find_wasi_sysroot([str(tmp_path)])
+    monkeypatch.setenv("WASI_SYSROOT", str(tmp_path))
+    with pytest.raises(UserError, match="WASI_SYSROOT"):
+        find_wasi_sysroot()
+
+
+SAXPY = """
+void saxpy(int n, float a, const float *x, float *restrict y) {
+  for (int i = 0; i < n; i++) y[i] += a * x[i];
+}
+"""
+# What the vectorized loop must contain on each target: evidence the SIMD flags were applied.
+ASSEMBLY_MARKERS = {"host": ("vfmadd",), "snapdragon855": ("fmla",), "wasm32-simd128": ("f32x4",)}
+TOOLS = {"host": ("gcc",), "snapdragon855": ("aarch64-linux-gnu-gcc",),
+         "wasm32-simd128": ("clang", "wasm-ld")}
+
+
+@pytest.mark.toolchain
+@pytest.mark.parametrize("name", sorted(ASSEMBLY_MARKERS))
+def test_compile_to_assembly_uses_the_targets_simd(tmp_path, name):
+    require_tools(*TOOLS[name])
+    source = tmp_path / "saxpy.c"
+    source.write_text(SAXPY)
+    assembly = compile_to_assembly(load_cpu_target(name), source, tmp_path / "saxpy.s")
+    text = assembly.read_text()
+    assert any(marker in text for marker in ASSEMBLY_MARKERS[name]), text[:2000]
+
+
+@pytest.mark.toolchain
+def test_build_cache_reuses_identical_builds_only(tmp_path):
+    require_tools("gcc")
+    host = load_cpu_target("host")
+    source = tmp_path / "main.c"
+    source.write_text("#include <stdio.h>\nint main(void) { printf(\"%d\\n\", VALUE); return 0; }\n")
+    cache = tmp_path / "cache"
+    first = build_executable(host, [source], tmp_path / "a", defines={"VALUE": 1}, cache_dir=cache)
+    second = build_executable(host, [source], tmp_path / "b", defines={"VALUE": 1}, cache_dir=cache)
+    assert first.read_bytes() == second.read_bytes() and len(list(cache.iterdir())) == 1
+    build_executable(host, [source], tmp_path / "c", defines={"VALUE": 2}, cache_dir=cache)
+    assert len(list(cache.iterdir())) == 2
+    key = build_cache_key([source], ["-O3"], "gcc 12")
+    source.write_text(source.read_text() + "\n")
+    assert build_cache_key([source], ["-O3"], "gcc 12") != key
+    assert build_cache_key([source], ["-O2"], "gcc 12") != build_cache_key([source], ["-O3"], "gcc 12")
+
+
+@pytest.mark.toolchain
+def test_compile_error_is_a_user_error_with_diagnostics(tmp_path):
+    require_tools("gcc")
+    source = tmp_path / "broken.c"
+    source.write_text("int main(void) { return undefined_name; }\n")
+    with pytest.raises(UserError, match="undefined_name") as caught:
+        build_executable(load_cpu_target("host"), [source], tmp_path / "broken")
+    assert not (tmp_path / "broken").exists()
+    assert caught.value.field == "toolchain"
+
+
+# ---------------------------------------------------------------- CLI
+
+def test_cli_lists_targets(capsys):
+    assert hwsim_main(["targets", "--format", "json"]) == 0
+    listing = json.loads(capsys.readouterr().out)
+    assert EXPECTED_BUNDLED <= {row["name"] for row in listing["cpus"]}
+    host_row = next(row for row in listing["cpus"] if row["name"] == "host")
+    assert host_row["toolchain_ok"] == (shutil.which("gcc") is not None)
+    assert hwsim_main(["targets"]) == 0
+    assert "snapdragon855" in capsys.readouterr().out
+
+
+def test_cli_show_host_and_errors(capsys):
+    assert hwsim_main(["targets", "show", "host", "--format", "json"]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert shown["simd"] == load_cpu_target("host").simd
+    assert "vendor" in shown["host_features"]
+    assert hwsim_main(["targets", "show", "snapdragon835"]) == 0
+    assert "cortex-a73" in capsys.readouterr().out
+    assert hwsim_main(["targets", "show", "snapdragon8555"]) == 2
+    assert "did you mean" in capsys.readouterr().err
