@@ -33,8 +33,16 @@ run: setup
 	$(BIN)/hwsim models
 	$(BIN)/hwsim models show resnet18 --sparsity 2:8 --mode train
 
-test: setup
+test: setup .venv-scalesim/.installed
 	$(BIN)/python -m pytest -q -n $(PYTEST_WORKERS)
+
+# SCALE-Sim 3.0.0 in its own environment: the equivalence tests and bench/sim_speed.py
+# run it as a subprocess. It needs numpy<2 (numpy 2.x raises a TypeError in
+# memory/double_buffered_scratchpad_mem.py service_memory_requests).
+.venv-scalesim/.installed:
+	test -x .venv-scalesim/bin/python || $(PYTHON) -m venv .venv-scalesim
+	.venv-scalesim/bin/python -m pip install -q 'scalesim==3.0.0' 'numpy<2'
+	touch .venv-scalesim/.installed
 
 bench: setup
 	$(BIN)/python bench/kernels.py
