@@ -201,3 +201,28 @@ def toolchain_problems(target: CpuTarget) -> list[str]:
         return [error.one_line()]
     return []
 
+
+
+def export_tvm_module(library, target: CpuTarget, output: Path) -> Path:
+    """Returns ``output``: a TVM-built module linked by the target's compiler into a shared library.
+
+    This is what the rpc runner uploads; the remote loads it with dlopen, so an
+    aarch64 target gets an aarch64 .so (linked by aarch64-linux-gnu-gcc, i.e. for a
+    glibc Linux board; an Android phone's tvm_rpc app needs the NDK's clang instead,
+    passed as a target YAML whose toolchain.cc is that clang).
+    """
+    if target.isa == "wasm32":
+        raise UserError("TVM modules for wasm32 are not exported as shared libraries",
+                        field="target", fix="build wasm kernels from C with build_executable")
+    cc_path = require_tool(target.toolchain.cc, target.toolchain.debian_package)
+    from tvm.support import cc as tvm_cc
+
+    output = Path(output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    partial = output.with_name(f".{output.stem}.partial{os.getpid()}{output.suffix}")
+    try:
+        library.export_library(str(partial), fcompile=tvm_cc.cross_compiler(cc_path))
+        os.replace(partial, output)
+    finally:
+        partial.unlink(missing_ok=True)
+    return output

@@ -14,7 +14,7 @@ import pytest
 from models.errors import UserError
 from targets.cpu import load_cpu_target
 from targets.runners import RunError, get_runner, parse_times, runner_problems
-from targets.toolchains import build_executable
+from targets.toolchains import build_executable, export_tvm_module
 from tests.conftest import in_ci, require_tools
 
 # Program protocol (targets/runners/base.py): files in the workdir, HWSIM_TIMES on stdout.
@@ -181,16 +181,16 @@ def test_tvm_module_over_a_real_rpc_server(tmp_path):
 
     from targets.runners.rpc_server import start_local_rpc_server
 
+    require_tools("gcc")
     host = load_cpu_target("host")
     rows, cols, inner = 32, 48, 64
     a = te.placeholder((rows, inner), name="A")
     b = te.placeholder((inner, cols), name="B")
     k = te.reduce_axis((0, inner), name="k")
     c = te.compute((rows, cols), lambda i, j: te.sum(a[i, k] * b[k, j], axis=k), name="C")
-    library = tvm.build(tvm.IRModule({"main": te.create_prim_func([a, b, c])}),
-                        target=host.tvm_target)
-    library_path = tmp_path / "matmul.so"
-    library.export_library(str(library_path))
+    library = tvm.tirx.build(tvm.IRModule({"main": te.create_prim_func([a, b, c])}),
+                             target=tvm.target.Target(host.tvm_target))
+    library_path = export_tvm_module(library, host, tmp_path / "matmul.so")
 
     rng = np.random.default_rng(0)
     a_np = rng.standard_normal((rows, inner), dtype=np.float32)
@@ -243,3 +243,24 @@ def test_adb_without_device_says_so(tmp_path, monkeypatch):
     with pytest.raises(UserError, match="no device") as caught:
         runner.run(tmp_path / "x", [], tmp_path, timeout_s=5)
     assert "USB debugging" in str(caught.value)
+
+
+@pytest.mark.toolchain
+def test_openmp_programs_use_every_core(tmp_path):
+    source_text = (
+        "#include <stdio.h>\n#include <omp.h>\n"
+        "int main(void) { int threads = 0;\n#pragma omp parallel\n"
+        "{\n#pragma omp atomic\nthreads++;\n}\n"
+        "printf(\"threads %d\\n\", threads); return 0; }\n")
+    for runner_name in ("local", "qemu"):
+        target = require_runner(runner_name)
+        source = tmp_path / "omp.c"
+        source.write_text(source_text)
+        executable = build_executable(target, [source], tmp_path / f"omp-{runner_name}",
+                                      openmp=True)
+        result = get_runner(runner_name, target).run(executable, [], tmp_path, timeout_s=60)
+        expected = len(__import__("os").sched_getaffinity(0))
+        assert f"threads {expected}" in result.stdout
+    with pytest.raises(UserError, match="OpenMP"):
+        build_executable(load_cpu_target("wasm32-simd128"), [source], tmp_path / "omp.wasm",
+                         openmp=True)

@@ -17,7 +17,7 @@ from targets.cpu import (BUNDLED_DIR, CacheSizes, CpuTarget, bundled_cpu_targets
 from targets.features import (choose_llvm_core, detect_host_features, parse_cache_size_kb,
                               parse_host_features, vector_fma_units)
 from targets.toolchains import (build_cache_key, build_executable, compile_to_assembly,
-                                find_wasi_sysroot, require_tool)
+                                export_tvm_module, find_wasi_sysroot, require_tool)
 from tests.conftest import require_tools
 
 EXPECTED_BUNDLED = {"host", "snapdragon855", "snapdragon835", "cortex-a55", "wasm32-simd128"}
@@ -288,6 +288,47 @@ def test_compile_error_is_a_user_error_with_diagnostics(tmp_path):
         build_executable(load_cpu_target("host"), [source], tmp_path / "broken")
     assert not (tmp_path / "broken").exists()
     assert caught.value.field == "toolchain"
+
+
+# What TVM must emit for a vectorized multiply-add on each target's tvm_target.
+TVM_SIMD_MARKERS = {"aarch64": "fmla", "x86_64": "vfmadd", "wasm32": "f32x4.mul"}
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED_BUNDLED))
+def test_every_tvm_target_builds_simd_code(name):
+    import tvm
+    import tvm.s_tir as s_tir
+    from tvm import te
+
+    target = load_cpu_target(name)
+    a = te.placeholder((256,), name="A")
+    b = te.placeholder((256,), name="B")
+    c = te.compute((256,), lambda i: a[i] * b[i] + a[i], name="C")
+    schedule = s_tir.Schedule(tvm.IRModule({"main": te.create_prim_func([a, b, c])}))
+    (loop,) = schedule.get_loops(schedule.get_sblock("C"))
+    _, inner = schedule.split(loop, [None, target.vector_lanes_f32])
+    schedule.vectorize(inner)
+    library = tvm.tirx.build(schedule.mod, target=tvm.target.Target(target.tvm_target))
+    assert TVM_SIMD_MARKERS[target.isa] in library.inspect_source("asm")
+
+
+@pytest.mark.toolchain
+def test_export_tvm_module_links_for_the_targets_isa(tmp_path):
+    import tvm
+    from tvm import te
+
+    from targets.runners.qemu import elf_machine
+
+    a = te.placeholder((64,), name="A")
+    module = tvm.IRModule({"main": te.create_prim_func([a, te.compute((64,), lambda i: a[i] * 2)])})
+    for name, machine, tools in (("host", 62, ("gcc",)),
+                                 ("snapdragon855", 183, ("aarch64-linux-gnu-gcc",))):
+        require_tools(*tools)
+        target = load_cpu_target(name)
+        library = tvm.tirx.build(module, target=tvm.target.Target(target.tvm_target))
+        shared = export_tvm_module(library, target, tmp_path / f"{name}.so")
+        assert elf_machine(shared) == machine and shared.read_bytes()[16] == 3   # ET_DYN
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["host.so", "snapdragon855.so"]
 
 
 # ---------------------------------------------------------------- CLI
