@@ -8,7 +8,8 @@ FMA them with the tile's K x MR activation panel. Per operand:
                 passes iff W fits in the level
     panel  X    K x MR x 4 bytes, reused by all N / NR blocks of its m-tile;
                 the whole of X crosses each boundary once when the panel fits,
-                else the panel is re-read per block from the level that holds it
+                else each block re-reads the panel rows it uses (all K rows
+                dense; K x density rows sparse) from the level that holds it
     output Y    written once (N x M x 4 bytes)
 
 A stream with footprint F and P passes moves F bytes across a boundary when F
@@ -51,6 +52,7 @@ class Stream:
     name: str
     footprint_bytes: float
     passes: int
+    pass_bytes: float | None = None    # bytes one re-read touches (sparse: only rows with nonzeros)
 
 
 @dataclass(frozen=True)
@@ -80,7 +82,8 @@ def gemm_streams(M: int, N: int, K: int, density: float, mr: int, nr: int, spars
         weight_bytes = N * K * FLOAT_BYTES
     panel_bytes = K * mr * FLOAT_BYTES
     return (Stream("weights", groups * weight_bytes, m_tiles),
-            Stream("panel", panel_bytes, n_blocks * m_tiles * groups),
+            Stream("panel", panel_bytes, n_blocks * m_tiles * groups,
+                   pass_bytes=panel_bytes * min(1.0, density) if sparse else panel_bytes),
             Stream("output", groups * N * M * FLOAT_BYTES, 1))
 
 
@@ -92,7 +95,8 @@ def _level_bytes(streams: tuple[Stream, ...], capacity_bytes: float, m_tiles: in
         if stream.name == "panel":
             # the panel is X split into m-tiles: all of X once when a panel stays resident
             blocks_per_tile = stream.passes // max(m_tiles, 1)
-            total += stream.footprint_bytes * m_tiles * (1 if fits else blocks_per_tile)
+            reread = stream.pass_bytes if stream.pass_bytes is not None else stream.footprint_bytes
+            total += stream.footprint_bytes * m_tiles if fits else reread * m_tiles * blocks_per_tile
         elif stream.name == "output":
             total += stream.footprint_bytes
         else:

@@ -1,0 +1,263 @@
+"""Predicted vs measured time of sparse/dense kernels on this host (x86 native and wasm in wasmtime).
+
+    .venv/bin/python bench/cpu_model.py [--quick] [--reps 7] [--out reports/cpu_model.json]
+
+Each row: one GEMM shape x pattern x runtime. "predicted" is hwsim.cpu.simulate_cpu
+(llvm-mca on the kernel's machine code + memory roofline, weights warm because
+the benchmark reruns one layer); "measured" is the median of --reps timed calls
+of the same kernel in the same run (a C harness around hwsim.cpu.kernels,
+built with the target's toolchain; wasm runs in the PyPI wasmtime). Then the
+ARM part: predicted dense-vs-sparse MobileNet-v1 (1x1 convs + depthwise)
+speedups on cortex-a73 / cortex-a76 next to the published figures.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import math
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from models.fileio import write_atomic                      # noqa: E402
+from models.lowering import GemmWorkload                    # noqa: E402
+from hwsim.cpu.cpu_model import simulate_cpu, kernel_simd   # noqa: E402
+from hwsim.cpu.kernels import render, default_schedule      # noqa: E402
+
+# MobileNet-v1 (224x224) pointwise convolutions: (pixels, Cin, Cout), distinct shapes.
+MOBILENET_POINTWISE = [(112 * 112, 32, 64), (56 * 56, 64, 128), (56 * 56, 128, 128), (28 * 28, 128, 256),
+                       (28 * 28, 256, 256), (14 * 14, 256, 512), (14 * 14, 512, 512), (7 * 7, 512, 1024),
+                       (7 * 7, 1024, 1024)]
+MOBILENET_POINTWISE_COUNT = {(14 * 14, 512, 512): 5}        # repeated layers (for the whole-model ratio)
+MOBILENET_DEPTHWISE = [(112, 32), (56, 128), (28, 256), (14, 512), (7, 1024)]   # stride-1 dw: (side, C)
+BERT = [(128, 768, 768), (128, 3072, 768)]                  # (M tokens, N out, K in)
+PATTERNS = {"dense": None, "2:4": (2, 4), "2:8": (2, 8), "1:8": (1, 8), "block1x4@0.8": 0.2}
+
+HARNESS = r"""
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+static double now_ns(void) { struct timespec t; clock_gettime(CLOCK_MONOTONIC, &t); return t.tv_sec * 1e9 + t.tv_nsec; }
+static unsigned rng = 12345u;
+static unsigned next(void) { rng = rng * 1664525u + 1013904223u; return rng >> 8; }
+static int cmp(const void* a, const void* b) { double x = *(const double*)a, y = *(const double*)b; return (x > y) - (x < y); }
+static float* filled(size_t n) { float* p = aligned_alloc(64, (n * 4 + 63) / 64 * 64); for (size_t i = 0; i < n; i++) p[i] = (next() % 1000) / 1000.0f - 0.5f; return p; }
+int main(int argc, char** argv) {
+  /* family M N K n m density_permille reps */
+  int family = atoi(argv[1]), M = atoi(argv[2]), N = atoi(argv[3]), K = atoi(argv[4]);
+  int n = atoi(argv[5]), m = atoi(argv[6]), permille = atoi(argv[7]), reps = atoi(argv[8]);
+  double* times = malloc(sizeof(double) * reps);
+  float *X, *Y, *W; int32_t *diffs = 0, *nnz = 0; int32_t first = 0; float* values = 0;
+  if (family == 2) {                       /* depthwise: M = side, N = channels */
+    int side = M, C = N; X = filled((size_t)C * (side + 2) * (side + 2)); Y = filled((size_t)C * side * side); W = filled(9 * C);
+    for (int r = -1; r < reps; r++) { double t0 = now_ns(); DWCONV(C, side, side, W, X, Y); if (r >= 0) times[r] = now_ns() - t0; }
+  } else {
+    X = filled((size_t)K * M); Y = filled((size_t)N * M);
+    if (family == 0) {
+      W = filled((size_t)N * K);
+      for (int r = -1; r < reps; r++) { double t0 = now_ns(); DENSE(M, N, K, W, X, Y); if (r >= 0) times[r] = now_ns() - t0; }
+    } else {
+      int NR = SPARSE_NR, blocks = N / NR; int32_t* rows = malloc(sizeof(int32_t) * (size_t)K * blocks);
+      nnz = malloc(sizeof(int32_t) * blocks); size_t total = 0;
+      for (int b = 0; b < blocks; b++) {
+        int c = 0; char* keep = calloc(K, 1);
+        if (n > 0) { for (int g = 0; g < K / m; g++) { int chosen = 0; while (chosen < n) { int i = next() % m; if (!keep[g * m + i]) { keep[g * m + i] = 1; chosen++; } } } }
+        else { int want = (int)((long)K * permille / 1000); while (c < want) { int i = next() % K; if (!keep[i]) { keep[i] = 1; c++; } } c = 0; }
+        for (int k = 0; k < K; k++) if (keep[k]) rows[total + c++] = k;
+        nnz[b] = c; total += c; free(keep);
+      }
+      values = filled(total * NR); diffs = malloc(sizeof(int32_t) * (total + 1));
+      first = total ? rows[0] * M * 4 : 0;
+      for (size_t j = 0; j < total; j++) diffs[j] = ((j + 1 < total ? rows[j + 1] : rows[0]) - rows[j]) * M * 4;
+      for (int r = -1; r < reps; r++) { double t0 = now_ns(); SPARSE(M, N, values, diffs, nnz, first, X, Y); if (r >= 0) times[r] = now_ns() - t0; }
+    }
+  }
+  qsort(times, reps, sizeof(double), cmp);
+  printf("%.0f %f\n", times[reps / 2], Y[0]);
+  return 0;
+}
+"""
+
+
+def build_harness(target, work: Path) -> Path:
+    """Returns the benchmark program (native ELF or .wasm) holding the three kernel families."""
+    from targets import toolchains
+    simd = kernel_simd(target)
+    dense, sparse, depthwise = render("dense", simd), render("sparse", simd), render("depthwise", simd)
+    source = "\n".join([dense.c_source, sparse.c_source, depthwise.c_source,
+                        f"#define DENSE {dense.function}\n#define SPARSE {sparse.function}\n"
+                        f"#define DWCONV {depthwise.function}\n#define SPARSE_NR {sparse.schedule.nr}\n", HARNESS])
+    path = work / f"harness_{target.name}.c"
+    path.write_text(source)
+    suffix = ".wasm" if target.isa == "wasm32" else ""
+    return toolchains.build_executable(target, [path], work / f"harness_{target.name}{suffix}")
+
+
+def run_harness(program: Path, args: list[int], wasm: bool) -> float:
+    """Returns the median seconds the harness printed."""
+    if not wasm:
+        out = subprocess.run([str(program), *map(str, args)], capture_output=True, text=True, check=True).stdout
+    else:
+        import wasmtime
+        engine = wasmtime.Engine()
+        module = wasmtime.Module.from_file(engine, str(program))
+        linker = wasmtime.Linker(engine)
+        linker.define_wasi()
+        store = wasmtime.Store(engine)
+        config = wasmtime.WasiConfig()
+        config.argv = ["harness", *map(str, args)]
+        with tempfile.NamedTemporaryFile(suffix=".txt") as stdout_file:
+            config.stdout_file = stdout_file.name
+            store.set_wasi(config)
+            instance = linker.instantiate(store, module)
+            try:
+                instance.exports(store)["_start"](store)
+            except wasmtime.ExitTrap as trap:
+                if trap.code != 0:
+                    raise
+            out = Path(stdout_file.name).read_text()
+    return float(out.split()[0]) * 1e-9
+
+
+def workload_for(shape, pattern_name, family) -> GemmWorkload:
+    pattern = PATTERNS[pattern_name]
+    if family == "depthwise":
+        side, channels = shape
+        return GemmWorkload(f"dw{side}x{channels}", "FF", M=side * side, N=1, K=9, groups=channels,
+                            op_kind="depthwise")
+    M, N, K = shape
+    if pattern is None:
+        return GemmWorkload(f"{M}x{N}x{K}", "FF", M=M, N=N, K=K)
+    if isinstance(pattern, tuple):
+        n, m = pattern
+        return GemmWorkload(f"{M}x{N}x{K}", "FF", M=M, N=N, K=K, sparse=True, pattern=pattern_name,
+                            density=n / m, nm=(n, m))
+    return GemmWorkload(f"{M}x{N}x{K}", "FF", M=M, N=N, K=K, sparse=True, pattern=pattern_name, density=pattern)
+
+
+def padded(value: int, multiple: int) -> int:
+    return math.ceil(value / multiple) * multiple
+
+
+def host_rows(targets, shapes, reps: int, cache_dir: Path, work: Path) -> list[dict]:
+    rows = []
+    for target in targets:
+        program = build_harness(target, work)
+        simd = kernel_simd(target)
+        for family, shape, pattern_name in shapes:
+            if family == "depthwise":
+                mr = default_schedule("depthwise", simd).mr
+                side, channels = shape
+                side = padded(side, mr)
+                workload = workload_for((side, channels), pattern_name, family)
+                args = [2, side, channels, 9, 0, 0, 0, reps]
+            else:
+                tile = default_schedule("sparse" if PATTERNS[pattern_name] else "dense", simd)
+                M, N, K = shape
+                M = padded(M, tile.mr)
+                workload = workload_for((M, N, K), pattern_name, family)
+                nm = PATTERNS[pattern_name] if isinstance(PATTERNS[pattern_name], tuple) else (0, 0)
+                permille = round(1000 * PATTERNS[pattern_name]) if isinstance(PATTERNS[pattern_name], float) else 0
+                args = [0 if PATTERNS[pattern_name] is None else 1, M, N, K, nm[0], nm[1], permille, reps]
+            record = simulate_cpu(target, [workload], cache_dir=cache_dir, warm_weights=True, cores=1)[0]
+            measured = run_harness(program, args, target.isa == "wasm32")
+            predicted = record.ms / 1e3
+            rows.append({"runtime": target.name, "shape": list(shape), "pattern": pattern_name,
+                         "kernel": record.kernel, "predicted_s": predicted, "measured_s": measured,
+                         "error": predicted / measured - 1, "bound": record.bound,
+                         "memory_level": record.memory_level})
+            print(f"{target.name:16s} {str(shape):22s} {pattern_name:13s} pred {predicted * 1e3:9.3f} ms  "
+                  f"meas {measured * 1e3:9.3f} ms  err {100 * (predicted / measured - 1):+6.1f}%  {record.bound}",
+                  flush=True)
+    return rows
+
+
+def arm_speedups(cache_dir: Path) -> list[dict]:
+    """Returns predicted dense/sparse MobileNet-v1 time ratios (1x1 convs + depthwise) on ARM cores."""
+    from targets.cpu import load_cpu_target
+    results = []
+    base = load_cpu_target("snapdragon855")
+    cases = [("cortex-a73", load_cpu_target("snapdragon835"), [("unstructured@0.7", 0.3), ("unstructured@0.8", 0.2),
+                                                               ("unstructured@0.9", 0.1)], "Fast Sparse ConvNets 1.3-2.4x (SD835, 70-90%)"),
+             ("cortex-a76", base, [("unstructured@0.3", 0.7)], "SparseByteNN 1.27x (SD855, 30%)")]
+    for core, target, patterns, paper in cases:
+        workloads_dense = []
+        for pixels, cin, cout in MOBILENET_POINTWISE:
+            repeat = MOBILENET_POINTWISE_COUNT.get((pixels, cin, cout), 1)
+            workloads_dense += [GemmWorkload(f"pw{pixels}_{cin}_{cout}", "FF", M=pixels, N=cout, K=cin)] * repeat
+        depthwise = [GemmWorkload(f"dw{side}_{c}", "FF", M=side * side, N=1, K=9, groups=c, op_kind="depthwise")
+                     for side, c in MOBILENET_DEPTHWISE]
+        dense_ms = sum(r.ms for r in simulate_cpu(target, workloads_dense + depthwise, cache_dir=cache_dir))
+        for name, density in patterns:
+            sparse = [dataclasses.replace(w, sparse=True, density=density, pattern=name) for w in workloads_dense]
+            sparse_ms = sum(r.ms for r in simulate_cpu(target, sparse + depthwise, cache_dir=cache_dir))
+            results.append({"core": core, "target": target.name, "pattern": name, "dense_ms": dense_ms,
+                            "sparse_ms": sparse_ms, "speedup": dense_ms / sparse_ms, "paper": paper})
+            print(f"{core:11s} {target.name:14s} {name:17s} dense {dense_ms:7.2f} ms sparse {sparse_ms:7.2f} ms "
+                  f"speedup {dense_ms / sparse_ms:4.2f}x   paper: {paper}", flush=True)
+    return results
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="a few shapes only")
+    parser.add_argument("--reps", type=int, default=7)
+    parser.add_argument("--runtimes", default="host,wasm32-host")
+    parser.add_argument("--out", default=str(ROOT / "reports" / "cpu_model.json"))
+    parser.add_argument("--cache-dir", default=str(ROOT / ".hwsim-cache" / "bench-cpu"))
+    args = parser.parse_args(argv)
+    from targets.cpu import load_cpu_target
+    targets = []
+    for name in args.runtimes.split(","):
+        if name == "wasm32-host":   # the wasm target, costed on the x86 host Cranelift compiles for
+            host = load_cpu_target("host")
+            wasm = load_cpu_target("wasm32-simd128")
+            targets.append(dataclasses.replace(wasm, name="wasm32-host", core_isa="x86_64", core=host.core,
+                                               clock_mhz=host.clock_mhz, caches_kb=host.caches_kb,
+                                               dram_gbps=host.dram_gbps, cores=1))
+        else:
+            targets.append(dataclasses.replace(load_cpu_target(name), cores=1))
+    gemms = [(p, cout, cin) for p, cin, cout in MOBILENET_POINTWISE] + BERT + [(1024, 1024, 1024)]
+    if args.quick:
+        gemms = [(56 * 56, 128, 128), (128, 768, 768)]
+    shapes = [("gemm", shape, pattern) for shape in gemms for pattern in PATTERNS]
+    shapes.append(("depthwise", (56, 128), "dense"))
+    cache_dir = Path(args.cache_dir)
+    print(f"host: {platform.processor() or platform.machine()} | {_cpu_name()} | llvm-mca host core {targets[0].core}")
+    started = time.time()
+    with tempfile.TemporaryDirectory() as work:
+        rows = host_rows(targets, shapes, args.reps, cache_dir, Path(work))
+    errors = [abs(row["error"]) for row in rows]
+    summary = {"rows": len(rows), "median_abs_error": statistics.median(errors), "max_abs_error": max(errors),
+               "within_25pct": sum(e <= 0.25 for e in errors)}
+    for runtime in sorted({row["runtime"] for row in rows}):
+        sub = [abs(row["error"]) for row in rows if row["runtime"] == runtime]
+        summary[runtime] = {"median_abs_error": statistics.median(sub), "max_abs_error": max(sub)}
+    print(json.dumps(summary, indent=1))
+    arm = arm_speedups(cache_dir)
+    write_atomic(args.out, json.dumps({"cpu": _cpu_name(), "rows": rows, "summary": summary, "arm": arm,
+                                       "seconds": time.time() - started}, indent=1))
+    return 0
+
+
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return "unknown"
+
+
+if __name__ == "__main__":
+    sys.exit(main())

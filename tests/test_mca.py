@@ -1,0 +1,103 @@
+"""llvm-mca wrapper and loop finder: parsing, core checks, missing-tool errors, loop structure."""
+from __future__ import annotations
+
+import pytest
+
+from models.errors import UserError
+from hwsim.cpu import asm_loops, mca
+from tests.conftest import require_tools
+
+AARCH64_LOOP = """ld1r {v2.4s}, [x7], #4
+ldp q3, q4, [x13]
+subs w1, w1, #1
+fmla v1.4s, v2.4s, v3.4s
+fmla v0.4s, v2.4s, v4.4s
+b.ne .LBB0_5
+"""
+
+NESTED_GNU = """\t.text
+\t.globl\tkernel
+kernel:
+\tmov\tx10, xzr
+.LBB0_3:\t// outer
+\tmovi\tv0.2d, #0
+\t// LLVM-MCA-BEGIN nz
+.LBB0_5:
+\tld1r\t{ v2.4s }, [x7], #4
+\tfmla\tv1.4s, v2.4s, v3.4s
+\tsubs\tw1, w1, #1
+\tb.ne\t.LBB0_5
+\t// LLVM-MCA-END nz
+\tstr\tq1, [x1]
+\tsubs\tx12, x12, #1
+\tb.ne\t.LBB0_3
+\tret
+"""
+
+OBJDUMP = """
+x.elf:\tfile format elf64-x86-64
+
+Disassembly of section .text:
+
+0000000000000000 <wasm[0]::function[0]::k>:
+       0: 55                           \tpushq\t%rbp
+      10: c5 f8 59 c9                  \tvmulps\t%xmm1, %xmm0, %xmm1
+      14: c5 f8 58 c1                  \tvaddps\t%xmm1, %xmm0, %xmm0
+      18: 85 f6                        \ttestl\t%esi, %esi
+      1a: 0f 85 8e ff ff ff            \tjne\t0x10 <wasm[0]::function[0]::k+0x10>
+      20: c3                           \tretq
+"""
+
+
+def test_gnu_loops_nest_and_regions():
+    loops = asm_loops.find_loops(NESTED_GNU, "aarch64")
+    assert [(loop.depth, loop.innermost) for loop in loops] == [(1, False), (2, True)]
+    inner = loops[1]
+    assert inner.parent == loops[0].name and inner.region == "nz"
+    assert inner.body == ("ld1r\t{ v2.4s }, [x7], #4", "fmla\tv1.4s, v2.4s, v3.4s", "subs\tw1, w1, #1", "b.ne\t.LBB0_5")
+    assert "fmla\tv1.4s, v2.4s, v3.4s" not in loops[0].own_body and "str\tq1, [x1]" in loops[0].own_body
+    assert asm_loops.hot_loop(loops) is inner and asm_loops.loop_mac_lanes(inner) == 4
+
+
+def test_objdump_branch_addresses_become_labels():
+    loops = asm_loops.find_loops(OBJDUMP)
+    assert len(loops) == 1 and loops[0].function == "wasm[0]::function[0]::k"
+    assert loops[0].body[-1] == "jne\t.Lpc_10" and asm_loops.loop_mac_lanes(loops[0]) == 4
+
+
+def test_mac_lanes_by_register_width():
+    assert asm_loops.mac_lanes("vfmadd231ps %ymm5, %ymm1, %ymm13") == 8
+    assert asm_loops.mac_lanes("vmulps %xmm1, %xmm0, %xmm1") == 4
+    assert asm_loops.mac_lanes("fmla v2.4s, v4.4s, v0.s[0]") == 4
+    assert asm_loops.mac_lanes("vaddps %ymm1, %ymm0, %ymm0") == 0
+
+
+def test_mca_cycles_are_parsed_and_cached(tmp_path):
+    require_tools("llvm-mca")
+    first = mca.run_mca(AARCH64_LOOP, "aarch64-linux-gnu", "cortex-a55", cache_dir=str(tmp_path))
+    assert first.cycles_per_iteration == first.total_cycles / first.iterations
+    assert first.cycles_per_iteration >= first.block_rthroughput > 0
+    assert first.instructions_per_iteration == 6 and "CortexA55UnitFPMAC" in first.model_resources
+    assert list(tmp_path.rglob("*.json"))
+    assert mca.run_mca(AARCH64_LOOP, "aarch64-linux-gnu", "cortex-a55", cache_dir=str(tmp_path)) == first
+
+
+def test_more_work_per_iteration_never_costs_fewer_cycles():
+    require_tools("llvm-mca")
+    one = mca.run_mca(AARCH64_LOOP, "aarch64-linux-gnu", "cortex-a76")
+    two = mca.run_mca(AARCH64_LOOP.replace("b.ne", "fmla v5.4s, v2.4s, v3.4s\nfmla v6.4s, v2.4s, v4.4s\nb.ne"),
+                      "aarch64-linux-gnu", "cortex-a76")
+    assert two.cycles_per_iteration >= one.cycles_per_iteration
+
+
+def test_unknown_core_lists_known_ones():
+    require_tools("llvm-mca")
+    with pytest.raises(UserError) as error:
+        mca.run_mca(AARCH64_LOOP, "aarch64-linux-gnu", "cortex-a99")
+    assert "cortex-a78" in str(error.value) and "cortex-a55" in str(error.value)
+
+
+def test_missing_llvm_mca_names_the_debian_package():
+    with pytest.raises(UserError) as error:
+        mca.find_llvm_mca("llvm-mca-not-installed-here")
+    assert "'llvm'" in str(error.value) and "apt-get install llvm" in str(error.value)
