@@ -207,23 +207,59 @@ def arm_speedups(cache_dir: Path) -> list[dict]:
     return results
 
 
+CLOCK_PROGRAM = r"""
+#include <stdio.h>
+#include <time.h>
+static double now(void) { struct timespec t; clock_gettime(CLOCK_MONOTONIC, &t); return t.tv_sec + t.tv_nsec * 1e-9; }
+int main(void) {   /* a chain of dependent 1-cycle adds: cycles = adds, so adds / seconds = clock */
+  long n = 200000000, x = 0; double best = 1e9;
+  for (int r = 0; r < 5; r++) {
+    long i = n; double t0 = now();
+    __asm__ volatile("1:\n\tadd $1, %0\n\tadd $1, %0\n\tadd $1, %0\n\tadd $1, %0\n\tsub $4, %1\n\tjnz 1b"
+                     : "+r"(x), "+r"(i));
+    double t = now() - t0; if (t < best) best = t;
+  }
+  printf("%.0f\n", n / best / 1e6);
+  return 0;
+}
+"""
+
+
+def measure_clock_mhz(work: Path) -> float:
+    """Returns the running x86 core's clock: /proc/cpuinfo gives the nominal one on VMs."""
+    source = work / "clock.c"
+    source.write_text(CLOCK_PROGRAM)
+    subprocess.run(["gcc", "-O1", str(source), "-o", str(work / "clock")], check=True)
+    return float(subprocess.run([str(work / "clock")], capture_output=True, text=True, check=True).stdout)
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="a few shapes only")
     parser.add_argument("--reps", type=int, default=7)
     parser.add_argument("--runtimes", default="host,wasm32-host")
     parser.add_argument("--out", default=str(ROOT / "reports" / "cpu_model.json"))
+    parser.add_argument("--host-core", default=None,
+                        help="llvm-mca model for host code (default: the host target's detected core)")
+    parser.add_argument("--nominal-clock", action="store_true",
+                        help="use the YAML/cpuinfo clock instead of measuring the running clock")
     parser.add_argument("--cache-dir", default=str(ROOT / ".hwsim-cache" / "bench-cpu"))
     args = parser.parse_args(argv)
     from targets.cpu import load_cpu_target
     targets = []
+    host = load_cpu_target("host")
+    with tempfile.TemporaryDirectory() as work:
+        clock_mhz = host.clock_mhz if args.nominal_clock else measure_clock_mhz(Path(work))
+    host = dataclasses.replace(host, clock_mhz=clock_mhz, core=args.host_core or host.core)
+    print(f"clock: {clock_mhz:.0f} MHz ({'nominal' if args.nominal_clock else 'measured'}), host model {host.core}")
     for name in args.runtimes.split(","):
         if name == "wasm32-host":   # the wasm target, costed on the x86 host Cranelift compiles for
-            host = load_cpu_target("host")
             wasm = load_cpu_target("wasm32-simd128")
             targets.append(dataclasses.replace(wasm, name="wasm32-host", core_isa="x86_64", core=host.core,
                                                clock_mhz=host.clock_mhz, caches_kb=host.caches_kb,
                                                dram_gbps=host.dram_gbps, cores=1))
+        elif name == "host":
+            targets.append(dataclasses.replace(host, cores=1))
         else:
             targets.append(dataclasses.replace(load_cpu_target(name), cores=1))
     gemms = [(p, cout, cin) for p, cin, cout in MOBILENET_POINTWISE] + BERT + [(1024, 1024, 1024)]

@@ -97,7 +97,8 @@ def _assembly(target, kernel: KernelSource, cache_dir: Path) -> tuple[str, str, 
         command = toolchains.compiler_command(target, link=True)
         wasm = wasm_native.compile_wasm_module(kernel.c_source, kernel.function, work_dir, command)
         text = wasm_native.cranelift_disassembly(wasm, work_dir)
-        return (text, mca.triple_for_isa("x86_64"), mca.host_core(),
+        core = target.core if target.core_isa == "x86_64" and target.core else mca.host_core()
+        return (text, mca.triple_for_isa("x86_64"), core,
                 wasm_native.cranelift_function_name(text, kernel.function))
     digest = hashlib.sha256(kernel.c_source.encode()).hexdigest()[:20]
     source = work_dir / f"{kernel.function}-{digest}.c"
