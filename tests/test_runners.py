@@ -264,3 +264,65 @@ def test_openmp_programs_use_every_core(tmp_path):
     with pytest.raises(UserError, match="OpenMP"):
         build_executable(load_cpu_target("wasm32-simd128"), [source], tmp_path / "omp.wasm",
                          openmp=True)
+
+
+# A stand-in for `adb` whose "phone" is a folder on this machine: it checks the adb
+# runner's push / shell / pull sequence and exit-code handling without a device.
+FAKE_ADB = r"""#!{python}
+import os, shutil, subprocess, sys
+PHONE = {phone!r}
+def local(path):
+    return PHONE + path if path.startswith("/data/") else path
+args = sys.argv[1:]
+if args[:1] == ["-s"]:
+    args = args[2:]
+command, rest = args[0], args[1:]
+if command == "devices":
+    print("List of devices attached\nFAKE01\tdevice")
+elif command == "push":
+    source, destination = rest[0], local(rest[1])
+    if destination.endswith("/"):
+        destination = os.path.join(destination, os.path.basename(source.rstrip("/")))
+    os.makedirs(os.path.dirname(destination), exist_ok=True)
+    (shutil.copytree if os.path.isdir(source) else shutil.copy2)(source, destination)
+elif command == "pull":
+    shutil.copytree(local(rest[0]), rest[1], dirs_exist_ok=True)
+elif command == "shell":
+    code = subprocess.run(["sh", "-c", rest[0].replace("/data/", PHONE + "/data/")]).returncode
+    sys.exit(128 - code if code < 0 else code)     # like adb: a signal becomes 128 + number
+else:
+    sys.exit("fake adb: unsupported " + command)
+"""
+
+
+@pytest.fixture
+def fake_adb(tmp_path):
+    import sys
+    phone = tmp_path / "phone"
+    phone.mkdir()
+    script = tmp_path / "fake-adb"
+    script.write_text(FAKE_ADB.format(python=sys.executable, phone=str(phone)))
+    script.chmod(0o755)
+    return script
+
+
+@pytest.mark.toolchain
+def test_adb_runner_push_run_pull_with_a_fake_device(tmp_path, fake_adb, affine_input):
+    from targets.runners.adb import AdbRunner
+
+    require_tools("gcc", "timeout")
+    _, executable = build("local", tmp_path, AFFINE_PROGRAM, "affine")    # the "phone" is this host
+    workdir = tmp_path / "work"
+    workdir.mkdir()
+    affine_input.tofile(workdir / "x.f32")
+    runner = AdbRunner(target="fake-phone", adb=str(fake_adb))
+    result = runner.run(executable, ["x.f32", "y.f32", "2"], workdir, timeout_s=30)
+    assert len(result.times_s) == 2 and result.runner == "adb"
+    np.testing.assert_array_equal(np.fromfile(workdir / "y.f32", dtype=np.float32),
+                                  affine_input * affine_input + 3 * affine_input - 1)
+    _, looping = build("local", tmp_path, LOOP_PROGRAM, "loop")
+    with pytest.raises(RunError, match="timed out after 1 s"):
+        runner.run(looping, [], workdir, timeout_s=1)
+    _, crashing = build("local", tmp_path, CRASH_PROGRAM, "crash")
+    with pytest.raises(RunError, match="crashed with SIGSEGV"):
+        runner.run(crashing, [], workdir, timeout_s=30)

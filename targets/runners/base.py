@@ -11,6 +11,7 @@ import json
 import os
 import signal
 import subprocess
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +20,8 @@ from typing import Protocol, Sequence
 from models.errors import UserError
 
 TIMES_PREFIX = "HWSIM_TIMES "
+# The folder that holds the targets/ and models/ packages (for child Python processes).
+PACKAGE_ROOT = Path(__file__).resolve().parents[2]
 # A wasm trap is printed by our wasm loaders on stderr after this marker.
 TRAP_MARKER = "HWSIM_WASM_TRAP:"
 OUTPUT_TAIL_CHARS = 2000
@@ -71,6 +74,18 @@ def parse_times(stdout: str) -> tuple[float, ...]:
             raise ValueError(f"HWSIM_TIMES wants a JSON list of non-negative seconds, got {line!r}")
         times.extend(float(value) for value in values)
     return tuple(times)
+
+
+def python_module_command(module: str, python: str = sys.executable) -> list[str]:
+    """Returns the argv that runs ``module`` as __main__ in a child Python (append its args).
+
+    Isolated (-I): neither the child's working directory (a workdir full of user files)
+    nor PYTHON* variables can shadow a package; this checkout is put on the path
+    explicitly, so it works installed or not.
+    """
+    bootstrap = (f"import runpy, sys; sys.path.insert(0, {str(PACKAGE_ROOT)!r}); "
+                 f"runpy.run_module({module!r}, run_name='__main__', alter_sys=True)")
+    return [python, "-I", "-c", bootstrap]
 
 
 def signal_name(returncode: int) -> str:

@@ -18,6 +18,7 @@ import threading
 from dataclasses import dataclass
 
 from models.errors import UserError
+from targets.runners.base import python_module_command
 
 PORT_PREFIX = "HWSIM_RPC_PORT "
 
@@ -59,8 +60,8 @@ def start_local_rpc_server(host: str = "127.0.0.1", port: int = 9090, port_end: 
                            *, start_timeout_s: float = 60.0) -> LocalRpcServer:
     """Returns a TVM RPC server running in a child process group, once it listens."""
     process = subprocess.Popen(
-        [sys.executable, "-m", "targets.runners.rpc_server", "--host", host, "--port", str(port),
-         "--port-end", str(port_end)],
+        python_module_command("targets.runners.rpc_server") + [
+            "--host", host, "--port", str(port), "--port-end", str(port_end)],
         stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
         text=True, start_new_session=True)
     server = LocalRpcServer(process, host, 0)

@@ -5,7 +5,7 @@ killed at the timeout without taking the caller down. ``Config.target`` is never
 set: setting it in-process aborts the whole interpreter.
 
 Run as a module, this file is that child:
-``python -I -m targets.runners.wasmtime MODULE.wasm WORKDIR STDOUT STDERR [ARGS...]``.
+``python -m targets.runners.wasmtime MODULE.wasm WORKDIR STDOUT STDERR [ARGS...]``.
 """
 from __future__ import annotations
 
@@ -16,7 +16,8 @@ from pathlib import Path
 from typing import Sequence
 
 from models.errors import UserError
-from targets.runners.base import TRAP_MARKER, Completed, RunResult, finish, run_process
+from targets.runners.base import (TRAP_MARKER, Completed, RunResult, finish, python_module_command,
+                                  run_process)
 
 WASM_MAGIC = b"\0asm"
 
@@ -47,8 +48,8 @@ class WasmtimeRunner:
         with tempfile.TemporaryDirectory(prefix="hwsim-wasmtime-") as capture_dir:
             stdout_path = Path(capture_dir) / "stdout"
             stderr_path = Path(capture_dir) / "stderr"
-            command = [self.python, "-I", "-m", "targets.runners.wasmtime", str(executable),
-                       str(workdir), str(stdout_path), str(stderr_path), *args]
+            command = python_module_command("targets.runners.wasmtime", self.python) + [
+                str(executable), str(workdir), str(stdout_path), str(stderr_path), *args]
             completed = run_process(command, workdir, timeout_s, target=self.target,
                                     runner=self.name, program=executable.name)
             program_stdout = stdout_path.read_text(errors="replace") if stdout_path.exists() else ""
