@@ -28,7 +28,6 @@ Everything is numpy over folds; one ResNet-50 training step takes well under a s
 """
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -241,12 +240,13 @@ def schedule_gemm(arch: Accelerator, workload: GemmWorkload, transposed: bool,
     plan = _dataflow().plan_folds(M_o, N_o, K_eff, arch.array.rows, arch.array.cols, arch.dataflow)
     folds = plan.row_folds * plan.col_folds
 
-    per_fold = np.broadcast_to(np.asarray(plan.cycles_per_fold, dtype=float), (folds,)).copy()
+    per_fold = np.full(folds, float(plan.cycles_per_fold))
     if options.interleave:
         # Back-to-back folds: fill/drain of one fold hides under its neighbours'.
-        fill = per_fold - plan.temporal
-        per_fold = np.full(folds, float(plan.temporal))
-        per_fold[0] += fill[0]
+        per_fold[:] = plan.temporal
+        per_fold[0] += plan.cycles_per_fold - plan.temporal
+    # SCALE-Sim reports the last busy cycle's index (folds x per-fold - 1): keep its total.
+    per_fold[-1] -= folds * plan.cycles_per_fold - plan.compute_cycles
 
     word = arch.word_bytes
     memory = arch.memory
@@ -298,7 +298,7 @@ def schedule_gemm(arch: Accelerator, workload: GemmWorkload, transposed: bool,
     compute = np.tile(per_fold, groups)
     if options.interleave and groups > 1:
         # One fill for the whole GEMM: the later groups start at steady state.
-        compute[folds::folds] -= per_fold[0] - plan.temporal
+        compute[folds::folds] -= plan.cycles_per_fold - plan.temporal
     sparse_dram = traffic.loads_by_role.get(sparse_role, np.zeros(1)).sum() if sparse_role else 0.0
     index_bytes = sparse_dram * index_share if options.pregenerate_sparse_weights else 0.0
     return GemmSchedule(
@@ -402,7 +402,7 @@ def simulate(arch: Accelerator, workloads: list[GemmWorkload], *, model_name: st
     layers = []
     for index, (workload, schedule) in enumerate(zip(workloads, schedules)):
         compute_cycles = int(round(compute_per_gemm[index]))
-        stall = int(math.ceil(stall_per_gemm[index] - 1e-9))
+        stall = int(round(stall_per_gemm[index]))
         total = compute_cycles + stall
         extra_load, extra_store, extra_select = pregenerated.get(index, (0.0, 0.0, 0.0))
         dram_bytes = schedule.dram_bytes + extra_load + extra_store

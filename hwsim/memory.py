@@ -78,8 +78,8 @@ def fold_fractions(dim: int, tile: int, folds: int) -> np.ndarray:
 
 
 def default_outer(dataflow: str) -> str:
-    """Returns SCALE-Sim's loop order for OS (rows outer); WS/IS keep partial sums resident."""
-    return "row" if dataflow == "os" else "col"
+    """Returns SCALE-Sim's loop order: column folds outer, row folds inner, every dataflow."""
+    return "col"
 
 
 def fold_traffic(row_fractions: np.ndarray, col_fractions: np.ndarray,
