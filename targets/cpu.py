@@ -321,10 +321,13 @@ def load_cpu_target(name_or_path: str | Path, *, host_features: HostFeatures | N
     """Returns the CpuTarget of a bundled name (host, snapdragon855, ...) or of a YAML file path."""
     text = str(name_or_path)
     path = Path(text)
-    if not (text.endswith((".yaml", ".yml")) or path.exists()):
+    # A bare word is a bundled name even when a file of that name sits in the working directory.
+    looks_like_path = text.endswith((".yaml", ".yml")) or "/" in text or isinstance(name_or_path, Path)
+    if not looks_like_path:
         known = bundled_cpu_targets()
         if text not in known:
-            raise UserError(f"unknown CPU target '{text}'", field="target", fix=suggest(text, known))
+            raise UserError(f"unknown CPU target '{text}'", field="target",
+                            fix=suggest(text, known) + " (or give a .yaml path)")
         path = BUNDLED_DIR / f"{text}.yaml"
     raw = _read_yaml(path)
     return cpu_target_from_dict(raw, str(path), host_features=host_features, llvm_cpus=llvm_cpus)

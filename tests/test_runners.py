@@ -212,6 +212,25 @@ def test_tvm_module_over_a_real_rpc_server(tmp_path):
         runner.run(library_path, [], tmp_path, timeout_s=5)
 
 
+@pytest.mark.slow
+def test_rpc_server_that_never_answers_is_cut_off(tmp_path):
+    import socket
+
+    host = load_cpu_target("host")
+    library_path = tmp_path / "never.so"
+    library_path.write_bytes(b"not loaded: the handshake never completes")
+    with socket.socket() as silent:              # accepts TCP connections, never speaks
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(4)
+        port = silent.getsockname()[1]
+        runner = get_runner(f"rpc://127.0.0.1:{port}", host, startup_margin_s=8)
+        start = time.monotonic()
+        with pytest.raises(RunError, match="timed out"):
+            runner.run_tvm_module(library_path, "main", [np.zeros(4, np.float32)], repeats=1,
+                                  timeout_s=1)
+        assert time.monotonic() - start < 20
+
+
 # ---------------------------------------------------------------- adb
 
 def test_adb_on_a_phone(tmp_path, affine_input):
