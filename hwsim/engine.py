@@ -35,7 +35,7 @@ import numpy as np
 from hwsim import __version__
 from hwsim.arch import Accelerator
 from hwsim.energy import gemm_energy_pj
-from hwsim.memory import (Operand, default_outer, fold_fractions, fold_traffic, stall_cycles,
+from hwsim.memory import (Operand, default_outer, fold_axis, fold_traffic, stall_cycles,
                           transfer_cycles)
 from models.errors import UserError
 from models.lowering import GemmWorkload
@@ -180,10 +180,14 @@ def check_supported(arch: Accelerator, workloads: list[GemmWorkload], sparsity: 
 
 @dataclass(frozen=True)
 class GemmSchedule:
-    """How one GEMM runs: fold plan, per-fold arrays (all groups), byte totals."""
+    """How one GEMM runs: fold plan, per-fold arrays (all groups), byte totals.
+
+    The per-fold arrays hold representative folds; ``weights`` says how many
+    identical folds each stands for (``hwsim.memory.FoldAxis``)."""
     orientation: str
     loop_order: str
     folds: int
+    weights: np.ndarray
     compute_cycles: np.ndarray
     load_bytes: np.ndarray
     store_bytes: np.ndarray
@@ -240,14 +244,6 @@ def schedule_gemm(arch: Accelerator, workload: GemmWorkload, transposed: bool,
     plan = _dataflow().plan_folds(M_o, N_o, K_eff, arch.array.rows, arch.array.cols, arch.dataflow)
     folds = plan.row_folds * plan.col_folds
 
-    per_fold = np.full(folds, float(plan.cycles_per_fold))
-    if options.interleave:
-        # Back-to-back folds: fill/drain of one fold hides under its neighbours'.
-        per_fold[:] = plan.temporal
-        per_fold[0] += plan.cycles_per_fold - plan.temporal
-    # SCALE-Sim reports the last busy cycle's index (folds x per-fold - 1): keep its total.
-    per_fold[-1] -= folds * plan.cycles_per_fold - plan.compute_cycles
-
     word = arch.word_bytes
     memory = arch.memory
     sparse_role = ("A" if transposed else "B") if workload.sparse else None
@@ -275,20 +271,29 @@ def schedule_gemm(arch: Accelerator, workload: GemmWorkload, transposed: bool,
                                 accumulates=role == "C" and cuts[role] != "tile",
                                 array_bytes=array_bytes))
 
-    row_fractions = fold_fractions(plan.spatial_rows, arch.array.rows, plan.row_folds)
-    col_fractions = fold_fractions(plan.spatial_cols, arch.array.cols, plan.col_folds)
+    row_axis = fold_axis(plan.spatial_rows, arch.array.rows, plan.row_folds)
+    col_axis = fold_axis(plan.spatial_cols, arch.array.cols, plan.col_folds)
     if outer is None:
         candidates = [default_outer(arch.dataflow)]
         if options.offline_schedule:
             candidates.append("col" if candidates[0] == "row" else "row")
-        traffic = min((fold_traffic(row_fractions, col_fractions, operands, order)
+        traffic = min((fold_traffic(row_axis, col_axis, operands, order)
                        for order in candidates), key=lambda t: t.dram_bytes)
     else:
-        traffic = fold_traffic(row_fractions, col_fractions, operands, outer)
+        traffic = fold_traffic(row_axis, col_axis, operands, outer)
     # The traffic arrays run in the chosen (outer, inner) order; fold cycles are equal
     # across the grid except the first fold's fill, so they need no reordering.
 
-    select_groups = np.zeros(folds)
+    reps = len(traffic.weights)
+    per_fold = np.full(reps, float(plan.cycles_per_fold))
+    if options.interleave:
+        # Back-to-back folds: fill/drain of one fold hides under its neighbours'.
+        per_fold[:] = plan.temporal
+        per_fold[0] += plan.cycles_per_fold - plan.temporal
+    # SCALE-Sim reports the last busy cycle's index (folds x per-fold - 1): keep its total.
+    per_fold[-1] -= folds * plan.cycles_per_fold - plan.compute_cycles
+
+    select_groups = np.zeros(reps)
     if sparse_role and not options.pregenerate_sparse_weights:
         # Every dense weight fetched goes through the top-n selector on its way in.
         select_groups = traffic.loads_by_role[sparse_role] / (word * workload.nm[1])
@@ -298,16 +303,17 @@ def schedule_gemm(arch: Accelerator, workload: GemmWorkload, transposed: bool,
     compute = np.tile(per_fold, groups)
     if options.interleave and groups > 1:
         # One fill for the whole GEMM: the later groups start at steady state.
-        compute[folds::folds] -= plan.cycles_per_fold - plan.temporal
-    sparse_dram = traffic.loads_by_role.get(sparse_role, np.zeros(1)).sum() if sparse_role else 0.0
+        compute[reps::reps] -= plan.cycles_per_fold - plan.temporal
+    sparse_dram = float((traffic.loads_by_role[sparse_role] * traffic.weights).sum()) if sparse_role else 0.0
     index_bytes = sparse_dram * index_share if options.pregenerate_sparse_weights else 0.0
     return GemmSchedule(
         orientation="NxM" if transposed else "MxN", loop_order=f"{traffic.outer}-outer",
-        folds=folds * groups, compute_cycles=compute,
+        folds=folds * groups, weights=np.tile(traffic.weights, groups), compute_cycles=compute,
         load_bytes=np.tile(traffic.load_bytes, groups), store_bytes=np.tile(traffic.store_bytes, groups),
         select_cycles=np.tile(select_cycles, groups),
         sram_bytes=traffic.sram_bytes * groups, dram_bytes=traffic.dram_bytes * groups,
-        index_bytes=index_bytes * groups, select_groups=float(select_groups.sum()) * groups)
+        index_bytes=index_bytes * groups,
+        select_groups=float((select_groups * traffic.weights).sum()) * groups)
 
 
 def _local_cycles(arch: Accelerator, schedule: GemmSchedule) -> float:
@@ -316,7 +322,8 @@ def _local_cycles(arch: Accelerator, schedule: GemmSchedule) -> float:
                                     arch.dram_bytes_per_cycle)
     loads = np.maximum(loads, schedule.select_cycles)
     stalls = stall_cycles(loads, stores, schedule.compute_cycles, arch.options.offline_schedule)
-    return float(schedule.compute_cycles.sum() + stalls.sum())
+    weights = np.append(schedule.weights, 1)
+    return float((schedule.compute_cycles * schedule.weights).sum() + (stalls * weights).sum())
 
 
 def best_schedule(arch: Accelerator, workload: GemmWorkload, reuse: float = 1.0) -> GemmSchedule:
@@ -376,7 +383,7 @@ def simulate(arch: Accelerator, workloads: list[GemmWorkload], *, model_name: st
     pregenerated = (_pregeneration_bytes(arch, workloads)
                     if arch.options.pregenerate_sparse_weights and arch.sparsity else {})
 
-    loads, stores, computes, owners = [], [], [], []
+    loads, stores, computes, owners, weights = [], [], [], [], []
     for index, schedule in enumerate(schedules):
         load_bytes, store_bytes = schedule.load_bytes, schedule.store_bytes
         if index in pregenerated:
@@ -388,16 +395,19 @@ def simulate(arch: Accelerator, workloads: list[GemmWorkload], *, model_name: st
         loads.append(np.maximum(load_cycles, schedule.select_cycles))
         stores.append(store_cycles)
         computes.append(schedule.compute_cycles)
-        owners.append(np.full(schedule.folds, index))
+        owners.append(np.full(len(schedule.weights), index))
+        weights.append(schedule.weights)
     if not schedules:
         return SimResult(arch, model_name, sparsity, mode, batch, ())
     compute_all = np.concatenate(computes)
     stalls = stall_cycles(np.concatenate(loads), np.concatenate(stores), compute_all,
                           arch.options.offline_schedule)
     owner_all = np.concatenate(owners)
-    stall_per_gemm = np.bincount(owner_all, weights=stalls[:-1], minlength=len(schedules))
+    weight_all = np.concatenate(weights)
+    stall_per_gemm = np.bincount(owner_all, weights=stalls[:-1] * weight_all, minlength=len(schedules))
     stall_per_gemm[-1] += stalls[-1]
-    compute_per_gemm = np.bincount(owner_all, weights=compute_all, minlength=len(schedules))
+    compute_per_gemm = np.bincount(owner_all, weights=compute_all * weight_all,
+                                   minlength=len(schedules))
 
     layers = []
     for index, (workload, schedule) in enumerate(zip(workloads, schedules)):

@@ -61,20 +61,45 @@ class Operand:
 
 @dataclass(frozen=True)
 class FoldTraffic:
-    """Per-fold DRAM loads/stores in schedule order, and the GEMM's byte totals."""
+    """Per-fold DRAM loads/stores in schedule order (representative folds, each
+    standing for ``weights`` folds), and the GEMM's byte totals."""
     outer: str
     load_bytes: np.ndarray
     store_bytes: np.ndarray
+    weights: np.ndarray
     loads_by_role: dict
     sram_bytes: float
     dram_bytes: float
 
 
-def fold_fractions(dim: int, tile: int, folds: int) -> np.ndarray:
-    """Returns the share of ``dim`` each fold covers: full tiles and a partial last one."""
+@dataclass(frozen=True)
+class FoldAxis:
+    """The folds along one array axis, run-length compressed.
+
+    Folds 2 .. count-4 are identical (full tiles, neighbours alike), so one
+    representative with ``weights`` = their number stands for all of them; the
+    others (first two, last three: first-fold loads, the partial last tile, and
+    prefetches of it) are kept one by one. Timelines over the representatives,
+    weighted, equal timelines over every fold."""
+    fractions: np.ndarray
+    weights: np.ndarray
+    count: int
+
+
+def fold_axis(dim: int, tile: int, folds: int) -> FoldAxis:
+    """Returns the share of ``dim`` each fold covers (full tiles, a partial last one), compressed.
+
+    >>> axis = fold_axis(330, 32, 11)
+    >>> axis.weights.tolist(), round(float((axis.fractions * axis.weights).sum()), 9)
+    ([1, 1, 6, 1, 1, 1], 1.0)
+    """
     sizes = np.full(folds, float(tile))
     sizes[-1] = dim - tile * (folds - 1)
-    return sizes / dim
+    if folds < 7:
+        return FoldAxis(sizes / dim, np.ones(folds, dtype=np.int64), folds)
+    keep = np.array([0, 1, 2, folds - 3, folds - 2, folds - 1])
+    weights = np.array([1, 1, folds - 5, 1, 1, 1], dtype=np.int64)
+    return FoldAxis(sizes[keep] / dim, weights, folds)
 
 
 def default_outer(dataflow: str) -> str:
@@ -82,19 +107,21 @@ def default_outer(dataflow: str) -> str:
     return "col"
 
 
-def fold_traffic(row_fractions: np.ndarray, col_fractions: np.ndarray,
+def fold_traffic(row_axis: FoldAxis, col_axis: FoldAxis,
                  operands: list[Operand], outer: str) -> FoldTraffic:
     """Returns the DRAM bytes each fold loads and stores, in (outer, inner) order.
 
     >>> a = Operand("A", "row", 100, 100, 1000); b = Operand("B", "col", 100, 100, 1000)
     >>> c = Operand("C", "tile", 100, 100, 1000, is_output=True)
-    >>> t = fold_traffic(np.array([.5, .5]), np.array([.5, .5]), [a, b, c], "row")
+    >>> halves = fold_axis(2, 1, 2)
+    >>> t = fold_traffic(halves, halves, [a, b, c], "row")
     >>> t.load_bytes.tolist(), t.store_bytes.tolist()    # both fit: read once, A prefetched
     ([125.0, 75.0, 0.0, 0.0], [25.0, 25.0, 25.0, 25.0])
     """
-    fractions = {"row": row_fractions, "col": col_fractions}
+    axes = {"row": row_axis, "col": col_axis}
     inner = "col" if outer == "row" else "row"
-    outer_fractions, inner_fractions = fractions[outer], fractions[inner]
+    outer_fractions, inner_fractions = axes[outer].fractions, axes[inner].fractions
+    counts = (axes[outer].count, axes[inner].count)
     grid = (len(outer_fractions), len(inner_fractions))
     first_inner = np.zeros(grid, dtype=bool)
     first_inner[:, 0] = True
@@ -130,48 +157,49 @@ def fold_traffic(row_fractions: np.ndarray, col_fractions: np.ndarray,
             if spread:
                 # Double buffering at the reused tile: outer tile o+1 streams in
                 # while the inner folds of outer tile o compute.
-                fetched = _spread_ahead(outer_fractions * operand.dram_bytes, grid[1])
+                fetched = _spread_ahead(outer_fractions * operand.dram_bytes, grid[1], counts[1])
             else:
                 fetched = share * operand.dram_bytes * (first if fits else every)
             loads += fetched
             loads_by_role[operand.role] = fetched.ravel()
             # The array reads the operand once per fold it takes part in.
-            sram_bytes += operand.pass_bytes * _array_passes(operand.cut, outer, grid)
+            sram_bytes += operand.pass_bytes * _array_passes(operand.cut, outer, counts)
         elif spread:
             # A finished outer tile drains while the next outer tile computes.
-            stores += _spread_behind(outer_fractions * operand.dram_bytes, grid[1])
-            sram_bytes += operand.pass_bytes * (2 * _array_passes(operand.cut, outer, grid) - 1)
+            stores += _spread_behind(outer_fractions * operand.dram_bytes, grid[1], counts[1])
+            sram_bytes += operand.pass_bytes * (2 * _array_passes(operand.cut, outer, counts) - 1)
         elif not operand.accumulates or fits:
             stores += share * operand.dram_bytes * (last if operand.cut != "tile" else every)
             sram_bytes += operand.pass_bytes * (
-                1 if operand.cut == "tile" else 2 * _array_passes(operand.cut, outer, grid) - 1)
+                1 if operand.cut == "tile" else 2 * _array_passes(operand.cut, outer, counts) - 1)
         else:
             # Partial sums spill: every fold writes its share back, every revisit reads it.
             stores += share * operand.dram_bytes
             loads += share * operand.dram_bytes * ~first
-            sram_bytes += operand.pass_bytes * (2 * _array_passes(operand.cut, outer, grid) - 1)
+            sram_bytes += operand.pass_bytes * (2 * _array_passes(operand.cut, outer, counts) - 1)
+    weights = np.outer(axes[outer].weights, axes[inner].weights).ravel()
     load_flat, store_flat = loads.ravel(), stores.ravel()
-    dram_bytes = float(load_flat.sum() + store_flat.sum())
-    return FoldTraffic(outer, load_flat, store_flat, loads_by_role,
+    dram_bytes = float(((load_flat + store_flat) * weights).sum())
+    return FoldTraffic(outer, load_flat, store_flat, weights, loads_by_role,
                        sram_bytes + dram_bytes, dram_bytes)
 
 
-def _spread_ahead(tile_bytes: np.ndarray, inner: int) -> np.ndarray:
+def _spread_ahead(tile_bytes: np.ndarray, inner_reps: int, inner_folds: int) -> np.ndarray:
     """Returns a fold grid where outer tile o+1's bytes load evenly during outer tile o.
 
     Tile 0 loads before the first fold (``load[0]``)."""
-    grid = np.zeros((len(tile_bytes), inner))
+    grid = np.zeros((len(tile_bytes), inner_reps))
     grid[0, 0] = tile_bytes[0]
-    grid[:-1, :] += tile_bytes[1:, None] / inner
+    grid[:-1, :] += tile_bytes[1:, None] / inner_folds
     return grid
 
 
-def _spread_behind(tile_bytes: np.ndarray, inner: int) -> np.ndarray:
+def _spread_behind(tile_bytes: np.ndarray, inner_reps: int, inner_folds: int) -> np.ndarray:
     """Returns a fold grid where outer tile o's bytes drain evenly during outer tile o+1.
 
     The last tile drains after the last fold (charged to the last fold's store)."""
-    grid = np.zeros((len(tile_bytes), inner))
-    grid[1:, :] += tile_bytes[:-1, None] / inner
+    grid = np.zeros((len(tile_bytes), inner_reps))
+    grid[1:, :] += tile_bytes[:-1, None] / inner_folds
     grid[-1, -1] += tile_bytes[-1]
     return grid
 
@@ -192,6 +220,8 @@ def transfer_cycles(load_bytes: np.ndarray, store_bytes: np.ndarray, bytes_per_c
 
 def stall_cycles(load_cycles: np.ndarray, store_cycles: np.ndarray, compute_cycles: np.ndarray,
                  overlap: bool) -> np.ndarray:
+    # (On run-length compressed folds the entries are per representative fold; the
+    # caller multiplies by the weights: a run of identical folds waits identically.)
     """Returns the cycles spent waiting on DRAM before each fold, plus a final drain entry.
 
     Overlapped (double buffering, offline schedule): while fold f computes, the link
