@@ -20,7 +20,7 @@ import yaml
 
 from models.errors import UserError, suggest
 from targets.features import (HostFeatures, choose_llvm_core, detect_host_features, llvm_mca_cpus,
-                              vector_fma_units)
+                              preferred_llvm_cores, vector_fma_units)
 
 BUNDLED_DIR = Path(__file__).parent / "cpus"
 
@@ -188,8 +188,7 @@ def _read_yaml(path: Path) -> Any:
                         field=where, fix="fix the YAML syntax")
 
 
-def _resolve_tvm_target(checker: _Checker, raw: Any, features: HostFeatures | None,
-                        core: str) -> dict:
+def _resolve_tvm_target(checker: _Checker, raw: Any, features: HostFeatures | None) -> dict:
     spec = dict(checker.keys(raw, _TVM_TARGET_KEYS, "tvm_target", required=("kind",)))
     checker.string(spec["kind"], "tvm_target.kind")
     for key, value in spec.items():
@@ -198,7 +197,8 @@ def _resolve_tvm_target(checker: _Checker, raw: Any, features: HostFeatures | No
                 raise checker.fail(f"tvm_target.{key}", "'detect' works only for the x86_64 host",
                                    "write the value")
             if key == "mcpu":
-                spec[key] = core
+                # TVM's LLVM knows the exact CPU even where llvm-mca needed an older model.
+                spec[key] = preferred_llvm_cores(features)[0]
             elif key == "mattr":
                 spec[key] = list(features.mattr())
             else:
@@ -270,7 +270,7 @@ def cpu_target_from_dict(raw: Any, source: str, *,
         cache_line_bytes=check.positive(raw["cache_line_bytes"], "cache_line_bytes", int),
         dram_gbps=check.positive(raw["dram_gbps"], "dram_gbps"),
         toolchain=toolchain, runner=runner,
-        tvm_target=_resolve_tvm_target(check, raw["tvm_target"], features, core),
+        tvm_target=_resolve_tvm_target(check, raw["tvm_target"], features),
         source=source, description=str(raw.get("description", "")).strip(),
         core_isa=core_isa, host_features=features)
 

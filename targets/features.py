@@ -130,26 +130,46 @@ def detect_host_features(cpuinfo_path: Path = CPUINFO_PATH) -> HostFeatures:
                                caches_kb=read_sysfs_caches_kb())
 
 
-def preferred_llvm_cores(features: HostFeatures) -> tuple[str, ...]:
-    """Returns llvm CPU names nearest to the host, best first.
+# Intel family-6 model numbers (Intel SDM vol. 4, table 2-1) -> llvm CPU names, best first.
+# An llvm CPU name implies instruction sets, so a model that is not listed falls back to a
+# name whose features every later part has (skylake-avx512, haswell): never more than the CPU.
+INTEL_MODELS = {
+    0x8F: ("sapphirerapids", "icelake-server", "skylake-avx512"),     # Sapphire Rapids
+    0xCF: ("emeraldrapids", "sapphirerapids", "icelake-server", "skylake-avx512"),
+    0x6A: ("icelake-server", "skylake-avx512"), 0x6C: ("icelake-server", "skylake-avx512"),
+    0x55: ("cascadelake", "skylake-avx512"),                          # Skylake/Cascade Lake-SP
+    0x97: ("alderlake", "skylake", "haswell"), 0x9A: ("alderlake", "skylake", "haswell"),
+    0xB7: ("raptorlake", "alderlake", "skylake", "haswell"),
+    0xBA: ("raptorlake", "alderlake", "skylake", "haswell"),
+    0x4E: ("skylake", "haswell"), 0x5E: ("skylake", "haswell"),
+    0x8E: ("skylake", "haswell"), 0x9E: ("skylake", "haswell"),
+}
 
-    AMD family 0x17 is Zen 1/2, 0x19 Zen 3/4 (Zen 4 is the one with AVX-512),
-    0x1A Zen 5 (AMD's family/model tables). Intel: AVX-512 server parts first.
+
+def preferred_llvm_cores(features: HostFeatures) -> tuple[str, ...]:
+    """Returns llvm CPU names for the host, the exact one first, then nearer-older ones.
+
+    AMD family 0x17 is Zen 1/2, 0x19 Zen 3/4 (Zen 4 is the one with AVX-512), 0x1A
+    Zen 5 (AMD's family/model tables); Intel by model number (INTEL_MODELS). The first
+    name is what TVM's LLVM (22) compiles for; llvm-mca takes the first it knows.
     """
     has_avx512 = "avx512f" in features.flags
+    has_avx2 = "avx2" in features.flags
     if features.vendor == "AuthenticAMD":
         if features.family == 0x1A:
             return ("znver5", "znver4", "znver3")
         if features.family == 0x19:
             return ("znver4", "znver3") if has_avx512 else ("znver3", "znver2")
         if features.family == 0x17:
-            return ("znver2", "znver1")
-        return ("znver1", "btver2")
-    if features.vendor == "GenuineIntel":
-        if has_avx512:
-            return ("sapphirerapids", "icelake-server", "skylake-avx512")
-        return ("skylake", "haswell")
-    return ("skylake", "haswell") if "avx2" in features.flags else ("x86-64",)
+            return ("znver2", "znver1") if features.model and features.model >= 0x30 else ("znver1",)
+        return ("x86-64",)
+    if features.vendor == "GenuineIntel" and features.family == 6 and features.model in INTEL_MODELS:
+        return INTEL_MODELS[features.model]
+    if has_avx512:
+        return ("skylake-avx512",)
+    if has_avx2 and "fma" in features.flags:
+        return ("haswell",)
+    return ("x86-64",)
 
 
 def vector_fma_units(features: HostFeatures) -> int:

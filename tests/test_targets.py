@@ -187,13 +187,24 @@ def test_host_core_is_one_llvm_mca_knows():
     assert host.core in llvm_mca_cpus("x86_64")
 
 
-@pytest.mark.parametrize("text,known,simd,core,fma_units", [
-    (AMD_ZEN4, {"znver3", "znver2"}, "avx512", "znver3", 1),      # llvm-mca 14 has no znver4
-    (AMD_ZEN4, {"znver4", "znver3"}, "avx512", "znver4", 1),
-    (AMD_ZEN3, {"znver3"}, "avx2", "znver3", 2),
-    (INTEL_AVX2, {"skylake", "haswell"}, "avx2", "skylake", 2),
+INTEL_SPR = INTEL_AVX2.replace("model\t\t: 158", "model\t\t: 143").replace(
+    "fma f16c", "fma f16c avx512f avx512vl avx512bw avx512dq avx512cd")
+INTEL_UNKNOWN_AVX512 = INTEL_SPR.replace("model\t\t: 143", "model\t\t: 250")
+
+
+@pytest.mark.parametrize("text,known,simd,core,tvm_mcpu,fma_units", [
+    # llvm-mca 14 has no znver4: llvm-mca gets znver3, TVM (LLVM 22) the exact znver4.
+    (AMD_ZEN4, {"znver3", "znver2"}, "avx512", "znver3", "znver4", 1),
+    (AMD_ZEN4, {"znver4", "znver3"}, "avx512", "znver4", "znver4", 1),
+    (AMD_ZEN3, {"znver3"}, "avx2", "znver3", "znver3", 2),
+    (INTEL_AVX2, {"skylake", "haswell"}, "avx2", "skylake", "skylake", 2),
+    (INTEL_SPR, {"icelake-server", "skylake-avx512"}, "avx512", "icelake-server",
+     "sapphirerapids", 2),
+    # An unlisted model never gets a name implying more than the CPU has.
+    (INTEL_UNKNOWN_AVX512, {"sapphirerapids", "skylake-avx512"}, "avx512", "skylake-avx512",
+     "skylake-avx512", 2),
 ])
-def test_synthetic_cpuinfo(text, known, simd, core, fma_units):
+def test_synthetic_cpuinfo(text, known, simd, core, tvm_mcpu, fma_units):
     features = parse_host_features(text, logical_cpus=4, caches_kb=(("l1d", 32), ("l2", 512)))
     assert features.simd == simd
     assert choose_llvm_core(features, frozenset(known)) == core
@@ -203,6 +214,7 @@ def test_synthetic_cpuinfo(text, known, simd, core, fma_units):
     target = cpu_target_from_dict(raw, "host.yaml", host_features=features,
                                   llvm_cpus=frozenset(known))
     assert (target.simd, target.core, target.cores, target.fma_units) == (simd, core, 4, fma_units)
+    assert target.tvm_target["mcpu"] == tvm_mcpu
     assert ("-mavx512f" in target.toolchain.cflags) == (simd == "avx512")
 
 
