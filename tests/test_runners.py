@@ -3,9 +3,7 @@ same answer as numpy; endless loops are killed at the timeout; crashes and traps
 reported; TVM modules run through a real TVM RPC server."""
 from __future__ import annotations
 
-import importlib.util
 import shutil
-import subprocess
 import time
 
 import numpy as np
