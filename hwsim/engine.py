@@ -277,8 +277,9 @@ def schedule_gemm(arch: Accelerator, workload: GemmWorkload, transposed: bool,
         candidates = [default_outer(arch.dataflow)]
         if options.offline_schedule:
             candidates.append("col" if candidates[0] == "row" else "row")
+        # Ties (to the byte) keep SCALE-Sim's order, whatever the float summation order.
         traffic = min((fold_traffic(row_axis, col_axis, operands, order)
-                       for order in candidates), key=lambda t: t.dram_bytes)
+                       for order in candidates), key=lambda t: round(t.dram_bytes))
     else:
         traffic = fold_traffic(row_axis, col_axis, operands, outer)
     # The traffic arrays run in the chosen (outer, inner) order; fold cycles are equal
@@ -332,7 +333,8 @@ def best_schedule(arch: Accelerator, workload: GemmWorkload, reuse: float = 1.0)
     if not arch.options.interleave:
         return upright
     flipped = schedule_gemm(arch, workload, transposed=True, reuse=reuse)
-    return min((upright, flipped), key=lambda s: _local_cycles(arch, s))
+    # Ties (to the cycle) keep the FF orientation.
+    return min((upright, flipped), key=lambda s: round(_local_cycles(arch, s)))
 
 
 def _pregeneration_bytes(arch: Accelerator, workloads: list[GemmWorkload]

@@ -76,11 +76,13 @@ class FoldTraffic:
 class FoldAxis:
     """The folds along one array axis, run-length compressed.
 
-    Folds 2 .. count-4 are identical (full tiles, neighbours alike), so one
-    representative with ``weights`` = their number stands for all of them; the
-    others (first two, last three: first-fold loads, the partial last tile, and
-    prefetches of it) are kept one by one. Timelines over the representatives,
-    weighted, equal timelines over every fold."""
+    Folds 3 .. count-4 are identical and so are their neighbours two back (a
+    fold's wait depends on its own load, the previous fold's compute and the store
+    of the one before: ``stall_cycles``), so one representative with ``weights`` =
+    their number stands for all of them; the others (first three, last three:
+    first-fold loads, the partial last tile, and prefetches of it) are kept one by
+    one. Timelines over the representatives, weighted, equal timelines over every
+    fold (tests/test_engine.py checks it against uncompressed axes)."""
     fractions: np.ndarray
     weights: np.ndarray
     count: int
@@ -91,14 +93,14 @@ def fold_axis(dim: int, tile: int, folds: int) -> FoldAxis:
 
     >>> axis = fold_axis(330, 32, 11)
     >>> axis.weights.tolist(), round(float((axis.fractions * axis.weights).sum()), 9)
-    ([1, 1, 6, 1, 1, 1], 1.0)
+    ([1, 1, 1, 5, 1, 1, 1], 1.0)
     """
     sizes = np.full(folds, float(tile))
     sizes[-1] = dim - tile * (folds - 1)
-    if folds < 7:
+    if folds < 8:
         return FoldAxis(sizes / dim, np.ones(folds, dtype=np.int64), folds)
-    keep = np.array([0, 1, 2, folds - 3, folds - 2, folds - 1])
-    weights = np.array([1, 1, folds - 5, 1, 1, 1], dtype=np.int64)
+    keep = np.array([0, 1, 2, 3, folds - 3, folds - 2, folds - 1])
+    weights = np.array([1, 1, 1, folds - 6, 1, 1, 1], dtype=np.int64)
     return FoldAxis(sizes[keep] / dim, weights, folds)
 
 

@@ -238,3 +238,32 @@ def test_block_sparsity_rejected(sat):
     model = small_cnn(16, size=8).with_sparsity(parse_pattern("block:1x4:0.25"))
     with pytest.raises(UserError, match="supports only N:M"):
         simulate(sat, lower(model, "train"))
+
+
+@settings(max_examples=30, deadline=None, derandomize=True)
+@given(M=st.integers(1, 3000), N=st.integers(1, 700), K=st.integers(1, 200).map(lambda g: 8 * g),
+       dataflow=st.sampled_from(DATAFLOWS), gbps=st.sampled_from([1.0, 5.0, 19.2]),
+       sram_kb=st.sampled_from([16, 64, 512]), switches=st.tuples(st.booleans(), st.booleans(), st.booleans()),
+       sparse=st.booleans(), groups=st.integers(1, 2))
+def test_compressed_folds_equal_every_fold(sat, M, N, K, dataflow, gbps, sram_kb, switches,
+                                           sparse, groups):
+    """Run-length compressed fold axes give the cycles and bytes of simulating every fold."""
+    import hwsim.engine as engine
+    from hwsim.memory import FoldAxis, fold_axis
+
+    def every_fold(dim, tile, folds):
+        sizes = np.full(folds, float(tile))
+        sizes[-1] = dim - tile * (folds - 1)
+        return FoldAxis(sizes / dim, np.ones(folds, dtype=np.int64), folds)
+
+    interleave, overlap, pregenerate = switches
+    arch = variant(sat, dataflow=dataflow, dram_gbps=gbps, sram_kb=sram_kb, interleave=interleave,
+                   offline_schedule=overlap, pregenerate_sparse_weights=pregenerate)
+    workloads = [gemm(M, N, K, nm=(2, 8) if sparse else None, groups=groups), gemm(N, M, K, phase="WU")]
+    compressed = simulate(arch, workloads)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(engine, "fold_axis", every_fold)
+        full = simulate(arch, workloads)
+    assert engine.fold_axis is fold_axis
+    assert compressed.total_cycles == pytest.approx(full.total_cycles, rel=1e-3, abs=2)
+    assert compressed.dram_bytes == pytest.approx(full.dram_bytes, rel=1e-9, abs=2)
