@@ -6,7 +6,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-APT_PACKAGES := qemu-user-static gcc-aarch64-linux-gnu clang lld wasi-libc libclang-rt-14-dev-wasm32 llvm llvm-19
+APT_PACKAGES := qemu-user-static gcc-aarch64-linux-gnu clang lld wasi-libc libclang-rt-14-dev-wasm32 llvm llvm-19 nodejs
 PYTEST_WORKERS ?= 2
 
 .PHONY: setup sysdeps run test bench clean
