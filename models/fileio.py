@@ -16,6 +16,9 @@ def write_atomic(path: str, content: str | bytes) -> None:
             stream.write(content)
             stream.flush()
             os.fsync(stream.fileno())
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(temporary, 0o666 & ~umask)     # mkstemp makes 0600; outputs are for everyone
         os.replace(temporary, path)
     except BaseException:
         if os.path.exists(temporary):
