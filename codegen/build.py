@@ -142,3 +142,32 @@ def run(executable: Path, target: str | CpuTarget, workdir: Path, repeats: int =
     target = as_target(target)
     return get_runner(None, target).run(Path(executable), [cases_file, str(repeats), str(warmup)],
                                         Path(workdir), timeout_s=timeout_s)
+
+
+def compile_many(kernels: list[RenderedKernel], target: str | CpuTarget, outdir: Path
+                 ) -> dict[str, str]:
+    """Compiles many kernels for one target in one compiler call (-c -Wall -Werror).
+
+    Returns {kernel name: "" when it compiled, else the compiler's messages}. Kernels whose
+    flavour needs other -m flags (AVX-512 next to AVX2) get their own call."""
+    target = as_target(target)
+    outdir = Path(outdir)
+    outdir.mkdir(parents=True, exist_ok=True)
+    results: dict[str, str] = {}
+    by_flags: dict[tuple[tuple[str, ...], bool], list[RenderedKernel]] = {}
+    for kernel in kernels:
+        key = (ISA_CFLAGS.get(kernel.isa, ()), _openmp(kernel, target))
+        by_flags.setdefault(key, []).append(kernel)
+    for (isa_flags, openmp), group in by_flags.items():
+        for kernel in group:
+            (outdir / kernel.filename).write_text(kernel.source)
+        command = compiler_command(target, link=False, openmp=openmp,
+                                   extra_cflags=("-std=gnu11", "-Wall", "-Werror", *isa_flags))
+        completed = subprocess.run([*command, "-c", *(kernel.filename for kernel in group)],
+                                   cwd=outdir, capture_output=True, text=True)
+        for kernel in group:
+            built = (outdir / kernel.filename).with_suffix(".o").exists()
+            messages = "\n".join(line for line in completed.stderr.splitlines()
+                                 if kernel.filename in line)
+            results[kernel.name] = "" if built and not messages else (messages or completed.stderr[-2000:])
+    return results

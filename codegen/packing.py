@@ -55,6 +55,8 @@ def _positions(keep: np.ndarray, n: int, what: str) -> np.ndarray:
     if counts.size and counts.max() > n:
         raise UserError(f"{what}: a group keeps {int(counts.max())} weights, more than n={n}",
                         field="sparsity", fix="mask the weights with the same n:m before packing")
+    if n == keep.shape[-1]:  # dense (n == m): kernels read position j at slot j, no indices
+        return np.broadcast_to(np.arange(n, dtype=np.uint8), keep.shape).copy()
     order = np.argsort(~keep, axis=-1, kind="stable")
     return order[..., :n].astype(np.uint8)
 

@@ -1,0 +1,51 @@
+"""The kernel variants this package ships: every one is rendered and compiled in the tests.
+
+Like XNNPACK's gen/ folders, each variant's file name is its parameters; ``write_variants``
+renders them all into a folder (nothing generated is checked in).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from codegen.render import NmGemmParams, RenderedKernel, render_nmgemm
+
+# Register tiles per flavour: (mr, nr) fitting the ISA's register file
+# (AVX2/NEON/WASM: 16 vector registers; AVX-512 and aarch64 NEON: 32).
+NMGEMM_TILES: dict[str, tuple[tuple[int, int], ...]] = {
+    "scalar": ((1, 4), (4, 4)),
+    "neon": ((4, 8), (4, 16), (8, 8)),
+    "wasmsimd": ((4, 8), (2, 16)),
+    "avx2": ((2, 48), (4, 24)),
+    "avx512": ((6, 64), (8, 32), (4, 48)),
+}
+NMGEMM_PATTERNS: tuple[tuple[int, int], ...] = ((2, 4), (2, 8), (1, 8), (4, 16))
+
+
+def shipped_nmgemm() -> list[NmGemmParams]:
+    """Returns the shipped N:M GEMM variants: every flavour x tile x pattern, per-row and
+    shared index sets, and the dense GEMM fallback (n == m) per flavour and tile."""
+    variants = []
+    for isa, tiles in NMGEMM_TILES.items():
+        for mr, nr in tiles:
+            for n, m in NMGEMM_PATTERNS:
+                variants.append(NmGemmParams(n, m, isa, mr=mr, nr=nr, unroll=2))
+                variants.append(NmGemmParams(n, m, isa, mr=mr, nr=nr, unroll=2, shared=True))
+            variants.append(NmGemmParams(1, 1, isa, mr=mr, nr=nr, unroll=4))
+    return variants
+
+
+def shipped_kernels() -> list[RenderedKernel]:
+    """Returns every shipped variant rendered."""
+    return [render_nmgemm(params) for params in shipped_nmgemm()]
+
+
+def write_variants(outdir: Path) -> list[Path]:
+    """Renders every shipped variant into ``outdir`` (one .c per variant); returns the paths."""
+    outdir = Path(outdir)
+    outdir.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for kernel in shipped_kernels():
+        path = outdir / kernel.filename
+        path.write_text(kernel.source)
+        paths.append(path)
+    return paths
