@@ -30,8 +30,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 run: setup
-	$(BIN)/hwsim models
-	$(BIN)/hwsim models show resnet18 --sparsity 2:8 --mode train
+	$(BIN)/hwsim simulate --arch targets/accelerators/sat.yaml --out reports/default
 
 test: setup .venv-scalesim/.installed
 	$(BIN)/python -m pytest -q -n $(PYTEST_WORKERS)
