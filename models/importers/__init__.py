@@ -1,0 +1,1 @@
+"""Readers that turn other tools' model descriptions into the graph IR."""

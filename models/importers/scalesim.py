@@ -1,0 +1,129 @@
+"""SCALE-Sim topology CSVs (conv and GEMM formats, as scalesim 3.x reads them).
+
+Conv rows: ``Layer name, IFMAP Height, IFMAP Width, Filter Height, Filter Width,
+Channels, Num Filter, Strides[, N:M sparsity],`` (the IFMAP is already padded,
+so the convolution has no padding; rows whose name contains ``DP`` are depthwise:
+scalesim runs one layer per channel, which is a grouped convolution here).
+GEMM rows: ``Layer, M, N, K[, N:M],``; scalesim maps them onto a convolution with
+an M x K ifmap, one 1 x K filter per output column and one channel, so lowering
+gives back exactly (M, N, K). The format is told from the header's column count
+(scalesim takes it from its config). Rows may end with scalesim's trailing comma
+or not. Every row becomes its own layer fed by its own input: a topology is a
+list of independent layers.
+"""
+from __future__ import annotations
+
+import csv
+
+from models.errors import UserError
+from models.ir import Conv2d, GraphBuilder, Model
+from models.patterns import NM
+
+CONV_COLUMNS = ("Layer name", "IFMAP Height", "IFMAP Width", "Filter Height", "Filter Width",
+                "Channels", "Num Filter", "Strides")
+GEMM_COLUMNS = ("Layer", "M", "N", "K")
+
+
+def _cells(row: list[str]) -> list[str]:
+    cells = [cell.strip() for cell in row]
+    if cells and cells[-1] == "":
+        cells.pop()             # scalesim's trailing comma
+    return cells
+
+
+def _positive(value: str, path: str, line: int, column: str) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        raise UserError(f"'{value}' is not an integer", source=path,
+                        field=f"line {line}, column '{column}'",
+                        fix="give whole numbers for sizes") from None
+    if number < 1:
+        raise UserError(f"{column} is {number}", source=path, field=f"line {line}, column '{column}'",
+                        fix="sizes must be >= 1")
+    return number
+
+
+def _sparsity(value: str | None, path: str, line: int) -> NM | None:
+    if value is None or value.strip() in ("", "1:1"):
+        return None
+    try:
+        n, m = (int(part) for part in value.split(":"))
+        return NM(n, m)
+    except (ValueError, UserError):
+        raise UserError(f"sparsity '{value}' is not N:M", source=path,
+                        field=f"line {line}, sparsity column",
+                        fix="write e.g. 2:4, or 1:1 for dense") from None
+
+
+def load_topology(path: str, batch: int = 1) -> Model:
+    """Returns the topology as a model of independent layers (batch multiplies the ifmap count)."""
+    try:
+        with open(path, newline="", encoding="utf-8") as handle:
+            rows = [row for row in csv.reader(handle) if any(cell.strip() for cell in row)]
+    except OSError as error:
+        raise UserError(f"cannot read: {error.strerror}", source=path, fix="check the path") from None
+    except UnicodeDecodeError:
+        raise UserError("not a text CSV file", source=path,
+                        fix="give a SCALE-Sim topology CSV") from None
+    if len(rows) < 2:
+        raise UserError("no layers (a header row and at least one layer row are needed)",
+                        source=path, fix=f"columns: {', '.join(CONV_COLUMNS)}")
+    header = _cells(rows[0])
+    if len(header) >= len(CONV_COLUMNS):
+        kind, columns = "conv", CONV_COLUMNS
+    elif len(header) >= len(GEMM_COLUMNS):
+        kind, columns = "gemm", GEMM_COLUMNS
+    else:
+        raise UserError(f"header has {len(header)} columns", source=path, field="line 1",
+                        fix=f"conv format: {', '.join(CONV_COLUMNS)}; GEMM format: "
+                            f"{', '.join(GEMM_COLUMNS)}")
+    name = path.rsplit("/", 1)[-1].rsplit(".", 1)[0]
+    builder = GraphBuilder(name)
+    seen: set[str] = set()
+    for line, row in enumerate(rows[1:], start=2):
+        cells = _cells(row)
+        if len(cells) < len(columns):
+            raise UserError(f"{len(cells)} columns, {kind} format needs {len(columns)}", source=path,
+                            field=f"line {line}", fix=f"columns: {', '.join(columns)}")
+        layer = cells[0] or f"layer{line - 1}"
+        if layer in seen:
+            raise UserError(f"duplicate layer name '{layer}'", source=path, field=f"line {line}",
+                            fix="give every layer its own name")
+        seen.add(layer)
+        sizes = [_positive(value, path, line, column)
+                 for value, column in zip(cells[1:len(columns)], columns[1:])]
+        pattern = _sparsity(cells[len(columns)] if len(cells) > len(columns) else None, path, line)
+        if kind == "gemm":
+            m, n, k = sizes
+            x = builder.input(f"{layer}.input", (batch, 1, m, k))
+            op = Conv2d(layer, 1, n, (1, k), sparsity=pattern)
+        else:
+            height, width, filter_h, filter_w, channels, filters, stride = sizes
+            if filter_h > height or filter_w > width:
+                raise UserError(f"filter {filter_h}x{filter_w} is larger than the ifmap "
+                                f"{height}x{width}", source=path, field=f"line {line}",
+                                fix="the IFMAP size must include the padding")
+            x = builder.input(f"{layer}.input", (batch, channels, height, width))
+            if "DP" in layer:
+                op = Conv2d(layer, channels, channels * filters, (filter_h, filter_w), stride,
+                            groups=channels, sparsity=pattern)
+            else:
+                op = Conv2d(layer, channels, filters, (filter_h, filter_w), stride, sparsity=pattern)
+        try:
+            builder.add(op, x)
+        except UserError as error:
+            raise UserError(error.message, source=path, field=f"line {line}", fix=error.fix) from None
+    return builder.build()
+
+
+def write_topology(model_workloads, path: str) -> None:
+    """Writes FF GEMM workloads as a SCALE-Sim GEMM-format topology (atomically)."""
+    from models.fileio import write_atomic
+
+    lines = ["Layer, M, N, K,"]
+    for workload in model_workloads:
+        for group in range(workload.groups):
+            suffix = f"_g{group}" if workload.groups > 1 else ""
+            lines.append(f"{workload.layer}{suffix}, {workload.M}, {workload.N}, {workload.K},")
+    write_atomic(path, "\n".join(lines) + "\n")
