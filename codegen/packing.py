@@ -147,68 +147,108 @@ def mask_nm(w: np.ndarray, n: int, m: int) -> np.ndarray:
 
 @dataclass(frozen=True)
 class BlockSparsePacked:
-    """Block-sparse weights for the spmm kernel (NR output channels per block).
+    """Block-sparse weights for the spmm kernel: blocks of ``nr`` output x ``kb`` input channels.
 
-    values  float32: per block, NR biases, then NR values per nonzero input channel
-    nnz     int32 [blocks]: nonzero input channels of each block
-    diffs   int32 [total nnz]: byte increment of the input pointer after each nonzero,
-            the last one of a block leading to the first of the next (XNNPACK's "dmap")
-    first_offset_bytes: offset of the very first nonzero's input row
+    values  float32: per block row (nr output channels): nr biases, then nr*kb values per kept
+            block, ordered [input channel in block][output channel in block]
+    nnz     int32 [block rows]: kept blocks of each block row
+    diffs   int32 [1 + total kept]: diffs[0] = byte offset of the first kept block's first input
+            row; then, after each kept block, the byte step to the next one's (XNNPACK's dmap;
+            the last step of a block row leads to the first kept block of the next row)
     """
     nr: int
+    kb: int
     cout: int
     cin: int
     pixels: int
     values: np.ndarray
     nnz: np.ndarray
     diffs: np.ndarray
-    first_offset_bytes: int
 
 
-def pack_block_sparse(w: np.ndarray, nr: int, pixels: int, bias: np.ndarray | None = None
-                      ) -> BlockSparsePacked:
-    """Returns the block-sparse layout of ``w`` (cout x cin); an input channel is kept in a
-    block when any of its ``nr`` weights is nonzero. ``pixels`` (the CHW row length) sets the
-    byte stride the diffs encode."""
+def _block_starts(cin: int, kb: int) -> list[int]:
+    """Input-channel blocks: 0, kb, 2kb, ...; a ragged last block is moved back to end at cin
+    (the channels it shares with the previous block are zeroed in it, see pack_block_sparse)."""
+    if cin < kb:
+        raise UserError(f"{cin} input channels cannot hold blocks of {kb}", field="sparsity",
+                        fix="use a block width at most the input channels")
+    starts = list(range(0, cin - kb + 1, kb))
+    if cin % kb:
+        starts.append(cin - kb)
+    return starts
+
+
+def pack_block_sparse(w: np.ndarray, nr: int, pixels: int, bias: np.ndarray | None = None,
+                      kb: int = 1) -> BlockSparsePacked:
+    """Returns the block-sparse layout of ``w`` (cout x cin): a block of ``nr`` output x ``kb``
+    input channels is kept when any of its weights is nonzero. ``pixels`` (the CHW row length)
+    sets the byte stride the diffs encode."""
     w = np.asarray(w, dtype=np.float32)
     cout, cin = w.shape
-    blocks = -(-cout // nr)
-    padded = np.zeros((blocks * nr, cin), dtype=np.float32)
+    block_rows = -(-cout // nr)
+    padded = np.zeros((block_rows * nr, cin), dtype=np.float32)
     padded[:cout] = w
-    bias_pad = np.zeros(blocks * nr, dtype=np.float32)
+    bias_pad = np.zeros(block_rows * nr, dtype=np.float32)
     if bias is not None:
         bias_pad[:cout] = bias
+    starts = _block_starts(cin, kb)
     values, nnz, offsets = [], [], []
-    for block in range(blocks):
-        rows = padded[block * nr:(block + 1) * nr]
-        channels = np.flatnonzero((rows != 0).any(axis=0))
-        values.append(bias_pad[block * nr:(block + 1) * nr])
-        values.append(rows[:, channels].T.ravel())
-        nnz.append(len(channels))
-        offsets.extend(int(c) * pixels * 4 for c in channels)
+    for row in range(block_rows):
+        rows = padded[row * nr:(row + 1) * nr]
+        values.append(bias_pad[row * nr:(row + 1) * nr])
+        kept = 0
+        for number, start in enumerate(starts):
+            block = rows[:, start:start + kb].copy()
+            if number and start < starts[number - 1] + kb:  # ragged last block: no double count
+                block[:, :starts[number - 1] + kb - start] = 0.0
+            if not block.any():
+                continue
+            values.append(block.T.ravel())
+            offsets.append(start * pixels * 4)
+            kept += 1
+        nnz.append(kept)
     offsets_arr = np.array(offsets, dtype=np.int64)
-    diffs = np.zeros(len(offsets_arr), dtype=np.int32)
+    diffs = np.zeros(1 + len(offsets_arr), dtype=np.int32)
     if len(offsets_arr):
-        diffs[:-1] = np.diff(offsets_arr)
-    return BlockSparsePacked(nr, cout, cin, pixels, np.concatenate(values).astype(np.float32),
-                             np.array(nnz, dtype=np.int32), diffs,
-                             int(offsets_arr[0]) if len(offsets_arr) else 0)
+        diffs[0] = offsets_arr[0]
+        diffs[1:-1] = np.diff(offsets_arr)
+    return BlockSparsePacked(nr, kb, cout, cin, pixels, np.concatenate(values).astype(np.float32),
+                             np.array(nnz, dtype=np.int32), diffs)
 
 
 def unpack_block_sparse(packed: BlockSparsePacked) -> tuple[np.ndarray, np.ndarray]:
     """Returns (dense weights cout x cin, bias) decoded by walking the diffs like the kernel."""
-    nr, pixels = packed.nr, packed.pixels
-    blocks = len(packed.nnz)
-    dense = np.zeros((blocks * nr, packed.cin), dtype=np.float32)
-    bias = np.zeros(blocks * nr, dtype=np.float32)
-    offset, cursor, position = packed.first_offset_bytes, 0, 0
-    for block in range(blocks):
-        bias[block * nr:(block + 1) * nr] = packed.values[cursor:cursor + nr]
+    nr, kb, row_bytes = packed.nr, packed.kb, packed.pixels * 4
+    block_rows = len(packed.nnz)
+    dense = np.zeros((block_rows * nr, packed.cin), dtype=np.float32)
+    bias = np.zeros(block_rows * nr, dtype=np.float32)
+    offset, cursor, step = int(packed.diffs[0]) if len(packed.diffs) else 0, 0, 1
+    for row in range(block_rows):
+        bias[row * nr:(row + 1) * nr] = packed.values[cursor:cursor + nr]
         cursor += nr
-        for _ in range(packed.nnz[block]):
-            channel = offset // (pixels * 4)
-            dense[block * nr:(block + 1) * nr, channel] = packed.values[cursor:cursor + nr]
-            cursor += nr
-            offset += int(packed.diffs[position])
-            position += 1
+        for _ in range(packed.nnz[row]):
+            channel = offset // row_bytes
+            block = packed.values[cursor:cursor + nr * kb].reshape(kb, nr).T
+            dense[row * nr:(row + 1) * nr, channel:channel + kb] += block
+            cursor += nr * kb
+            offset += int(packed.diffs[step])
+            step += 1
     return dense[:packed.cout], bias[:packed.cout]
+
+
+def mask_blocks(w: np.ndarray, rows: int, cols: int, density: float) -> np.ndarray:
+    """Returns w with only the ``density`` fraction of ``rows`` x ``cols`` blocks of largest L2
+    norm kept (blocks of ``rows`` output x ``cols`` input channels; ragged edges form smaller
+    blocks)."""
+    w = np.asarray(w, dtype=np.float32)
+    cout, cin = w.shape
+    padded = np.zeros((-(-cout // rows) * rows, -(-cin // cols) * cols), dtype=np.float32)
+    padded[:cout, :cin] = w
+    norms = (padded.reshape(padded.shape[0] // rows, rows, padded.shape[1] // cols, cols) ** 2
+             ).sum(axis=(1, 3))
+    keep_count = max(1, round(density * norms.size))
+    threshold_order = np.argsort(-norms, axis=None, kind="stable")[:keep_count]
+    keep = np.zeros(norms.size, dtype=bool)
+    keep[threshold_order] = True
+    keep = np.repeat(np.repeat(keep.reshape(norms.shape), rows, axis=0), cols, axis=1)
+    return np.where(keep[:cout, :cin], w, 0.0).astype(np.float32)

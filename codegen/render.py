@@ -168,6 +168,56 @@ def render_nmgemm(params: NmGemmParams) -> RenderedKernel:
     return RenderedKernel(params.name, source, nmgemm_abi(params.isa), params.isa, params)
 
 
+# ---------------------------------------------------------------- block-sparse 1x1 convolution
+
+
+SPMM_ABI_PARAMS = ("size_t cout, size_t cin, size_t p, const float* restrict values, "
+                   "const int32_t* restrict nnz, const int32_t* restrict diffs, "
+                   "const float* restrict x, float* restrict y")
+
+
+@dataclass(frozen=True)
+class SpmmParams:
+    """One XNNPACK-style block-sparse kernel (templates/spmm.c.j2): ``mr`` pixels per tile
+    (a multiple of the lanes), blocks of ``nr`` output x ``kb`` input channels."""
+    isa: str
+    mr: int = 8
+    nr: int = 1
+    kb: int = 1
+    act: str = "none"
+
+    def __post_init__(self):
+        lanes = get_isa(self.isa).lanes
+        if self.mr < lanes or self.mr % lanes or self.nr < 1 or self.kb < 1:
+            raise UserError(f"spmm tile {self.mr}x{self.nr} (block {self.nr}x{self.kb}) does not "
+                            f"fit {self.isa}", field="tile", fix=f"use mr a multiple of {lanes}")
+        if self.act not in ACTIVATIONS:
+            raise UserError(f"unknown activation {self.act!r}", field="act",
+                            fix=f"use one of {', '.join(ACTIVATIONS)}")
+
+    @property
+    def name(self) -> str:
+        act = "" if self.act == "none" else f"_{self.act}"
+        return f"spmm_{self.mr}x{self.nr}_kb{self.kb}_{self.isa}{act}"
+
+
+def spmm_abi(isa: str) -> Abi:
+    return Abi(ints=("cout", "cin", "p"),
+               inputs=(Buffer("values", "float"), Buffer("nnz", "int32_t"),
+                       Buffer("diffs", "int32_t"), Buffer("x", "float")),
+               output=OutputBuffer("y", "float", "cout * p"),
+               params=SPMM_ABI_PARAMS,
+               call="(size_t) cout, (size_t) cin, (size_t) p, values, nnz, diffs, x, y",
+               x86_features=_x86_features(isa))
+
+
+def render_spmm(params: SpmmParams) -> RenderedKernel:
+    """Returns the C source of the block-sparse kernel ``params`` describes."""
+    source = _environment().get_template("spmm.c.j2").render(
+        p=params, isa=get_isa(params.isa), scalar=get_isa("scalar"), name=params.name)
+    return RenderedKernel(params.name, source, spmm_abi(params.isa), params.isa, params)
+
+
 # ---------------------------------------------------------------- harness
 
 

@@ -7,7 +7,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from codegen.render import NmGemmParams, RenderedKernel, render_nmgemm
+from codegen.render import (NmGemmParams, RenderedKernel, SpmmParams, render_nmgemm,
+                            render_spmm)
 
 # Register tiles per flavour: (mr, nr) fitting the ISA's register file
 # (AVX2/NEON/WASM: 16 vector registers; AVX-512 and aarch64 NEON: 32).
@@ -34,9 +35,24 @@ def shipped_nmgemm() -> list[NmGemmParams]:
     return variants
 
 
+# Pixel tiles of the block-sparse kernels (XNNPACK ships 4..32 pixels per flavour).
+SPMM_PIXEL_TILES: dict[str, tuple[int, ...]] = {
+    "scalar": (4,), "neon": (16, 32), "wasmsimd": (16, 32), "avx2": (32, 64), "avx512": (32, 64),
+}
+
+
+def shipped_spmm() -> list[SpmmParams]:
+    """Returns the shipped block-sparse variants: NR = 1, 2, 4 output channels (XNNPACK's
+    blocks) and 1x4 blocks along the input channels, per flavour and pixel tile."""
+    return [SpmmParams(isa, mr=mr, nr=nr, kb=kb)
+            for isa, tiles in SPMM_PIXEL_TILES.items() for mr in tiles
+            for nr, kb in ((1, 1), (2, 1), (4, 1), (1, 4))]
+
+
 def shipped_kernels() -> list[RenderedKernel]:
     """Returns every shipped variant rendered."""
-    return [render_nmgemm(params) for params in shipped_nmgemm()]
+    return ([render_nmgemm(params) for params in shipped_nmgemm()]
+            + [render_spmm(params) for params in shipped_spmm()])
 
 
 def write_variants(outdir: Path) -> list[Path]:

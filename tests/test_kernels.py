@@ -19,9 +19,10 @@ from hypothesis import strategies as st
 
 from codegen import build as kernel_build
 from codegen.isa import get_isa
-from codegen.packing import (mask_nm, mask_nm_shared, pack_block_sparse, pack_index_bits,
+from codegen.packing import (mask_blocks, mask_nm, mask_nm_shared, pack_block_sparse, pack_index_bits,
                              pack_nm, unpack_block_sparse, unpack_index_bits, unpack_nm)
-from codegen.render import NmGemmParams, render_harness, render_nmgemm
+from codegen.render import (NmGemmParams, SpmmParams, render_harness, render_nmgemm,
+                            render_spmm)
 from codegen.variants import shipped_kernels
 
 TOLERANCE = 1e-4  # relative to the magnitude of the reference (float32 sums of ~100 terms)
@@ -84,14 +85,14 @@ def test_index_bits_decode_back(m, count, seed):
 
 
 @settings(max_examples=40, deadline=None)
-@given(st.integers(1, 20), st.integers(1, 30), st.sampled_from([1, 2, 4]), st.integers(1, 9),
-       st.integers(0, 2**31))
-def test_pack_block_sparse_decodes_back(cout, cin, nr, pixels, seed):
+@given(st.integers(1, 20), st.integers(4, 30), st.sampled_from([1, 2, 4]), st.sampled_from([1, 3, 4]),
+       st.integers(1, 9), st.integers(0, 2**31))
+def test_pack_block_sparse_decodes_back(cout, cin, nr, kb, pixels, seed):
     rng = np.random.default_rng(seed)
     w = rng.standard_normal((cout, cin)).astype(np.float32)
     w[rng.random(w.shape) < 0.7] = 0.0
     bias = rng.standard_normal(cout).astype(np.float32)
-    dense, decoded_bias = unpack_block_sparse(pack_block_sparse(w, nr, pixels, bias))
+    dense, decoded_bias = unpack_block_sparse(pack_block_sparse(w, nr, pixels, bias, kb=kb))
     np.testing.assert_array_equal(dense, w)
     np.testing.assert_array_equal(decoded_bias, bias)
 
@@ -190,6 +191,54 @@ def test_nmgemm_threads_and_dense_fallback(flavour, target, build_dir):
                    NmGemmParams(16, 16, flavour, mr=2, nr=lanes, kc=2),
                    NmGemmParams(1, 16, flavour, mr=5, nr=lanes, shared=True, threads=threads)):
         check_nmgemm(params, [(9, 40, 37), (17, 35, 5)], 7, target, build_dir)
+
+
+@st.composite
+def spmm_cases(draw, flavour: str):
+    lanes = get_isa(flavour).lanes
+    params = SpmmParams(flavour, mr=lanes * draw(st.integers(1, 4)), nr=draw(st.sampled_from([1, 2, 4])),
+                        kb=draw(st.sampled_from([1, 1, 2, 4])),
+                        act=draw(st.sampled_from(["none", "relu", "relu6"])))
+    shapes = draw(st.lists(st.tuples(st.integers(1, 23), st.integers(4, 40), st.integers(1, 70)),
+                           min_size=2, max_size=4))
+    return params, shapes, draw(st.sampled_from([0.1, 0.3, 0.8])), draw(st.integers(0, 2**31))
+
+
+def check_spmm(params: SpmmParams, shapes, density: float, seed: int, target: str, build_dir):
+    kernel = render_spmm(params)
+    executable = kernel_build.build(kernel, target, build_dir)
+    workdir = Path(tempfile.mkdtemp(prefix=f"run-{kernel.name}-", dir=build_dir))
+    rng = np.random.default_rng(seed)
+    expected = {}
+    for number, (cout, cin, p) in enumerate(shapes):
+        w = mask_blocks(rng.standard_normal((cout, cin)).astype(np.float32), params.nr, params.kb,
+                        density)
+        x = rng.standard_normal((cin, p)).astype(np.float32)
+        bias = rng.standard_normal(cout).astype(np.float32)
+        packed = pack_block_sparse(w, params.nr, p, bias, kb=params.kb)
+        kernel_build.write_case(workdir, f"case{number}", {
+            "values": packed.values, "nnz": packed.nnz, "diffs": packed.diffs, "x": x},
+            (cout, cin, p))
+        expected[f"case{number}"] = _reference(w, x, bias, params.act)
+    kernel_build.run(executable, target, workdir, timeout_s=120)
+    for case, reference in expected.items():
+        y = kernel_build.read_output(workdir, case, "y", reference.shape)
+        scale = max(1.0, float(np.abs(reference).max()))
+        np.testing.assert_allclose(y, reference, atol=TOLERANCE * scale, rtol=TOLERANCE,
+                                   err_msg=f"{kernel.name} on {target}, {case}")
+
+
+@pytest.mark.parametrize("flavour,target", FLAVOURS, ids=[f"{f}-{t}" for f, t in FLAVOURS])
+def test_spmm_matches_numpy(flavour, target, build_dir):
+    require_target(target, flavour)
+
+    @settings(max_examples=6, deadline=None, database=None,
+              suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+    @given(spmm_cases(flavour))
+    def check(case):
+        check_spmm(*case, target, build_dir)
+
+    check()
 
 
 # ---------------------------------------------------------------- every shipped variant compiles
