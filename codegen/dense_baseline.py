@@ -1,0 +1,224 @@
+"""The dense baseline every sparse kernel is compared with: a GEMM built by TVM for the target.
+
+Y[cout x p] = W[cout x k] * X[k x p] (the layout of the sparse kernels), expressed in TE,
+scheduled by hand (register tile, vectorised pixels, unrolled rows, k-split; threads on the
+host) or, when a trial budget is given, tuned with ``tvm.s_tir.meta_schedule``.
+
+Where it runs:
+- host: in this process through TVM's runtime (``measure_host``);
+- any other target: TVM's LLVM object for that triple is linked with a small C wrapper that
+  hands DLTensors to TVM's packed function, and the usual harness (templates/harness.c.j2)
+  times it through the target's runner (``build_for_target``).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from codegen.render import Abi, Buffer, OutputBuffer, RenderedKernel
+from targets.cpu import CpuTarget
+
+
+@dataclass(frozen=True)
+class DenseSchedule:
+    """Hand schedule of the TVM dense GEMM: ``rows`` x ``cols`` register tile, k split by
+    ``k_split``, ``threads`` over row tiles (host only; 1 elsewhere)."""
+    rows: int = 8
+    cols: int = 32
+    k_split: int = 4
+    threads: int = 1
+
+
+def dense_prim_func(cout: int, k: int, p: int, symbol: str):
+    """Returns the TE-made PrimFunc Y = W X for one shape, exported as ``symbol``."""
+    from tvm import te
+
+    w = te.placeholder((cout, k), name="W", dtype="float32")
+    x = te.placeholder((k, p), name="X", dtype="float32")
+    reduce_k = te.reduce_axis((0, k), name="k")
+    y = te.compute((cout, p), lambda i, j: te.sum(w[i, reduce_k] * x[reduce_k, j], axis=reduce_k),
+                   name="Y")
+    return te.create_prim_func([w, x, y]).with_attr("global_symbol", symbol)
+
+
+def hand_schedule(func, schedule: DenseSchedule, lanes: int):
+    """Returns the IRModule of ``func`` with a register tile accumulated in a local buffer.
+
+    Before: for i, j, k: Y[i, j] += W[i, k] * X[k, j]
+    After:  for io (parallel), jo: Y_local = 0; for ko, ki, ii (unrolled), jv_outer (unrolled),
+            jv (vectorised): Y_local[ii, jv] += W[.., k] * X[k, ..]; Y[tile] = Y_local"""
+    import tvm
+    import tvm.s_tir as s_tir
+
+    sch = s_tir.Schedule(tvm.IRModule({"main": func}))
+    block = sch.get_sblock("Y")
+    i, j, k = sch.get_loops(block)
+    cols = max(lanes, schedule.cols // lanes * lanes)
+    io, ii = sch.split(i, [None, schedule.rows])
+    jo, ji = sch.split(j, [None, cols])
+    ko, ki = sch.split(k, [None, schedule.k_split])
+    sch.reorder(io, jo, ko, ki, ii, ji)
+    local = sch.cache_write(block, 0, "local")
+    sch.reverse_compute_at(local, jo)
+    jv_outer, jv = sch.split(ji, [None, lanes])
+    sch.vectorize(jv)
+    sch.unroll(jv_outer)
+    sch.unroll(ii)
+    if schedule.threads > 1:
+        sch.parallel(io)
+    sch.decompose_reduction(block, ko)
+    write_back = sch.get_loops(local)[-1]
+    _, write_lanes = sch.split(write_back, [None, lanes])
+    sch.vectorize(write_lanes)
+    return sch.mod
+
+
+def tvm_target(target: CpuTarget) -> dict:
+    """Returns the TVM target dict of a CPU target (TVM 0.27 takes JSON dicts)."""
+    return dict(target.tvm_target)
+
+
+def build_dense(cout: int, k: int, p: int, target: CpuTarget, schedule: DenseSchedule | None = None,
+                trials: int = 0, work_dir: Path | None = None, symbol: str | None = None):
+    """Returns (TVM module, symbol): the dense GEMM for ``target``, hand-scheduled, or tuned by
+    meta_schedule for ``trials`` trials when ``trials`` > 0 (logs in ``work_dir``)."""
+    import tvm
+
+    symbol = symbol or f"tvm_dense_{cout}x{k}x{p}"
+    func = dense_prim_func(cout, k, p, symbol)
+    if trials > 0:
+        from tvm.s_tir import meta_schedule as ms
+
+        work_dir = Path(work_dir or f"tvm-tune-{symbol}")
+        database = ms.tune_tir(mod=tvm.IRModule({"main": func}), target=tvm.target.Target(tvm_target(target)),
+                               work_dir=str(work_dir), max_trials_global=trials)
+        scheduled = ms.tir_integration.compile_tir(database, tvm.IRModule({"main": func}),
+                                                   tvm.target.Target(tvm_target(target)))
+        mod = scheduled.mod
+    else:
+        threads = target.cores if target.isa == "x86_64" else 1
+        schedule = schedule or DenseSchedule(rows=8, cols=2 * target.vector_lanes_f32,
+                                             threads=threads)
+        mod = hand_schedule(func, schedule, target.vector_lanes_f32)
+    return tvm.build(mod, target=tvm_target(target)), symbol
+
+
+def measure_host(lib, w: np.ndarray, x: np.ndarray, repeats: int = 5) -> tuple[float, np.ndarray]:
+    """Returns (median seconds, Y) of a host-built dense module run in this process."""
+    import tvm
+
+    device = tvm.cpu()
+    w_t = tvm.runtime.tensor(np.ascontiguousarray(w, np.float32), device)
+    x_t = tvm.runtime.tensor(np.ascontiguousarray(x, np.float32), device)
+    y_t = tvm.runtime.tensor(np.zeros((w.shape[0], x.shape[1]), np.float32), device)
+    lib(w_t, x_t, y_t)
+    timer = lib.time_evaluator("main", device, number=1, repeat=repeats)
+    seconds = float(np.median(timer(w_t, x_t, y_t).results))
+    return seconds, y_t.numpy()
+
+
+# ---------------------------------------------------------------- other targets: object + wrapper
+
+
+WRAPPER = """/* {name}: calls TVM's packed function {symbol} (a {cout}x{k}x{p} dense GEMM built by TVM for
+ * this target) with DLTensors, so the common harness can time it. Generated by
+ * codegen/dense_baseline.py. */
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <tvm/ffi/c_api.h>
+
+int32_t __tvm_ffi_{symbol}(void* self, void* args, int32_t num_args, void* result);
+
+/* The only runtime symbol TVM's code calls: its error path. */
+void TVMFFIErrorSetRaisedFromCStrParts(const char* kind, const char** parts, int32_t num_parts)
+{{
+  fprintf(stderr, "TVM error %s:", kind);
+  for (int32_t i = 0; i < num_parts; i++) fprintf(stderr, " %s", parts[i]);
+  fprintf(stderr, "\\n");
+}}
+
+/* TVM's code allocates scratch through these pointers, which its runtime fills in when it
+ * loads a module; these strong definitions take the place of the object's weak null ones. */
+static void* workspace_alloc(int device_type, int device_id, uint64_t bytes, int code, int bits)
+{{
+  (void) device_type; (void) device_id; (void) code; (void) bits;
+  return aligned_alloc(64, (bytes + 63) / 64 * 64);
+}}
+static int workspace_free(int device_type, int device_id, void* ptr)
+{{
+  (void) device_type; (void) device_id;
+  free(ptr);
+  return 0;
+}}
+void* (*__TVMBackendAllocWorkspace)(int, int, uint64_t, int, int) = workspace_alloc;
+int (*__TVMBackendFreeWorkspace)(int, int, void*) = workspace_free;
+
+static DLTensor tensor2d(float* data, int64_t* shape)
+{{
+  DLTensor t = {{0}};
+  t.data = data; t.device.device_type = kDLCPU; t.ndim = 2;
+  t.dtype.code = kDLFloat; t.dtype.bits = 32; t.dtype.lanes = 1; t.shape = shape;
+  return t;
+}}
+
+void {name}(size_t cout, size_t k, size_t p, const float* w, const float* x, float* y)
+{{
+  int64_t w_shape[2] = {{(int64_t) cout, (int64_t) k}}, x_shape[2] = {{(int64_t) k, (int64_t) p}};
+  int64_t y_shape[2] = {{(int64_t) cout, (int64_t) p}};
+  DLTensor tensors[3] = {{tensor2d((float*) w, w_shape), tensor2d((float*) x, x_shape),
+                          tensor2d(y, y_shape)}};
+  TVMFFIAny args[3], result;
+  for (int i = 0; i < 3; i++) {{
+    args[i].type_index = kTVMFFIDLTensorPtr; args[i].zero_padding = 0; args[i].v_ptr = &tensors[i];
+  }}
+  result.type_index = kTVMFFINone; result.zero_padding = 0; result.v_int64 = 0;
+  if (__tvm_ffi_{symbol}(NULL, args, 3, &result) != 0) fprintf(stderr, "{symbol} failed\\n");
+}}
+"""
+
+
+def tvm_ffi_include() -> Path:
+    import tvm_ffi
+
+    return Path(tvm_ffi.__file__).parent / "include"
+
+
+def wrapper_kernel(symbol: str, cout: int, k: int, p: int) -> RenderedKernel:
+    """Returns the C wrapper (as a kernel the harness can call) around TVM's function."""
+    name = f"{symbol}_wrapper"
+    abi = Abi(ints=("cout", "k", "p"), inputs=(Buffer("w", "float"), Buffer("x", "float")),
+              output=OutputBuffer("y", "float", "cout * p"),
+              params="size_t cout, size_t k, size_t p, const float* w, const float* x, float* y",
+              call="(size_t) cout, (size_t) k, (size_t) p, w, x, y")
+    source = WRAPPER.format(name=name, symbol=symbol, cout=cout, k=k, p=p)
+    return RenderedKernel(name, source, abi, "tvm", DenseSchedule())
+
+
+def build_for_target(cout: int, k: int, p: int, target: CpuTarget, outdir: Path,
+                     schedule: DenseSchedule | None = None) -> tuple[Path, RenderedKernel]:
+    """Returns (executable, wrapper kernel): TVM's dense GEMM linked into the common harness.
+
+    The executable reads <case>.w.bin and <case>.x.bin and writes <case>.y.bin."""
+    from codegen.render import render_harness
+    from targets.toolchains import build_executable
+
+    outdir = Path(outdir)
+    outdir.mkdir(parents=True, exist_ok=True)
+    if target.isa == "x86_64":
+        schedule = schedule or DenseSchedule(rows=8, cols=2 * target.vector_lanes_f32)
+    lib, symbol = build_dense(cout, k, p, target, schedule=schedule)
+    obj = outdir / f"{symbol}-{target.name}.o"
+    lib.write_to_file(str(obj))
+    wrapper = wrapper_kernel(symbol, cout, k, p)
+    wrapper_path = outdir / wrapper.filename
+    wrapper_path.write_text(wrapper.source)
+    harness_path = outdir / f"harness_{wrapper.name}.c"
+    harness_path.write_text(render_harness(wrapper))
+    suffix = ".wasm" if target.isa == "wasm32" else ""
+    executable = outdir / f"{symbol}-{target.name}{suffix}"
+    build_executable(target, [wrapper_path, harness_path, obj], executable,
+                     extra_cflags=("-std=gnu11", f"-I{tvm_ffi_include()}"))
+    return executable, wrapper
