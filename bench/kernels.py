@@ -1,0 +1,213 @@
+"""Sparse CPU kernels against dense baselines measured in the same run.
+
+    python bench/kernels.py                       # host + wasm32, all shapes
+    python bench/kernels.py --targets host --shapes gemm1024 --repeats 7
+    python bench/kernels.py --json results.json   # also write the rows as JSON
+
+Shapes: MobileNet-v1 1x1 convolutions (CHW: cout x cin x pixels), BERT-base GEMMs
+(tokens=128 as the pixel axis), 1024^3 (1024 x 1024 x 1008 pixels, a multiple of no tile).
+Patterns: 2:4, 2:8, 1:8 (N:M along the reduction axis, one index set per output row),
+2:8 with one index set per 8 output rows ("2:8/rows8", N:M on 8x1 row blocks), and
+block 1x4 at 80% sparsity (1 output x 4 input channels, XNNPACK-style kernel); on the host
+also XNNPACK's 4x1 blocks. Baselines: numpy (OpenBLAS) on the host, and TVM's dense GEMM
+built for the same target (hand schedule). Every baseline is timed before and after the
+sparse kernels of its shape, and the faster of the two is used (conservative ratios); every
+time is the best of --repeats runs (the machines here are shared: the best run is the one
+least disturbed, for baselines and kernels alike).
+Timing never gates CI: this prints a table of ratios.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from codegen import build as kernel_build  # noqa: E402
+from codegen import dense_baseline  # noqa: E402
+from codegen.layer import default_nmgemm, default_spmm, run_nmgemm_layer, run_spmm_layer  # noqa: E402
+from codegen.packing import mask_blocks, mask_nm, mask_nm_shared  # noqa: E402
+from targets.cpu import load_cpu_target  # noqa: E402
+
+SHAPES = {  # name: (cout, k, pixels)
+    "mbv1-pw2": (128, 64, 3136),
+    "mbv1-pw4": (256, 128, 784),
+    "mbv1-pw6": (512, 256, 196),
+    "mbv1-pw8": (512, 512, 196),
+    "mbv1-pw13": (1024, 1024, 49),
+    "bert-qkv": (768, 768, 128),
+    "bert-ffn1": (3072, 768, 128),
+    "gemm1024": (1024, 1024, 1008),
+}
+PATTERNS = ("2:4", "2:8", "1:8", "2:8/rows8", "block1x4@0.2")
+HOST_EXTRA = ("block4x1@0.2",)
+
+
+def masked_weights(w: np.ndarray, pattern: str) -> np.ndarray:
+    """Returns w pruned to ``pattern`` by magnitude (models/patterns.py where it has the mask)."""
+    if pattern.startswith("block"):
+        dims, density = pattern[len("block"):].split("@")
+        rows, cols = map(int, dims.split("x"))
+        try:
+            from models.patterns import Block
+            return np.where(Block(rows, cols, float(density)).mask(w), w, 0).astype(np.float32)
+        except NotImplementedError:
+            return mask_blocks(w, rows, cols, float(density))
+    spec, _, rows = pattern.partition("/rows")
+    n, m = map(int, spec.split(":"))
+    if rows:
+        return mask_nm_shared(w, n, m, int(rows))
+    try:
+        from models.patterns import NM
+        return np.where(NM(n, m, axis=1).mask(w), w, 0).astype(np.float32)
+    except NotImplementedError:
+        return mask_nm(w, n, m)
+
+
+def run_pattern(pattern: str, w: np.ndarray, x: np.ndarray, target, workdir: Path, repeats: int):
+    """Returns the LayerResult of the sparse kernel for ``pattern``."""
+    masked = masked_weights(w, pattern)
+    if pattern.startswith("block"):
+        rows, cols = map(int, pattern[len("block"):].split("@")[0].split("x"))
+        return run_spmm_layer(masked, x, None, default_spmm(target, nr=rows, kb=cols), target,
+                              workdir, repeats=repeats)
+    spec, _, rows = pattern.partition("/rows")
+    n, m = map(int, spec.split(":"))
+    params = default_nmgemm(n, m, target, shared=bool(rows))
+    if rows:
+        params = type(params)(**{**params.__dict__, "mr": int(rows)})
+    return run_nmgemm_layer(masked, x, None, params, target, workdir, repeats=repeats)
+
+
+def warm_up_cpu(seconds: float = 1.5) -> None:
+    """Keeps both cores busy for a moment: the first second of load after idle runs slow on
+    the VMs seen here (clock ramp / vCPU scheduling), which would skew whatever runs first."""
+    a = np.ones((512, 512), np.float32)
+    end = time.perf_counter() + seconds
+    while time.perf_counter() < end:
+        a @ a
+
+
+def time_numpy(w: np.ndarray, x: np.ndarray, repeats: int) -> float:
+    w @ x
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        w @ x
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
+class TvmDense:
+    """TVM's dense GEMM for one shape on one target, timeable more than once."""
+
+    def __init__(self, target, w, x, workdir: Path):
+        self.target, self.w, self.x = target, w, x
+        cout, k = w.shape
+        p = x.shape[1]
+        if target.isa == "x86_64":
+            self.lib, _ = dense_baseline.build_dense(cout, k, p, target)
+        else:
+            self.workdir = workdir / "tvm-dense"
+            self.executable, _ = dense_baseline.build_for_target(cout, k, p, target, self.workdir)
+            kernel_build.write_case(self.workdir, "dense", {"w": w, "x": x}, (cout, k, p))
+
+    def time(self, repeats: int) -> tuple[float, float]:
+        """Returns (median seconds, max abs error against numpy)."""
+        reference = self.w @ self.x
+        if self.target.isa == "x86_64":
+            seconds, y = dense_baseline.measure_host(self.lib, self.w, self.x, repeats)
+        else:
+            result = kernel_build.run(self.executable, self.target, self.workdir, repeats=repeats,
+                                      warmup=1)
+            seconds = min(result.times_s)
+            y = kernel_build.read_output(self.workdir, "dense", "y", reference.shape)
+        return seconds, float(np.abs(y - reference).max())
+
+
+def bench_target(target_name: str, shapes: list[str], repeats: int, workdir: Path) -> list[dict]:
+    target = load_cpu_target(target_name)
+    problems = kernel_build.target_problems(target)
+    if problems:
+        print(f"\n{target_name}: skipped ({'; '.join(problems)})")
+        return []
+    print(f"\n== target {target.name}: {target.isa}, SIMD {target.simd} "
+          f"(kernel flavours {', '.join(kernel_build.runnable_flavours(target))}), "
+          f"runner {target.runner}, kernel threads {default_nmgemm(2, 8, target).threads}")
+    header = (f"{'shape':10s} {'cout x k x p':>18s} {'pattern':13s} {'kernel':44s} {'ms':>8s} "
+              f"{'vs BLAS':>8s} {'vs TVM':>7s} {'err':>8s}")
+    print(header)
+    print("-" * len(header))
+    rows = []
+    rng = np.random.default_rng(0)
+    patterns = PATTERNS + (HOST_EXTRA if target.isa == "x86_64" else ())
+    for shape in shapes:
+        cout, k, p = SHAPES[shape]
+        w = rng.standard_normal((cout, k)).astype(np.float32)
+        x = rng.standard_normal((k, p)).astype(np.float32)
+        shape_dir = workdir / target.name / shape
+        tvm_dense = TvmDense(target, w, x, shape_dir)
+        warm_up_cpu()
+        blas_s = [time_numpy(w, x, repeats)] if target.isa == "x86_64" else []
+        tvm_first = tvm_dense.time(repeats)
+        results = [(pattern, run_pattern(pattern, w, x, target, shape_dir, repeats))
+                   for pattern in patterns]
+        if blas_s:
+            blas_s.append(time_numpy(w, x, repeats))
+        tvm_s = min(tvm_first[0], tvm_dense.time(repeats)[0])
+        blas = min(blas_s) if blas_s else None
+        dims = f"{cout}x{k}x{p}"
+        if blas:
+            print(f"{shape:10s} {dims:>18s} {'dense':13s} {'numpy/OpenBLAS':44s} {blas * 1e3:8.3f} "
+                  f"{1.0:8.2f} {tvm_s / blas:7.2f}")
+        print(f"{shape:10s} {dims:>18s} {'dense':13s} {'TVM dense (hand schedule)':44s} "
+              f"{tvm_s * 1e3:8.3f} {(blas / tvm_s if blas else float('nan')):8.2f} {1.0:7.2f} "
+              f"{tvm_first[1]:8.1e}")
+        for pattern, result in results:
+            seconds = result.best_s
+            print(f"{shape:10s} {dims:>18s} {pattern:13s} {result.kernel:44s} {seconds * 1e3:8.3f} "
+                  f"{(blas / seconds if blas else float('nan')):8.2f} {tvm_s / seconds:7.2f} "
+                  f"{result.max_abs_error:8.1e}")
+            rows.append({"target": target.name, "shape": shape, "cout": cout, "k": k, "p": p,
+                         "pattern": pattern, "kernel": result.kernel, "seconds": seconds,
+                         "numpy_seconds": blas, "tvm_dense_seconds": tvm_s,
+                         "speedup_vs_numpy": (blas / seconds) if blas else None,
+                         "speedup_vs_tvm": tvm_s / seconds, "max_abs_error": result.max_abs_error})
+        sys.stdout.flush()
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter,
+                                     epilog="example: python bench/kernels.py --targets host --shapes gemm1024")
+    parser.add_argument("--targets", default="host,wasm32-simd128")
+    parser.add_argument("--shapes", default=",".join(SHAPES), help=f"from {', '.join(SHAPES)}")
+    parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--workdir", type=Path, default=None)
+    parser.add_argument("--json", type=Path, default=None, help="write the rows here")
+    args = parser.parse_args(argv)
+    shapes = [shape for shape in args.shapes.split(",") if shape]
+    unknown = [shape for shape in shapes if shape not in SHAPES]
+    if unknown:
+        parser.error(f"unknown shapes {unknown}; known: {', '.join(SHAPES)}")
+    print(f"CPU: {kernel_build.cpu_model()}, {os.cpu_count()} logical CPUs")
+    workdir = args.workdir or Path(tempfile.mkdtemp(prefix="hwsim-bench-kernels-"))
+    rows = []
+    for target in args.targets.split(","):
+        rows += bench_target(target, shapes, args.repeats, workdir)
+    if args.json:
+        from models.fileio import write_atomic
+        write_atomic(str(args.json), json.dumps(rows, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,123 @@
+"""Render, build and run one sparse layer on a target, checked against numpy.
+
+This is what ``hwsim run`` and ``bench/kernels.py`` call::
+
+    from codegen.layer import default_nmgemm, run_nmgemm_layer
+    params = default_nmgemm(2, 8, "host")                   # or the tuning log's best
+    result = run_nmgemm_layer(w_masked, x, bias, params, "host", workdir, repeats=5)
+    result.median_s, result.max_abs_error
+
+Weights are 2-D (cout x cin*r*s); a 1x1 convolution's activations are CHW (cin x pixels).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from codegen import build as kernel_build
+from codegen.packing import pack_block_sparse, pack_nm
+from codegen.render import NmGemmParams, SpmmParams, render_nmgemm, render_spmm
+from targets.cpu import CpuTarget
+
+# Register tiles chosen before any tuning (the scheduler's log overrides them): wide pixel
+# tiles so each loaded activation vector serves several rows, within the vector registers.
+DEFAULT_NM_TILES = {  # flavour -> (mr, nr, unroll) per-row indices, then shared indices
+    "avx512": ((6, 64, 2), (8, 32, 2)),
+    "avx2": ((4, 24, 2), (4, 24, 2)),
+    "neon": ((4, 16, 2), (8, 8, 2)),
+    "wasmsimd": ((4, 12, 2), (4, 12, 2)),
+    "scalar": ((4, 4, 1), (4, 4, 1)),
+}
+DEFAULT_SPMM_PIXELS = {"avx512": 64, "avx2": 32, "neon": 16, "wasmsimd": 16, "scalar": 4}
+
+
+@dataclass(frozen=True)
+class LayerResult:
+    """One layer run: the kernel's name, its timed runs, and its error against numpy."""
+    kernel: str
+    target: str
+    times_s: tuple[float, ...]
+    max_abs_error: float
+
+    @property
+    def median_s(self) -> float:
+        return float(np.median(self.times_s)) if self.times_s else float("nan")
+
+    @property
+    def best_s(self) -> float:
+        return float(np.min(self.times_s)) if self.times_s else float("nan")
+
+
+def best_flavour(target: str | CpuTarget) -> str:
+    """Returns the widest kernel flavour the target runs (AVX-512 only when detected)."""
+    return kernel_build.runnable_flavours(target)[-1]
+
+
+def default_threads(target: str | CpuTarget) -> int:
+    target = kernel_build.as_target(target)
+    return target.cores if target.isa == "x86_64" else 1
+
+
+def default_nmgemm(n: int, m: int, target: str | CpuTarget, shared: bool = False,
+                   flavour: str | None = None, threads: int | None = None) -> NmGemmParams:
+    """Returns the untuned N:M kernel schedule for a target."""
+    flavour = flavour or best_flavour(target)
+    mr, nr, unroll = DEFAULT_NM_TILES[flavour][1 if shared else 0]
+    return NmGemmParams(n, m, flavour, mr=mr, nr=nr, unroll=unroll, shared=shared,
+                        threads=threads if threads is not None else default_threads(target))
+
+
+def default_spmm(target: str | CpuTarget, nr: int = 1, kb: int = 1,
+                 flavour: str | None = None) -> SpmmParams:
+    flavour = flavour or best_flavour(target)
+    return SpmmParams(flavour, mr=DEFAULT_SPMM_PIXELS[flavour], nr=nr, kb=kb)
+
+
+def _act(y: np.ndarray, act: str) -> np.ndarray:
+    if act in ("relu", "relu6"):
+        y = np.maximum(y, 0.0)
+    return np.minimum(y, 6.0) if act == "relu6" else y
+
+
+def run_nmgemm_layer(w: np.ndarray, x: np.ndarray, bias: np.ndarray | None, params: NmGemmParams,
+                     target: str | CpuTarget, workdir: Path, repeats: int = 5, warmup: int = 1
+                     ) -> LayerResult:
+    """Packs the masked ``w`` (cout x k), builds the kernel for ``target``, runs it on ``x``
+    (k x p) ``repeats`` times, and checks its output against numpy."""
+    workdir = Path(workdir)
+    kernel = render_nmgemm(params)
+    executable = kernel_build.build(kernel, target, workdir / "build")
+    packed = pack_nm(w, params.n, params.m, mr=params.mr, shared=params.shared)
+    cases = workdir / f"cases-{kernel.name}"
+    cases.mkdir(parents=True, exist_ok=True)
+    (cases / "cases.txt").unlink(missing_ok=True)
+    kernel_build.write_case(cases, "layer", {"values": packed.values, "indices": packed.indices,
+                                             "bias": bias, "x": x}, (w.shape[0], w.shape[1], x.shape[1]))
+    result = kernel_build.run(executable, target, cases, repeats=repeats, warmup=warmup)
+    y = kernel_build.read_output(cases, "layer", "y", (w.shape[0], x.shape[1]))
+    reference = _act(w @ x + (0 if bias is None else bias[:, None]), params.act)
+    return LayerResult(kernel.name, kernel_build.as_target(target).name, tuple(result.times_s),
+                       float(np.abs(y - reference).max()))
+
+
+def run_spmm_layer(w: np.ndarray, x: np.ndarray, bias: np.ndarray | None, params: SpmmParams,
+                   target: str | CpuTarget, workdir: Path, repeats: int = 5, warmup: int = 1
+                   ) -> LayerResult:
+    """The block-sparse (XNNPACK-style) counterpart of ``run_nmgemm_layer``."""
+    workdir = Path(workdir)
+    kernel = render_spmm(params)
+    executable = kernel_build.build(kernel, target, workdir / "build")
+    packed = pack_block_sparse(w, params.nr, x.shape[1], bias, kb=params.kb)
+    cases = workdir / f"cases-{kernel.name}"
+    cases.mkdir(parents=True, exist_ok=True)
+    (cases / "cases.txt").unlink(missing_ok=True)
+    kernel_build.write_case(cases, "layer", {"values": packed.values, "nnz": packed.nnz,
+                                             "diffs": packed.diffs, "x": x},
+                            (w.shape[0], w.shape[1], x.shape[1]))
+    result = kernel_build.run(executable, target, cases, repeats=repeats, warmup=warmup)
+    y = kernel_build.read_output(cases, "layer", "y", (w.shape[0], x.shape[1]))
+    reference = _act(w @ x + (0 if bias is None else bias[:, None]), params.act)
+    return LayerResult(kernel.name, kernel_build.as_target(target).name, tuple(result.times_s),
+                       float(np.abs(y - reference).max()))
