@@ -102,7 +102,7 @@ def build_dense(cout: int, k: int, p: int, target: CpuTarget, schedule: DenseSch
         schedule = schedule or DenseSchedule(rows=8, cols=2 * target.vector_lanes_f32,
                                              threads=threads)
         mod = hand_schedule(func, schedule, target.vector_lanes_f32)
-    return tvm.build(mod, target=tvm_target(target)), symbol
+    return tvm.tirx.build(mod, target=tvm_target(target)), symbol
 
 
 def measure_host(lib, w: np.ndarray, x: np.ndarray, repeats: int = 5) -> tuple[float, np.ndarray]:
