@@ -19,7 +19,7 @@ pruning keeps), ``check(mask)`` (does a mask fit the pattern), ``compress(weight
 and ``decompress(compressed)``. The masked tensor is ``apply_mask(weights, mask)``
 = ``np.where(mask, weights, 0)``: kept weights keep their exact bits (a kept -0.0
 stays -0.0), pruned ones are +0.0; ``decompress(compress(w))`` equals it bit for bit.
-(``w * mask`` differs only in giving -0.0 for pruned negative weights.)
+(``w * mask`` differs: -0.0 for pruned negative weights, NaN for pruned infinities.)
 
 Magnitude and ties: a pattern keeps the weights (or blocks, groups) of largest
 magnitude; among equal magnitudes the lower index wins (row-major flat index for
@@ -47,12 +47,14 @@ N:M (NM, and BDWP through its forward and backward NM):
     weight is stored as 0.0). The partial group's padding slots hold value +0.0
     and the padding positions r, r+1, ... (valid, distinct indices).
 
-Block(rows, cols, density), on the 2-D view (out, prod(rest)) of the weights:
+Block(rows, cols, density), on the 2-D view (out, prod(rest)) of the weights
+(a 1-D tensor is an (out, 1) column, a scalar a 1 x 1 matrix; Group and
+Unstructured use the same view):
     blocks of rows x cols tiled from the top-left; edge blocks may be partial.
     Blocks are ranked by L1 norm (sum of |w|, accumulated in float64); the kept
     blocks' every element is in the mask. Compressed, BSR-like:
         values        (kept_blocks, rows, cols)   edge blocks zero-padded
-        indices       (kept_blocks,) int32        block-column index
+        indices       (kept_blocks,) int32        block-column index (int64 past 2**31)
         row_pointers  (block_rows + 1,) int64     kept blocks of block-row i are
                                                   values[row_pointers[i]:row_pointers[i+1]],
                                                   ascending block column
@@ -69,8 +71,9 @@ Group(group_size, density), SparseByteNN-style fine-grained groups:
         indices       (kept_groups,) int32        input position (column of the 2-D view)
         row_pointers  (ceil(out / G) + 1,) int64  per group of output channels
 Unstructured(density): the largest magnitudes over the whole tensor. Compressed
-    as CSR on the 2-D view: values (kept,), indices (kept,) int32 column, and
-    row_pointers (out + 1,) int64.
+    as CSR on the 2-D view: values (kept,), indices (kept,) int32 column (int64
+    past 2**31 columns), and row_pointers (out + 1,) int64; a kept zero weight is
+    stored like any other, so there are always exactly ``kept_weights`` entries.
 """
 from __future__ import annotations
 
@@ -253,6 +256,15 @@ def _row_pointers(kept_per_row: np.ndarray) -> np.ndarray:
     return np.concatenate([[0], np.cumsum(kept_per_row, dtype=np.int64)]).astype(np.int64)
 
 
+def _check_pointers(row_pointers: np.ndarray | None, rows: int, values: int, indices: int) -> None:
+    """Raises ValueError when CSR/BSR parts do not fit together (a corrupted CompressedWeights)."""
+    if (row_pointers is None or np.shape(row_pointers) != (rows + 1,) or values != indices
+            or row_pointers[0] != 0 or row_pointers[-1] != values
+            or (np.diff(row_pointers) < 0).any()):
+        raise ValueError(f"row pointers {row_pointers!r} do not fit {rows} rows and "
+                         f"{values} values / {indices} indices")
+
+
 def _column_dtype(columns: int) -> np.dtype:
     return np.dtype(np.int32 if columns < 2**31 else np.int64)
 
@@ -275,6 +287,7 @@ def _bsr_decompress(values: np.ndarray, indices: np.ndarray, row_pointers: np.nd
     """Returns the dense tensor of ``shape`` from BSR parts (inverse of ``_bsr_compress``)."""
     out, inner = _matrix_shape(shape)
     block_rows, block_cols = -(-out // rows), -(-inner // cols)
+    _check_pointers(row_pointers, block_rows, len(values), len(indices))
     tiles = np.zeros((block_rows, block_cols, rows, cols), dtype=values.dtype)
     block_of_value = np.repeat(np.arange(block_rows), np.diff(row_pointers))
     tiles[block_of_value, indices.astype(np.intp)] = values
@@ -546,6 +559,8 @@ class Unstructured:
         _expect(compressed, self.spec)
         shape = tuple(compressed.shape)
         out, inner = _matrix_shape(shape)
+        _check_pointers(compressed.row_pointers, out, len(compressed.values),
+                        len(compressed.indices))
         dense = np.zeros((out, inner), dtype=compressed.values.dtype)
         rows = np.repeat(np.arange(out), np.diff(compressed.row_pointers))
         dense[rows, compressed.indices.astype(np.intp)] = compressed.values

@@ -4,7 +4,8 @@ magnitudes, checks reject what does not fit, compression round-trips bit for bit
 Masked weights are compared with ``apply_mask(w, mask)`` (= ``np.where(mask, w, 0)``)
 through their bit patterns (``view(np.uint32)``), so a kept -0.0 must stay -0.0 and a
 pruned weight must be +0.0; against ``w * mask`` (which gives -0.0 for pruned negative
-weights) they are compared with ``np.array_equal``, where -0.0 == 0.0.
+weights and NaN for pruned infinities) they are compared with ``np.array_equal``, where
+-0.0 == 0.0, on the finite weights.
 
 The references here are plain loops over groups, independent of the vectorised code.
 """
@@ -48,6 +49,14 @@ def nm_cases(draw, divisible: bool = False):
         shape[axis] = m * draw(st.integers(1, 3))
         weights = draw(arrays(np.float32, tuple(shape), elements=ELEMENTS))
     return weights, NM(n, m, axis)
+
+
+def assert_equals_product(restored: np.ndarray, weights: np.ndarray, mask: np.ndarray) -> None:
+    """``w * mask`` agrees up to the sign of zero, where it is defined (inf * 0 is NaN)."""
+    finite = np.isfinite(weights)
+    with np.errstate(invalid="ignore"):
+        product = weights * mask
+    assert np.array_equal(restored[finite], product[finite])
 
 
 def bits(array: np.ndarray) -> np.ndarray:
@@ -139,7 +148,7 @@ def test_nm_round_trip_is_bit_exact(case):
     restored = pattern.decompress(packed)
     assert restored.dtype == np.float32 and restored.shape == weights.shape
     assert np.array_equal(bits(restored), bits(apply_mask(weights, mask)))
-    assert np.array_equal(restored, weights * mask)
+    assert_equals_product(restored, weights, mask)
 
 
 @EXAMPLES
@@ -323,7 +332,7 @@ def test_block_bsr_round_trip_is_bit_exact(case):
     restored = pattern.decompress(packed)
     assert restored.shape == weights.shape
     assert np.array_equal(bits(restored), bits(apply_mask(weights, mask)))
-    assert np.array_equal(restored, weights * mask)
+    assert_equals_product(restored, weights, mask)
 
 
 def groups_as_tiles(array: np.ndarray, group_size: int):
@@ -466,3 +475,57 @@ def test_compressed_weights_keep_their_public_fields():
     assert (packed.pattern, packed.shape) == ("unstructured:0.5", (1, 2))
     assert packed.values.tolist() == [-2.0] and packed.indices.tolist() == [1]
     assert packed.row_pointers.tolist() == [0, 1]
+
+
+@pytest.mark.parametrize("pattern, shape, kept", [
+    (Unstructured(0.5), (5,), 3),         # 2.5 rounds half up, not to even
+    (Unstructured(0.5), (1, 3), 2),
+    (Unstructured(0.01), (3, 3), 1),      # at least one weight
+    (Unstructured(1.0), (0, 4), 0),       # nothing to keep in an empty tensor
+    (Block(1, 2, 0.5), (5, 4), 10),       # 10 blocks of 2 -> 5 blocks
+    (Block(2, 2, 0.5), (5, 4), 10),       # 6 blocks, 3 kept: 2x2, 2x2 and a partial 1x2 edge
+    (Group(2, 0.5), (5, 1), 3),           # groups of 2,2,1 -> keeps 2 (round half up of 1.5)
+])
+def test_budgets_round_half_up(pattern, shape, kept):
+    weights = np.arange(1, math.prod(shape) + 1, dtype=np.float32).reshape(shape)
+    assert int(pattern.mask(weights).sum()) == kept
+
+
+@pytest.mark.parametrize("pattern", [NM(2, 4, axis=0), BDWP(1, 2), Block(2, 2, 0.5), Group(2, 0.5),
+                                     Unstructured(0.3)])
+@pytest.mark.parametrize("dtype", [np.float16, np.float64])
+def test_other_float_dtypes_round_trip_in_their_own_dtype(pattern, dtype):
+    weights = np.random.default_rng(7).standard_normal((6, 5, 3)).astype(dtype)
+    restored = pattern.decompress(pattern.compress(weights))
+    assert restored.dtype == dtype
+    assert np.array_equal(restored, apply_mask(weights, pattern.mask(weights)))
+
+
+def test_wide_groups_get_wider_indices():
+    weights = np.random.default_rng(3).standard_normal(700).astype(np.float32)
+    pattern = NM(3, 300, axis=0)
+    packed = pattern.compress(weights)
+    assert packed.indices.dtype == np.uint16 and packed.indices.max() < 300
+    assert np.array_equal(pattern.decompress(packed), apply_mask(weights, pattern.mask(weights)))
+    assert pattern.mask(weights).sum() == 3 + 3 + 3
+
+
+def test_corrupted_compressed_weights_are_rejected():
+    weights = np.ones((4, 4), np.float32)
+    for pattern in (Block(2, 2, 0.5), Unstructured(0.5)):
+        packed = pattern.compress(weights)
+        broken = CompressedWeights(packed.pattern, packed.shape, packed.values, packed.indices,
+                                   packed.row_pointers[:-1])
+        with pytest.raises(ValueError):
+            pattern.decompress(broken)
+    packed = NM(2, 4).compress(weights)
+    with pytest.raises(ValueError):
+        NM(2, 4).decompress(CompressedWeights(packed.pattern, (4, 5), packed.values, packed.indices))
+
+
+def test_docstring_examples_hold():
+    import doctest
+
+    import models.patterns
+    failures, tried = doctest.testmod(models.patterns)
+    assert tried >= 6 and failures == 0
