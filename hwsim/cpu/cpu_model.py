@@ -64,6 +64,7 @@ class LayerRecord:
     mca_core: str
     mca_model: str                # scheduling model really used (resource name prefix)
     dram_bytes: float
+    kernel_origin: str = "hwsim"  # codegen (the kernel hwsim codegen emits) | hwsim (fallback kernels.py)
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -84,6 +85,25 @@ def kernel_simd(target) -> str:
     return {"avx512": "avx2"}.get(target.simd, target.simd)
 
 
+def mca_core(target, triple: str | None = None) -> str:
+    """Returns the llvm-mca -mcpu name that models ``target``'s physical core.
+
+    The host (features detected): the first of targets.features' preferred names for this
+    CPU that the installed llvm-mca knows (znver4 with llvm-mca-19 on a Zen 4, znver3 with
+    LLVM 14). Others: the YAML's core, sent to a same-microarchitecture name with a dedicated
+    model where the installed llvm-mca has one (mca.model_core: cortex-a76 -> neoverse-n1)."""
+    triple = triple or mca.triple_for_isa(target.core_isa or target.isa)
+    features = getattr(target, "host_features", None)
+    if features is not None and triple.startswith("x86_64"):
+        from targets.features import preferred_llvm_cores
+        known = mca.known_cores(triple)
+        for name in preferred_llvm_cores(features):
+            if name in known:
+                return name
+    mca.check_core(triple, target.core)
+    return mca.model_core(triple, target.core)
+
+
 def _assembly(target, kernel: KernelSource, cache_dir: Path) -> tuple[str, str, str, str | None]:
     """Returns (assembly text, llvm-mca triple, llvm-mca core, function symbol) of ``kernel``."""
     from targets import toolchains
@@ -92,21 +112,32 @@ def _assembly(target, kernel: KernelSource, cache_dir: Path) -> tuple[str, str, 
     if target.isa == "wasm32":
         physical = target.core_isa or "x86_64"
         if physical == "aarch64":
+            triple = mca.triple_for_isa("aarch64")
             return (wasm_native.aarch64_proxy_assembly(kernel.c_source, work_dir),
-                    mca.triple_for_isa("aarch64"), target.core, kernel.function)
-        command = toolchains.compiler_command(target, link=True)
+                    triple, mca_core(target, triple), kernel.function)
+        command = toolchains.compiler_command(target, link=True, extra_cflags=("-std=gnu11",))
         wasm = wasm_native.compile_wasm_module(kernel.c_source, kernel.function, work_dir, command)
         text = wasm_native.cranelift_disassembly(wasm, work_dir)
-        core = target.core if target.core_isa == "x86_64" and target.core else mca.host_core()
-        return (text, mca.triple_for_isa("x86_64"), core,
-                wasm_native.cranelift_function_name(text, kernel.function))
+        triple = mca.triple_for_isa("x86_64")
+        core = mca_core(target, triple) if target.core_isa == "x86_64" and target.core else mca.host_core()
+        return text, triple, core, wasm_native.cranelift_function_name(text, kernel.function)
     digest = hashlib.sha256(kernel.c_source.encode()).hexdigest()[:20]
     source = work_dir / f"{kernel.function}-{digest}.c"
     if not source.exists():
         write_atomic(str(source), kernel.c_source)
     output = work_dir / f"{kernel.function}-{digest}-{target.name}.s"
-    toolchains.compile_to_assembly(target, source, output, cache_dir=work_dir / "cc")
-    return output.read_text(), mca.triple_for_isa(target.core_isa or target.isa), target.core, kernel.function
+    toolchains.compile_to_assembly(target, source, output, cache_dir=work_dir / "cc",
+                                   extra_cflags=_isa_cflags(target, kernel))
+    triple = mca.triple_for_isa(target.core_isa or target.isa)
+    return output.read_text(), triple, mca_core(target, triple), kernel.function
+
+
+def _isa_cflags(target, kernel: KernelSource) -> tuple[str, ...]:
+    """Returns the flags codegen.build adds for a flavour (the same code must be costed as is run)."""
+    if kernel.origin != "codegen":
+        return ()
+    return ("-std=gnu11", *{"avx2": ("-mavx2", "-mfma"),
+                            "avx512": ("-mavx512f", "-mavx2", "-mfma")}.get(kernel.simd, ()))
 
 
 @dataclass(frozen=True)
@@ -117,27 +148,63 @@ class LoopCost:
     parent_cycles_per_iteration: tuple[float, ...]
     mca_core: str
     mca_model: str
+    loop_cycles: float = 0.0           # sum over the kernel's LoopWork of cycles x iterations
+    hot_iterations: float = 0.0
+
+
+def _match(innermost: list, lanes: int):
+    """Returns (asm loop, unroll multiple) for a source loop of ``lanes`` multiply lanes: the
+    compiled innermost loop with exactly that many lanes, else the smallest multiple."""
+    exact = [loop for loop, have in innermost if have == lanes]
+    if exact:
+        return exact[0], 1
+    multiples = sorted(((have // lanes, loop) for loop, have in innermost if have % lanes == 0),
+                       key=lambda entry: entry[0])
+    if multiples:
+        return multiples[0][1], multiples[0][0]
+    return None, 1
 
 
 def cost_loops(target, kernel: KernelSource, cache_dir: Path) -> LoopCost:
-    """Returns llvm-mca's cycles for the kernel's hot loop and the loops around it."""
+    """Returns llvm-mca's cycles for the kernel's hot loop(s) and the loops around the first one."""
     text, triple, core, function = _assembly(target, kernel, cache_dir)
     mca.check_core(triple, core)
     loops = asm_loops.find_loops(text, "aarch64" if triple.startswith("aarch64") else "x86_64")
     mine = [loop for loop in loops if loop.function == function]
-    hot = asm_loops.hot_loop(mine)
-    if hot is None:
-        raise RuntimeError(f"no multiplying loop found in {function} ({len(mine)} loops)")
     by_name = {loop.name: loop for loop in mine}
-    hot_result = mca.run_mca(hot.text(), triple, core, cache_dir=str(cache_dir))
+    run = lambda body: mca.run_mca(body, triple, core, cache_dir=str(cache_dir))   # noqa: E731
+    loop_cycles, hot_iterations = 0.0, 0.0
+    if kernel.loops:
+        innermost = [(loop, asm_loops.loop_mac_lanes(loop)) for loop in mine if loop.innermost]
+        innermost = [(loop, lanes) for loop, lanes in innermost if lanes > 0]
+        hot = None
+        for index, work in enumerate(kernel.loops):
+            if work.iterations <= 0:
+                continue
+            loop, multiple = _match(innermost, work.mac_lanes)
+            if loop is None:
+                raise RuntimeError(f"no loop of {function} does {work.mac_lanes} multiply lanes per "
+                                   f"iteration (found {sorted({lanes for _, lanes in innermost})})")
+            cycles = run(loop.text()).cycles_per_iteration
+            loop_cycles += cycles * work.iterations / multiple
+            if index == 0:
+                hot, hot_cycles, hot_lanes = loop, cycles, asm_loops.loop_mac_lanes(loop)
+                hot_iterations = work.iterations / multiple
+        if hot is None:
+            raise RuntimeError(f"{function}: no loop has work for this workload")
+    else:
+        hot = asm_loops.hot_loop(mine)
+        if hot is None:
+            raise RuntimeError(f"no multiplying loop found in {function} ({len(mine)} loops)")
+        hot_cycles, hot_lanes = run(hot.text()).cycles_per_iteration, asm_loops.loop_mac_lanes(hot)
+    hot_result = run(hot.text())
     parents = []
     parent = by_name.get(hot.parent) if hot.parent else None
     while parent is not None:
-        parents.append(mca.run_mca(parent.text(own=True), triple, core, cache_dir=str(cache_dir)).cycles_per_iteration)
+        parents.append(run(parent.text(own=True)).cycles_per_iteration)
         parent = by_name.get(parent.parent) if parent.parent else None
-    model = os.path.commonprefix(list(hot_result.model_resources)) or core
-    return LoopCost(hot_result.cycles_per_iteration, asm_loops.loop_mac_lanes(hot), tuple(parents), core,
-                    model.rstrip("U") or core)
+    model = mca.model_name(hot_result.model_resources) or core
+    return LoopCost(hot_cycles, hot_lanes, tuple(parents), core, model, loop_cycles, hot_iterations)
 
 
 def gemm_trips(workload: GemmWorkload, family: str, schedule: KernelSchedule) -> tuple[float, list[float], int]:
@@ -158,12 +225,17 @@ def gemm_trips(workload: GemmWorkload, family: str, schedule: KernelSchedule) ->
     return lanes * workload.groups, [m_tiles * n_blocks * workload.groups, m_tiles * workload.groups], m_tiles
 
 
-def _schedule_for(schedules, workload, family: str, simd: str) -> KernelSchedule:
+def _schedule_for(schedules, workload, family: str, simd: str, raw: bool = False):
+    """Returns the schedule of one layer: the caller's object unchanged when ``raw`` (a
+    kernel_source reads its own schedule type, e.g. codegen's NmGemmParams; None = its
+    default), else a KernelSchedule for the fallback kernels."""
     chosen = None
     if isinstance(schedules, Mapping):
         chosen = schedules.get(workload.layer) or schedules.get(family)
     elif schedules is not None and not isinstance(schedules, Mapping):
         chosen = schedules
+    if raw:
+        return chosen
     if chosen is None:
         return render(family, simd).schedule
     return KernelSchedule(mr=int(getattr(chosen, "mr")), nr=int(getattr(chosen, "nr", 1)))
@@ -175,14 +247,27 @@ def simulate_layer(target, workload: GemmWorkload, schedule: KernelSchedule | No
     """Returns the predicted cycles of one lowered GEMM (or depthwise conv) on ``target``."""
     family = family_of(workload)
     simd = kernel_simd(target)
-    kernel = kernel_source(workload, schedule, target) if kernel_source else render(family, simd, schedule)
-    schedule = kernel.schedule
+    kernel = kernel_source(workload, schedule, target) if kernel_source else None
+    if kernel is None:
+        kernel = render(family, simd, schedule if isinstance(schedule, KernelSchedule) else None)
     cost = cost_loops(target, kernel, cache_dir)
+    cores = cores or target.cores
+    if kernel.loops:
+        # codegen's kernels: every multiplying loop with its exact iterations, plus the parents
+        hot_iterations = cost.hot_iterations
+        serial = cost.loop_cycles + sum(
+            cycles * trips for cycles, trips in zip(cost.parent_cycles_per_iteration, kernel.parent_trips or ()))
+        threads = min(cores, kernel.threads)
+        units = kernel.parallel_units or 1
+        compute_cycles = serial * math.ceil(units / threads) / units
+        memory = _memory(target, kernel.streams, kernel.memory_tiles, threads, warm_weights)
+        return _record(target, workload.layer, workload.phase, compute_cycles, memory, workload.macs,
+                       kernel.function, cost, hot_iterations, kernel.origin)
+    schedule = kernel.schedule
     lanes, parent_trips, m_tiles = gemm_trips(workload, family, schedule)
     hot_iterations = lanes / cost.hot_mac_lanes
     serial = hot_iterations * cost.hot_cycles_per_iteration + sum(
         cycles * trips for cycles, trips in zip(cost.parent_cycles_per_iteration, parent_trips))
-    cores = cores or target.cores
     parallel = math.ceil(m_tiles / cores) / m_tiles if m_tiles else 1.0
     compute_cycles = serial * parallel
     if family == "depthwise":
@@ -197,7 +282,7 @@ def simulate_layer(target, workload: GemmWorkload, schedule: KernelSchedule | No
         m_tiles_memory = m_tiles
     memory = _memory(target, streams, m_tiles_memory, cores, warm_weights)
     return _record(target, workload.layer, workload.phase, compute_cycles, memory, workload.macs,
-                   kernel.function, cost, hot_iterations)
+                   kernel.function, cost, hot_iterations, kernel.origin)
 
 
 def _memory(target, streams, m_tiles: int, cores: int, warm_weights: bool) -> memory_model.MemoryEstimate:
@@ -206,7 +291,8 @@ def _memory(target, streams, m_tiles: int, cores: int, warm_weights: bool) -> me
                                  dram_bytes_per_cycle, cores=cores, warm_weights=warm_weights)
 
 
-def _record(target, name, phase, compute_cycles, memory, macs, function, cost: LoopCost, iterations) -> LayerRecord:
+def _record(target, name, phase, compute_cycles, memory, macs, function, cost: LoopCost, iterations,
+            origin: str = "hwsim") -> LayerRecord:
     cycles = max(compute_cycles, memory.cycles)
     return LayerRecord(name=name, phase=phase, cycles=cycles, ms=cycles / (target.clock_mhz * 1e3),
                        bound="compute" if compute_cycles >= memory.cycles else "memory",
@@ -214,7 +300,7 @@ def _record(target, name, phase, compute_cycles, memory, macs, function, cost: L
                        memory_level=memory.bottleneck, kernel=function,
                        hot_loop_cycles_per_iteration=cost.hot_cycles_per_iteration,
                        hot_loop_iterations=iterations, mca_core=cost.mca_core, mca_model=cost.mca_model,
-                       dram_bytes=memory.bytes_by_level.get("dram", 0.0))
+                       dram_bytes=memory.bytes_by_level.get("dram", 0.0), kernel_origin=origin)
 
 
 def simulate_elementwise(target, work: ElementwiseWork, cache_dir: Path, *, cores: int | None = None) -> LayerRecord:
@@ -253,7 +339,7 @@ def simulate_cpu(target, workloads: Iterable[GemmWorkload | ElementwiseWork], sc
             records.append(simulate_elementwise(target, work, cache_dir, cores=cores))
             continue
         family = family_of(work)
-        schedule = _schedule_for(schedules, work, family, kernel_simd(target))
+        schedule = _schedule_for(schedules, work, family, kernel_simd(target), raw=kernel_source is not None)
         records.append(simulate_layer(target, work, schedule, cache_dir, kernel_source=kernel_source,
                                       warm_weights=warm_weights, cores=cores))
     return records

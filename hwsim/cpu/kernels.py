@@ -70,13 +70,36 @@ class KernelSchedule:
 
 
 @dataclass(frozen=True)
+class LoopWork:
+    """One multiplying innermost loop of a kernel: lanes per iteration and total iterations.
+
+    ``mac_lanes`` is what one iteration of the *source* loop multiplies; the compiled loop
+    with that many lanes (or a multiple, when the compiler unrolled it) is costed."""
+    mac_lanes: int
+    iterations: float
+
+
+@dataclass(frozen=True)
 class KernelSource:
-    """C text of one kernel and the function the model should read."""
-    family: str          # dense | sparse | depthwise | elementwise
+    """C text of one kernel and the function the model should read.
+
+    The optional fields describe one workload's run of the kernel (codegen_kernels fills
+    them for codegen's kernels): every multiplying innermost loop with its iterations,
+    the entries of the loops around the first one (innermost first), the memory streams
+    of its blocking, and how many independent tiles the threads share. Left None, the
+    model derives them for this module's own fallback kernels."""
+    family: str          # dense | sparse | depthwise | elementwise | nmgemm | spmm
     simd: str
     schedule: KernelSchedule
     function: str
     c_source: str
+    loops: tuple = None                 # tuple[LoopWork, ...]
+    parent_trips: tuple = None          # tuple[float, ...], innermost parent first
+    streams: tuple = None               # tuple[memory_model.Stream, ...]
+    memory_tiles: int = 1               # pixel tiles the streams' passes are counted over
+    parallel_units: int = 0             # tiles shared out among threads (0: unknown)
+    threads: int = 1                    # threads the kernel itself starts (OpenMP)
+    origin: str = "hwsim"               # hwsim (fallback kernels.py) | codegen
 
 
 def default_schedule(family: str, simd: str) -> KernelSchedule:

@@ -1,7 +1,8 @@
 """Cycles per iteration of a loop body, from LLVM's own scheduling models (llvm-mca).
 
-Every timing figure comes from the installed ``llvm-mca`` (Debian package ``llvm``);
-this module keeps no per-instruction table. It runs
+Every timing figure comes from the installed ``llvm-mca``: ``llvm-mca-19`` (Debian
+package ``llvm-19``) when present, else ``llvm-mca`` (package ``llvm``, LLVM 14 on
+bookworm); this module keeps no per-instruction table. It runs
 
     llvm-mca -mtriple=T -mcpu=C -iterations=N body.s
 
@@ -11,10 +12,22 @@ dependencies and port pressure simulated), the block reciprocal throughput
 per iteration. Results are cached in a directory the caller passes, keyed by
 the SHA-256 of (llvm-mca version, triple, cpu, iterations, body).
 
-Note on LLVM 14 (Debian bookworm): cortex-a72/a73/a75/a76/a77/a78 and
-neoverse-n1 all use the Cortex-A57 scheduling model (128-bit FMLA occupies one
-64-bit FP pipe for 2 cycles), so ``McaResult.model_resources`` says which
-model was really used; callers should report it.
+Which scheduling model a core name really gets (``model_core``):
+
+* LLVM 14 (Debian bookworm): cortex-a72/a73/a75/a76/a77/a78 and neoverse-n1
+  all use the Cortex-A57 model (128-bit FMLA occupies one 64-bit FP pipe for
+  2 cycles); there is no Zen 4 model (znver3 is the nearest).
+* LLVM 19: cortex-a55 has its own model and neoverse-n1 has the N1 model
+  (``N1Unit*``), but the name cortex-a76 still maps to the A57 model. The
+  Neoverse N1 *is* the Cortex-A76 microarchitecture ("Ares"; Arm's N1 and A76
+  software optimization guides give the same pipelines and instruction
+  timings), so ``SAME_MICROARCHITECTURE`` sends cortex-a76 to neoverse-n1 when
+  the installed llvm-mca has a dedicated N1 model and not an A76 one. Checked,
+  not assumed: ``model_core`` compares the resource-name prefixes llvm-mca
+  reports for both names. cortex-a73 keeps the A57 model (no A73 model exists
+  in LLVM 19 either); znver4 exists in LLVM 19.
+
+``McaResult.model_resources`` says which model was really used; callers report it.
 """
 from __future__ import annotations
 
@@ -30,7 +43,10 @@ from dataclasses import asdict, dataclass, field
 from models.errors import UserError, suggest
 from models.fileio import write_atomic
 
-DEBIAN_PACKAGE = "llvm"
+DEBIAN_PACKAGE = "llvm-19 or llvm"
+PREFERRED_EXECUTABLES = ("llvm-mca-19", "llvm-mca")
+# Core names whose microarchitecture has a dedicated model under another name (see module doc).
+SAME_MICROARCHITECTURE = {"cortex-a76": "neoverse-n1", "cortex-a76ae": "neoverse-n1"}
 ISA_TRIPLES = {"aarch64": "aarch64-linux-gnu", "x86_64": "x86_64-linux-gnu"}
 DEFAULT_ITERATIONS = 200
 
@@ -51,12 +67,23 @@ class McaResult:
         return asdict(self)
 
 
-def find_llvm_mca(executable: str = "llvm-mca") -> str:
-    """Returns the path of llvm-mca, or raises UserError naming the Debian package."""
+def default_executable() -> str:
+    """Returns the newest llvm-mca on PATH (llvm-mca-19 over llvm-mca); 'llvm-mca' when none is."""
+    for name in PREFERRED_EXECUTABLES:
+        if shutil.which(name):
+            return name
+    return PREFERRED_EXECUTABLES[-1]
+
+
+def find_llvm_mca(executable: str | None = None) -> str:
+    """Returns the path of llvm-mca (default: ``default_executable()``), or raises UserError
+    naming the Debian packages that have it."""
+    executable = executable or default_executable()
     path = shutil.which(executable)
     if path is None:
         raise UserError(f"'{executable}' not found on PATH", field="llvm-mca",
-                        fix=f"install the Debian package '{DEBIAN_PACKAGE}' (apt-get install {DEBIAN_PACKAGE})")
+                        fix="install the Debian package 'llvm-19' (apt-get install llvm-19) "
+                            "or 'llvm' (apt-get install llvm)")
     return path
 
 
@@ -78,12 +105,12 @@ def _known_cores_cached(executable: str, triple: str) -> tuple[str, ...]:
     return tuple(match.group(1) for match in re.finditer(r"^\s+([\w.\-]+)\s+- Select", section, re.M))
 
 
-def known_cores(triple: str, executable: str = "llvm-mca") -> tuple[str, ...]:
+def known_cores(triple: str, executable: str | None = None) -> tuple[str, ...]:
     """Returns the -mcpu names the installed llvm-mca knows for ``triple``."""
     return _known_cores_cached(find_llvm_mca(executable), triple)
 
 
-def check_core(triple: str, core: str, executable: str = "llvm-mca") -> None:
+def check_core(triple: str, core: str, executable: str | None = None) -> None:
     """Raises UserError listing the known cores when llvm-mca does not know ``core``.
 
     llvm-mca itself only warns and falls back to a generic model, which would
@@ -100,13 +127,49 @@ def _mca_version(executable: str) -> str:
     return result.stdout.strip()
 
 
-def host_core(executable: str = "llvm-mca") -> str:
+def host_core(executable: str | None = None) -> str:
     """Returns LLVM's name of the host CPU ('znver3', ...): the model for code that runs here."""
     match = re.search(r"Host CPU:\s*(\S+)", _mca_version(find_llvm_mca(executable)))
     if not match:
         raise UserError("llvm-mca --version did not name the host CPU", field="core",
                         fix="pass an explicit core name")
     return match.group(1)
+
+
+_PROBE_BODY = "fmla v0.4s, v1.4s, v2.4s\nldr q3, [x0]\n"
+
+
+@functools.lru_cache(maxsize=None)
+def _model_prefix_cached(executable: str, triple: str, core: str) -> str:
+    probe = _PROBE_BODY if triple.startswith("aarch64") else "vfmadd231ps %xmm1, %xmm2, %xmm0\n"
+    result = subprocess.run([executable, f"-mtriple={triple}", f"-mcpu={core}", "-iterations=1"],
+                            input=probe, capture_output=True, text=True, timeout=60)
+    names = re.findall(r"^\[[\d.]+\]\s+- (\S+)", result.stdout, re.M)
+    return model_name(tuple(names)) or core
+
+
+def model_name(resources) -> str:
+    """Returns the scheduling model's name from its resource names ('N1Unit', 'Zn4', 'A57Unit')."""
+    prefix = os.path.commonprefix(list(resources))
+    unit = prefix.find("Unit")
+    return prefix[:unit + 4] if unit > 0 else prefix
+
+
+def scheduling_model(triple: str, core: str, executable: str | None = None) -> str:
+    """Returns the name of the scheduling model llvm-mca uses for ``core`` (resource prefix)."""
+    return _model_prefix_cached(find_llvm_mca(executable), triple, core)
+
+
+def model_core(triple: str, core: str, executable: str | None = None) -> str:
+    """Returns the -mcpu name whose scheduling model best fits ``core`` in the installed llvm-mca.
+
+    ``core`` itself, unless SAME_MICROARCHITECTURE names a core of the same design that has a
+    dedicated model while ``core`` falls back to an older one (checked on the installed tool)."""
+    alias = SAME_MICROARCHITECTURE.get(core)
+    if alias is None or alias not in known_cores(triple, executable):
+        return core
+    own, other = scheduling_model(triple, core, executable), scheduling_model(triple, alias, executable)
+    return alias if own != other and own.startswith("A57") else core
 
 
 def parse_mca_output(text: str) -> McaResult:
@@ -139,7 +202,7 @@ def parse_mca_output(text: str) -> McaResult:
 
 
 def run_mca(body: str, triple: str, core: str, *, iterations: int = DEFAULT_ITERATIONS,
-            cache_dir: str | None = None, executable: str = "llvm-mca") -> McaResult:
+            cache_dir: str | None = None, executable: str | None = None) -> McaResult:
     """Returns llvm-mca's estimate for ``body`` (assembly, one instruction per line) run in a loop.
 
     >>> run_mca("fmla v0.4s, v1.4s, v2.4s", "aarch64-linux-gnu", "cortex-a55").cycles_per_iteration  # doctest: +SKIP

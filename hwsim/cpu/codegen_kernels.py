@@ -1,0 +1,128 @@
+"""What the cost model needs to know about codegen's kernels, without importing codegen.
+
+hwsim and codegen do not import each other (only hwsim/cli and bench see both), so the
+caller renders a kernel with codegen and hands the result here; ``from_rendered`` reads it
+by duck typing (``.name``, ``.source``, ``.params``) and returns a ``KernelSource`` that
+says, for one workload, what every multiplying innermost loop of the kernel executes:
+
+    nmgemm  (templates/nmgemm.c.j2; params n, m, mr output rows, nr pixels, unroll)
+            for column tile (nr pixels): pack the panel;
+              for row tile (mr rows): init; group loop unrolled by ``unroll``
+              (unroll x n x mr x nr lanes per step), then a remainder loop
+              (n x mr x nr lanes) over groups % unroll; store
+    spmm    (templates/spmm.c.j2; params mr pixels, nr outputs x kb inputs per block)
+            full pixel tiles (mr), then one-vector tiles, then single pixels; each
+            tile walks every block row's kept blocks (nr x kb x tile lanes per block)
+
+Iterations are exact counts from the loop bounds (the remainder and pixel tails
+included), not fitted; llvm-mca gives the cycles of each loop (cpu_model). The memory
+streams follow the same blocking: nmgemm re-reads its weights once per column tile and
+keeps a packed panel (groups x m x nr floats) per column tile; spmm re-reads its weights
+once per pixel tile and reads the rows of X its kept blocks name.
+"""
+from __future__ import annotations
+
+import math
+
+from models.lowering import GemmWorkload
+from hwsim.cpu import memory_model
+from hwsim.cpu.kernels import KernelSchedule, KernelSource, LoopWork
+
+FLOAT_BYTES = 4
+LANES = {"scalar": 1, "neon": 4, "wasmsimd": 4, "avx2": 8, "avx512": 16}
+
+
+def kind_of(params) -> str:
+    """Returns 'nmgemm' or 'spmm' from a codegen params object's fields."""
+    if hasattr(params, "n") and hasattr(params, "m") and hasattr(params, "unroll"):
+        return "nmgemm"
+    if hasattr(params, "kb"):
+        return "spmm"
+    raise ValueError(f"unknown codegen kernel parameters {params!r}")
+
+
+def from_rendered(rendered, workload: GemmWorkload) -> KernelSource:
+    """Returns the KernelSource of codegen's ``rendered`` kernel running ``workload``.
+
+    Workload axes: M = pixels (codegen's p), N = output channels (cout), K = reduction (k)."""
+    params = rendered.params
+    kind = kind_of(params)
+    loops, parents, streams, tiles, threads = (_nmgemm if kind == "nmgemm" else _spmm)(params, workload)
+    simd = {"wasmsimd": "wasm_simd128"}.get(params.isa, params.isa)
+    return KernelSource(family=kind, simd=simd, schedule=KernelSchedule(_pixel_tile(params), _row_tile(params)),
+                        function=rendered.name, c_source=rendered.source, loops=loops,
+                        parent_trips=parents, streams=streams, memory_tiles=tiles,
+                        parallel_units=tiles, threads=threads, origin="codegen")
+
+
+def _pixel_tile(params) -> int:
+    return params.nr if kind_of(params) == "nmgemm" else params.mr
+
+
+def _row_tile(params) -> int:
+    return params.mr if kind_of(params) == "nmgemm" else params.nr
+
+
+def _nmgemm(params, work: GemmWorkload):
+    n, m = params.n, params.m
+    groups = math.ceil(work.K / m)
+    col_tiles = math.ceil(work.M / params.nr)
+    row_tiles = math.ceil(work.N / params.mr)
+    kc = params.kc or groups
+    k_blocks = math.ceil(groups / kc)
+    tiles = col_tiles * row_tiles * work.groups
+    full_steps, remainder = 0, 0
+    for block in range(k_blocks):
+        size = min(kc, groups - block * kc)
+        full_steps += size // params.unroll
+        remainder += size % params.unroll
+    lanes = n * params.mr * params.nr
+    loops = [LoopWork(lanes * params.unroll, tiles * full_steps)]
+    if params.unroll > 1 and remainder:
+        loops.append(LoopWork(lanes, tiles * remainder))
+    # parents of the group loop, innermost first: row tile, k-block, column tile
+    parents = (tiles * k_blocks, col_tiles * k_blocks * work.groups, col_tiles * work.groups)
+    density = n / m
+    index_bytes = 0 if params.n == params.m else 1
+    share = params.mr if getattr(params, "shared", False) else 1
+    weight_bytes = row_tiles * params.mr * groups * n * (FLOAT_BYTES + index_bytes / share)
+    panel_bytes = groups * m * params.nr * FLOAT_BYTES
+    # rows of the panel one row tile touches: the union of its index sets
+    touched = 1.0 if params.n == params.m else 1.0 - (1.0 - density) ** (params.mr // share)
+    streams = (memory_model.Stream("weights", work.groups * weight_bytes, col_tiles),
+               memory_model.Stream("panel", panel_bytes, col_tiles * row_tiles * work.groups,
+                                   pass_bytes=panel_bytes * touched),
+               memory_model.Stream("output", work.groups * work.N * work.M * FLOAT_BYTES, 1))
+    return tuple(loops), parents, streams, col_tiles, max(1, getattr(params, "threads", 1))
+
+
+def _spmm(params, work: GemmWorkload):
+    lanes = LANES.get(params.isa, 1)
+    block_rows = math.ceil(work.N / params.nr)
+    kept = block_rows * _kept_blocks(work, params.kb)          # kept blocks over all block rows
+    full = work.M // params.mr
+    rest = work.M - full * params.mr
+    vector = rest // lanes if params.mr > lanes else 0
+    single = rest - vector * lanes if lanes > 1 else 0
+    per_block = params.nr * params.kb
+    loops = [LoopWork(per_block * params.mr, full * kept * work.groups)]
+    if vector:
+        loops.append(LoopWork(per_block * lanes, vector * kept * work.groups))
+    if single:
+        loops.append(LoopWork(per_block, single * kept * work.groups))
+    pixel_tiles = full + vector + single
+    parents = (pixel_tiles * block_rows * work.groups, pixel_tiles * work.groups)
+    weight_bytes = block_rows * params.nr * FLOAT_BYTES + kept * (per_block * FLOAT_BYTES + 4) + block_rows * 4
+    panel_bytes = work.K * params.mr * FLOAT_BYTES
+    density_rows = min(1.0, kept * params.kb / max(block_rows * work.K, 1))
+    streams = (memory_model.Stream("weights", work.groups * weight_bytes, max(pixel_tiles, 1)),
+               memory_model.Stream("panel", panel_bytes, max(full, 1) * block_rows * work.groups,
+                                   pass_bytes=panel_bytes * min(1.0, density_rows)),
+               memory_model.Stream("output", work.groups * work.N * work.M * FLOAT_BYTES, 1))
+    return tuple(loops), parents, streams, max(full, 1), 1
+
+
+def _kept_blocks(work: GemmWorkload, kb: int) -> float:
+    """Returns the kept blocks of kb input channels per block row at the workload's density."""
+    blocks = math.ceil(work.K / kb)
+    return blocks * (work.density if work.sparse else 1.0)
