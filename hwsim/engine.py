@@ -366,6 +366,40 @@ def _pregeneration_bytes(arch: Accelerator, workloads: list[GemmWorkload]
 # ---------------------------------------------------------------- a whole step
 
 
+def _rounded_total(compute_per_gemm: np.ndarray, stall_per_gemm: np.ndarray) -> int:
+    """Returns the step's cycles as the layer records will add them up."""
+    return int(np.round(compute_per_gemm).sum() + np.round(stall_per_gemm).sum())
+
+
+def _timeline(arch: Accelerator, schedules: list[GemmSchedule],
+              pregenerated: dict[int, tuple[float, float, float]]) -> tuple[np.ndarray, np.ndarray]:
+    """Returns (compute cycles, stall cycles) per GEMM of the step's one DRAM timeline."""
+    loads, stores, computes, owners, weights = [], [], [], [], []
+    for index, schedule in enumerate(schedules):
+        load_bytes, store_bytes = schedule.load_bytes, schedule.store_bytes
+        if index in pregenerated:
+            # Spread over the WU's folds: it shares the link but not the array.
+            extra_load, extra_store, _ = pregenerated[index]
+            load_bytes = load_bytes + extra_load / schedule.folds
+            store_bytes = store_bytes + extra_store / schedule.folds
+        load_cycles, store_cycles = transfer_cycles(load_bytes, store_bytes, arch.dram_bytes_per_cycle)
+        loads.append(np.maximum(load_cycles, schedule.select_cycles))
+        stores.append(store_cycles)
+        computes.append(schedule.compute_cycles)
+        owners.append(np.full(len(schedule.weights), index))
+        weights.append(schedule.weights)
+    compute_all = np.concatenate(computes)
+    stalls = stall_cycles(np.concatenate(loads), np.concatenate(stores), compute_all,
+                          arch.options.offline_schedule)
+    owner_all = np.concatenate(owners)
+    weight_all = np.concatenate(weights)
+    stall_per_gemm = np.bincount(owner_all, weights=stalls[:-1] * weight_all, minlength=len(schedules))
+    stall_per_gemm[-1] += stalls[-1]
+    compute_per_gemm = np.bincount(owner_all, weights=compute_all * weight_all,
+                                   minlength=len(schedules))
+    return compute_per_gemm, stall_per_gemm
+
+
 def simulate(arch: Accelerator, workloads: list[GemmWorkload], *, model_name: str = "model",
              sparsity: str = "dense", mode: str = "train", batch: int = 1,
              input_reuse: dict[str, float] | None = None) -> SimResult:
@@ -385,31 +419,20 @@ def simulate(arch: Accelerator, workloads: list[GemmWorkload], *, model_name: st
     pregenerated = (_pregeneration_bytes(arch, workloads)
                     if arch.options.pregenerate_sparse_weights and arch.sparsity else {})
 
-    loads, stores, computes, owners, weights = [], [], [], [], []
-    for index, schedule in enumerate(schedules):
-        load_bytes, store_bytes = schedule.load_bytes, schedule.store_bytes
-        if index in pregenerated:
-            # Spread over the WU's folds: it shares the link but not the array.
-            extra_load, extra_store, _ = pregenerated[index]
-            load_bytes = load_bytes + extra_load / schedule.folds
-            store_bytes = store_bytes + extra_store / schedule.folds
-        load_cycles, store_cycles = transfer_cycles(load_bytes, store_bytes, arch.dram_bytes_per_cycle)
-        loads.append(np.maximum(load_cycles, schedule.select_cycles))
-        stores.append(store_cycles)
-        computes.append(schedule.compute_cycles)
-        owners.append(np.full(len(schedule.weights), index))
-        weights.append(schedule.weights)
     if not schedules:
         return SimResult(arch, model_name, sparsity, mode, batch, ())
-    compute_all = np.concatenate(computes)
-    stalls = stall_cycles(np.concatenate(loads), np.concatenate(stores), compute_all,
-                          arch.options.offline_schedule)
-    owner_all = np.concatenate(owners)
-    weight_all = np.concatenate(weights)
-    stall_per_gemm = np.bincount(owner_all, weights=stalls[:-1] * weight_all, minlength=len(schedules))
-    stall_per_gemm[-1] += stalls[-1]
-    compute_per_gemm = np.bincount(owner_all, weights=compute_all * weight_all,
-                                   minlength=len(schedules))
+    compute_per_gemm, stall_per_gemm = _timeline(arch, schedules, pregenerated)
+    if arch.options.interleave:
+        # Orientations are chosen GEMM by GEMM, but the step is one timeline in which
+        # a GEMM's first load overlaps its predecessor's last fold: the offline
+        # scheduler also evaluates the all-FF-orientation plan and keeps the faster.
+        upright = [schedule_gemm(arch, workload, transposed=False,
+                                 reuse=input_reuse.get(workload.layer, 1.0))
+                   for workload in workloads]
+        upright_compute, upright_stall = _timeline(arch, upright, pregenerated)
+        if _rounded_total(upright_compute, upright_stall) < _rounded_total(compute_per_gemm,
+                                                                           stall_per_gemm):
+            schedules, compute_per_gemm, stall_per_gemm = upright, upright_compute, upright_stall
 
     layers = []
     for index, (workload, schedule) in enumerate(zip(workloads, schedules)):

@@ -267,3 +267,12 @@ def test_compressed_folds_equal_every_fold(sat, M, N, K, dataflow, gbps, sram_kb
     assert engine.fold_axis is fold_axis
     assert compressed.total_cycles == pytest.approx(full.total_cycles, rel=1e-3, abs=2)
     assert compressed.dram_bytes == pytest.approx(full.dram_bytes, rel=1e-9, abs=2)
+
+
+def test_interleave_never_loses_to_fixed_orientation_across_gemm_boundaries(sat):
+    """Regression: a per-GEMM orientation choice once lost 4 cycles to the FF orientation
+    because the next GEMM's first load overlaps this GEMM's last fold."""
+    workloads = [gemm(33, 3, 8, nm=(2, 8)), gemm(3, 33, 8, phase="WU")]
+    base = variant(sat, dataflow="ws", dram_gbps=1.0)
+    assert simulate(variant(base, interleave=False), workloads).total_cycles >= \
+        simulate(base, workloads).total_cycles
