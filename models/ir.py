@@ -276,11 +276,46 @@ class Transpose:
         return TensorSpec(tuple(x.shape[p] for p in self.perm), x.dtype)
 
 
+@dataclass(frozen=True)
+class Embedding:
+    """Looks token ids (N, seq) up in a (vocab_size, dim) table -> (N, seq, dim).
+
+    ``positions`` and ``token_types`` are the learned position and segment tables
+    that BERT / GPT-2 add to the token embedding (0: none). A lookup is a gather,
+    not a GEMM: it has parameters but no MACs, and lowers to no workload.
+
+    Example: ``Embedding("embed", 30522, 768, positions=512, token_types=2)`` on
+    ids (1, 128) gives (1, 128, 768) and (30522 + 512 + 2) * 768 parameters."""
+    name: str
+    vocab_size: int
+    dim: int
+    positions: int = 0
+    token_types: int = 0
+    kind: str = field(default="embedding", init=False)
+
+    def __post_init__(self):
+        if min(self.vocab_size, self.dim) < 1 or min(self.positions, self.token_types) < 0:
+            raise UserError("vocab_size and dim must be >= 1, positions and token_types >= 0",
+                            field=self.name, fix="give positive table sizes")
+
+    def infer(self, inputs: Sequence[TensorSpec]) -> TensorSpec:
+        (ids,) = _expect_inputs(self, inputs, 1)
+        if len(ids.shape) != 2:
+            raise UserError(f"expects token ids (N, seq), got {ids.shape}", field=self.name,
+                            fix="feed a 2-D tensor of token ids")
+        if self.positions and ids.shape[1] > self.positions:
+            raise UserError(f"sequence {ids.shape[1]} is longer than the {self.positions} "
+                            f"learned positions", field=self.name,
+                            fix=f"use a sequence of at most {self.positions} tokens")
+        return TensorSpec((*ids.shape, self.dim), "float32")
+
+
 OP_TYPES: dict[str, type] = {cls.__dataclass_fields__["kind"].default: cls for cls in
                              (Input, Conv2d, Dense, BatchMatmul, Pool2d, Elementwise, Norm,
-                              Reshape, Transpose)}
+                              Reshape, Transpose, Embedding)}
 WEIGHT_OPS = (Conv2d, Dense)
-Op = Input | Conv2d | Dense | BatchMatmul | Pool2d | Elementwise | Norm | Reshape | Transpose
+Op = (Input | Conv2d | Dense | BatchMatmul | Pool2d | Elementwise | Norm | Reshape | Transpose
+      | Embedding)
 
 
 def _expect_inputs(op, inputs: Sequence[TensorSpec], count: int) -> Sequence[TensorSpec]:
@@ -304,13 +339,16 @@ def forward_macs(op: Op, inputs: Sequence[TensorSpec], output: TensorSpec) -> in
 
 
 def weight_count(op: Op) -> int:
-    """Returns the parameters of ``op``: weights plus bias (norm: scale and shift)."""
+    """Returns the parameters of ``op``: weights plus bias (norm: scale and shift;
+    embedding: its tables)."""
     if isinstance(op, Conv2d):
         return math.prod(op.weight_shape) + (op.out_channels if op.bias else 0)
     if isinstance(op, Dense):
         return op.in_features * op.out_features + (op.out_features if op.bias else 0)
     if isinstance(op, Norm):
         return 2 * op.channels
+    if isinstance(op, Embedding):
+        return (op.vocab_size + op.positions + op.token_types) * op.dim
     return 0
 
 

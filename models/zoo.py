@@ -6,11 +6,18 @@ training literature uses: a 3x3 stride-1 stem without the max pool for ResNets
 and MobileNets, and a single classifier layer for VGG. Transformers take a
 sequence length instead.
 
-Counting conventions: params are weights + biases + norm scale/shift; MACs are
-the forward multiply-accumulates of convolutions, dense layers and attention's
-batched products (pooling, norm and elementwise ops count none). The transformer
-entries are the encoder/decoder *stacks*: token embeddings and the LM head are
-left out (BERT-base's stack is 85.0 M params of its 110 M).
+Counting conventions: params are weights + biases + norm scale/shift (and
+embedding tables); MACs are the forward multiply-accumulates of convolutions,
+dense layers and attention's batched products (pooling, norm, elementwise ops
+and embedding lookups count none).
+
+Transformers: BERT-base and GPT-2 small take token ids and count their token,
+position (and BERT's segment) embeddings; they leave out BERT's pooler (0.59 M
+params, one 768x768 product on the [CLS] token) and GPT-2's LM head (tied to the
+token embedding, so no params of its own, but 768 x 50257 MACs per token). So
+BERT-base is 108.9 M params (110 M in Devlin et al., 109.5 M with the pooler) and
+GPT-2 small 124.4 M, and their MACs are exactly the closed form
+    layers * (4*seq*d*d + 2*seq*d*ffn + 2*seq*seq*d).
 """
 from __future__ import annotations
 
@@ -18,11 +25,33 @@ from dataclasses import dataclass
 from typing import Callable
 
 from models.errors import UserError, suggest
-from models.ir import (BatchMatmul, Conv2d, Dense, Elementwise, GraphBuilder, Model, Norm,
-                       Pool2d, Reshape, Transpose)
+from models.ir import (BatchMatmul, Conv2d, Dense, Elementwise, Embedding, GraphBuilder, Model,
+                       Norm, Pool2d, Reshape, Transpose)
 
 DATASETS: dict[str, tuple[int, int]] = {     # name -> (input size, classes)
     "cifar10": (32, 10), "cifar100": (32, 100), "tinyimagenet": (64, 200), "imagenet": (224, 1000)}
+
+
+@dataclass(frozen=True)
+class Published:
+    """A model's published size at its reference input (batch 1), for the zoo tests."""
+    params: float
+    macs: float | None          # None: no single published figure (see the closed form)
+    input: str                  # the input the figures are for
+    source: str
+
+
+# torchvision model cards (params, GFLOPS there are multiply-accumulates), the papers.
+PUBLISHED: dict[str, Published] = {
+    "resnet18": Published(11.69e6, 1.814e9, "224x224", "torchvision resnet18"),
+    "resnet50": Published(25.56e6, 4.09e9, "224x224", "torchvision resnet50 (v1.5)"),
+    "vgg16": Published(138.36e6, 15.47e9, "224x224", "torchvision vgg16"),
+    "vgg19": Published(143.67e6, 19.63e9, "224x224", "torchvision vgg19"),
+    "mobilenet_v1": Published(4.23e6, 0.569e9, "224x224", "Howard et al. 2017, Table 2"),
+    "mobilenet_v2": Published(3.50e6, 0.300e9, "224x224", "Sandler et al. 2018 / torchvision"),
+    "bert_base": Published(110e6, None, "seq 128", "Devlin et al. 2019 (110 M incl. pooler)"),
+    "gpt2_small": Published(124.44e6, None, "seq 1024", "Hugging Face gpt2 (tied LM head)"),
+}
 
 
 @dataclass(frozen=True)
@@ -31,6 +60,11 @@ class ZooEntry:
     description: str
     default_dataset: str | None     # None: a transformer, sized by sequence length
 
+    @property
+    def datasets(self) -> tuple[str, ...]:
+        """Returns the data sets the model builds for (transformers take none)."""
+        return () if self.default_dataset is None else tuple(DATASETS)
+
 
 # ---------------------------------------------------------------- building blocks
 
@@ -38,9 +72,9 @@ class ZooEntry:
 class _Net:
     """A GraphBuilder with conv-bn-relu helpers and automatic, readable op names."""
 
-    def __init__(self, name: str, input_shape: tuple[int, ...]):
+    def __init__(self, name: str, input_shape: tuple[int, ...], dtype: str = "float32"):
         self.builder = GraphBuilder(name)
-        self.x = self.builder.input("input", input_shape)
+        self.x = self.builder.input("input", input_shape, dtype)
 
     def conv_bn(self, name: str, cin: int, cout: int, kernel: int, stride: int = 1,
                 groups: int = 1, act: str | None = "relu", x: str | None = None) -> str:
@@ -244,13 +278,21 @@ def _attention_block(net: _Net, name: str, tokens: int, dim: int, heads: int, ml
 
 
 def transformer_stack(name: str, layers: int, dim: int, heads: int, mlp: int, seq: int,
-                      batch: int, pre_norm: bool) -> Model:
-    """An encoder (BERT: post-norm) or decoder (GPT-2: pre-norm) stack on embedded tokens.
-    A causal mask changes no GEMM shape, so the decoder's products are the encoder's."""
+                      batch: int, pre_norm: bool, vocab: int, positions: int,
+                      token_types: int = 0) -> Model:
+    """An encoder (BERT: post-norm, embedding layer norm) or decoder (GPT-2: pre-norm,
+    final layer norm) on token ids. A causal mask changes no GEMM shape, so the
+    decoder's products are the encoder's."""
     if dim % heads:
         raise UserError(f"dim {dim} is not a multiple of {heads} heads", field=name,
                         fix="choose heads dividing the width")
-    net = _Net(name, (batch, seq, dim))
+    if not 1 <= seq <= positions:
+        raise UserError(f"sequence length {seq} is outside 1..{positions}", field="--input-size",
+                        fix=f"{name} has {positions} learned positions; use at most that many")
+    net = _Net(name, (batch, seq), dtype="int64")
+    net.add(Embedding("embed", vocab, dim, positions, token_types))
+    if not pre_norm:
+        net.add(Norm("embed.ln", "layer", dim))
     for layer in range(layers):
         _attention_block(net, f"layer{layer}", seq, dim, heads, mlp, "gelu", pre_norm)
     if pre_norm:
@@ -258,16 +300,27 @@ def transformer_stack(name: str, layers: int, dim: int, heads: int, mlp: int, se
     return net.builder.build()
 
 
-def vit(size: int, classes: int, batch: int, patch: int = 4, dim: int = 256, depth: int = 7,
-        heads: int = 4, mlp: int = 512) -> Model:
-    """ViT-Lite-7/4 (Hassani et al. 2021, the small ViT trained from scratch on CIFAR):
-    4x4 patches, 7 pre-norm blocks of width 256, 4 heads, MLP 512, mean-pooled tokens."""
+def vit_patch(size: int) -> int:
+    """Returns the patch side for an input side: 4 on CIFAR (32 px), 8 on Tiny ImageNet
+    (64 px), 16 on ImageNet (ViT-B/16's): 64 tokens on the small sets, 196 on ImageNet."""
+    return 4 if size <= 32 else 8 if size <= 64 else 16
+
+
+def vit(size: int, classes: int, batch: int, dim: int = 512, depth: int = 6, heads: int = 8,
+        mlp: int = 512) -> Model:
+    """The small ViT trained from scratch on CIFAR (vit-pytorch as configured in
+    kentaroy47/vision-transformers-cifar10): patch 4, 6 pre-norm blocks of width 512,
+    8 heads, MLP 512, GELU, biases on every projection. Tokens are mean-pooled
+    instead of read from a class token (the IR has no concat; one token of 65 is
+    1.5% of the MACs), and the learned position table (tokens x 512 params) is left
+    out. Larger inputs use larger patches (``vit_patch``)."""
+    patch = vit_patch(size)
     if size % patch:
         raise UserError(f"input {size} is not a multiple of the patch {patch}", field="vit",
                         fix=f"use an input size divisible by {patch}")
     tokens = (size // patch) ** 2
     net = _Net("vit", (batch, 3, size, size))
-    net.add(Conv2d("patch_embed", 3, dim, patch, patch, 0, bias=True))
+    net.add(Conv2d("patch_embed", 3, dim, patch, patch, 0, bias=True))   # = a linear layer per patch
     net.add(Reshape("patch_embed.flatten", (dim, tokens)))
     net.add(Transpose("patch_embed.t", (0, 2, 1)))
     for layer in range(depth):
@@ -291,14 +344,16 @@ def _cnn(builder: Callable[[int, int, int], Model]) -> Callable[..., Model]:
     return build_cnn
 
 
-def _transformer(layers: int, dim: int, heads: int, mlp: int, default_seq: int, pre_norm: bool,
-                 name: str) -> Callable[..., Model]:
+def _transformer(name: str, default_seq: int, pre_norm: bool, vocab: int, positions: int,
+                 token_types: int) -> Callable[..., Model]:
+    """Returns the builder of a 12-layer, 768-wide, 12-head, FFN-3072 stack (BERT-base / GPT-2
+    small); ``input_size`` is the sequence length."""
     def build_stack(dataset=None, input_size=None, batch=1, *, default=None):
         if dataset is not None:
             raise UserError(f"{name} takes no data set", field="--dataset",
                             fix="leave it out; use --input-size for the sequence length")
-        return transformer_stack(name, layers, dim, heads, mlp, input_size or default_seq,
-                                 batch, pre_norm)
+        return transformer_stack(name, 12, 768, 12, 3072, input_size or default_seq, batch,
+                                 pre_norm, vocab, positions, token_types)
     return build_stack
 
 
@@ -312,20 +367,28 @@ ZOO: dict[str, ZooEntry] = {
     "vgg19": ZooEntry(_cnn(lambda s, c, b: vgg(19, s, c, b)), "VGG-19 (no BN)", "imagenet"),
     "mobilenet_v1": ZooEntry(_cnn(mobilenet_v1), "MobileNet v1, width 1.0", "imagenet"),
     "mobilenet_v2": ZooEntry(_cnn(mobilenet_v2), "MobileNet v2, width 1.0", "imagenet"),
-    "vit": ZooEntry(_cnn(vit), "ViT-Lite-7/4 for CIFAR (patch 4, width 256, 7 blocks)", "cifar10"),
-    "bert_base": ZooEntry(_transformer(12, 768, 12, 3072, 128, False, "bert_base"),
-                          "BERT-base encoder stack, seq 128 (no embeddings)", None),
-    "gpt2_small": ZooEntry(_transformer(12, 768, 12, 3072, 1024, True, "gpt2_small"),
-                           "GPT-2 small decoder stack, seq 1024 (no embeddings/LM head)", None),
+    "vit": ZooEntry(_cnn(vit), "small CIFAR ViT: patch 4 (8 at 64 px, 16 at 224), 6 blocks, "
+                               "width 512, 8 heads, MLP 512", "cifar10"),
+    "bert_base": ZooEntry(_transformer("bert_base", 128, False, 30522, 512, 2),
+                          "BERT-base encoder, seq 128, with embeddings, no pooler", None),
+    "gpt2_small": ZooEntry(_transformer("gpt2_small", 1024, True, 50257, 1024, 0),
+                           "GPT-2 small decoder, seq 1024, with embeddings, no LM head", None),
 }
 
 
 def names() -> list[str]:
+    """Returns the zoo's model names in a stable order."""
     return list(ZOO)
 
 
 def describe(name: str) -> str:
+    """Returns a one-line description of the zoo model ``name``."""
     return _entry(name).description
+
+
+def datasets(name: str) -> tuple[str, ...]:
+    """Returns the data sets ``name`` builds for (empty for transformers)."""
+    return _entry(name).datasets
 
 
 def _entry(name: str) -> ZooEntry:
