@@ -100,7 +100,8 @@ class NmGemmParams:
     mr: output rows per register tile; nr: pixels per tile (a multiple of the ISA's lanes);
     unroll: groups per loop step; shared: one index set per block of ``mr`` rows;
     kc: k-block in groups (0: none); prefetch: weight prefetch distance in groups (0: none);
-    threads: OpenMP threads over column tiles; act: fused activation."""
+    threads: OpenMP threads over column tiles; act: fused activation; conv: the input is a CHW
+    image and X its implicit im2col (a sparse KxK convolution, family "nmconv")."""
     n: int
     m: int
     isa: str
@@ -112,6 +113,7 @@ class NmGemmParams:
     prefetch: int = 0
     threads: int = 1
     act: str = "none"
+    conv: bool = False
 
     def __post_init__(self):
         lanes = get_isa(self.isa).lanes
@@ -135,7 +137,10 @@ class NmGemmParams:
 
     @property
     def name(self) -> str:
-        family = f"gemm" if self.dense else f"nmgemm_{self.n}of{self.m}"
+        if self.conv:
+            family = "conv" if self.dense else f"nmconv_{self.n}of{self.m}"
+        else:
+            family = "gemm" if self.dense else f"nmgemm_{self.n}of{self.m}"
         parts = [family]
         if self.shared and not self.dense:
             parts.append("shared")
@@ -161,11 +166,31 @@ def nmgemm_abi(isa: str) -> Abi:
                x86_features=_x86_features(isa))
 
 
+NMCONV_ABI_PARAMS = ("size_t cout, size_t cin, size_t h, size_t w, size_t kh, size_t kw, "
+                     "size_t stride, size_t pad, const float* restrict values, "
+                     "const uint8_t* restrict indices, const float* restrict bias, "
+                     "const float* restrict x, float* restrict y")
+
+
+def nmconv_abi(isa: str) -> Abi:
+    ints = ("cout", "cin", "h", "w", "kh", "kw", "stride", "pad")
+    return Abi(ints=ints,
+               inputs=(Buffer("values", "float"), Buffer("indices", "uint8_t", optional=True),
+                       Buffer("bias", "float", optional=True), Buffer("x", "float")),
+               output=OutputBuffer("y", "float", "cout * ((h + 2 * pad - kh) / stride + 1)"
+                                                 " * ((w + 2 * pad - kw) / stride + 1)"),
+               params=NMCONV_ABI_PARAMS,
+               call=", ".join(f"(size_t) {name}" for name in ints)
+               + ", values, indices, bias, x, y",
+               x86_features=_x86_features(isa))
+
+
 def render_nmgemm(params: NmGemmParams) -> RenderedKernel:
-    """Returns the C source of the N:M GEMM variant ``params`` describes."""
+    """Returns the C source of the N:M GEMM (or, with ``conv``, KxK convolution) variant."""
     isa = get_isa(params.isa)
     source = _environment().get_template("nmgemm.c.j2").render(p=params, isa=isa, name=params.name)
-    return RenderedKernel(params.name, source, nmgemm_abi(params.isa), params.isa, params)
+    abi = nmconv_abi(params.isa) if params.conv else nmgemm_abi(params.isa)
+    return RenderedKernel(params.name, source, abi, params.isa, params)
 
 
 # ---------------------------------------------------------------- block-sparse 1x1 convolution
@@ -216,6 +241,125 @@ def render_spmm(params: SpmmParams) -> RenderedKernel:
     source = _environment().get_template("spmm.c.j2").render(
         p=params, isa=get_isa(params.isa), scalar=get_isa("scalar"), name=params.name)
     return RenderedKernel(params.name, source, spmm_abi(params.isa), params.isa, params)
+
+
+# ---------------------------------------------------------------- dense ops a whole model needs
+
+
+ELTWISE_OPS = ("relu", "relu6", "add", "add_relu")
+POOL_KINDS = ("max", "avg", "gavg")
+
+
+def _check_isa_act(isa: str, act: str = "none") -> None:
+    get_isa(isa)
+    if act not in ACTIVATIONS:
+        raise UserError(f"unknown activation {act!r}", field="act",
+                        fix=f"use one of {', '.join(ACTIVATIONS)}")
+
+
+@dataclass(frozen=True)
+class EltwiseParams:
+    """y = op(a[, b]) over n floats, ``unroll`` vectors per step (templates/eltwise.c.j2)."""
+    op: str
+    isa: str
+    unroll: int = 2
+
+    def __post_init__(self):
+        _check_isa_act(self.isa)
+        if self.op not in ELTWISE_OPS or self.unroll < 1:
+            raise UserError(f"unknown elementwise op {self.op!r}", field="op",
+                            fix=f"use one of {', '.join(ELTWISE_OPS)}")
+
+    @property
+    def binary(self) -> bool:
+        return self.op.startswith("add")
+
+    @property
+    def name(self) -> str:
+        return f"eltwise_{self.op}_{self.isa}_x{self.unroll}"
+
+
+@dataclass(frozen=True)
+class PoolParams:
+    """Max / average (windowed, CHW) or global average pooling (templates/pool.c.j2)."""
+    kind: str
+    isa: str
+
+    def __post_init__(self):
+        _check_isa_act(self.isa)
+        if self.kind not in POOL_KINDS:
+            raise UserError(f"unknown pooling {self.kind!r}", field="kind",
+                            fix=f"use one of {', '.join(POOL_KINDS)}")
+
+    @property
+    def name(self) -> str:
+        return f"pool_{self.kind}_{self.isa}"
+
+
+@dataclass(frozen=True)
+class DwconvParams:
+    """Depthwise k x k convolution with a compile-time stride (templates/dwconv.c.j2)."""
+    isa: str
+    k: int = 3
+    stride: int = 1
+    act: str = "none"
+
+    def __post_init__(self):
+        _check_isa_act(self.isa, self.act)
+        if self.k < 1 or self.stride < 1:
+            raise UserError("kernel size and stride must be >= 1", field="dwconv",
+                            fix="use e.g. k=3 stride=1")
+
+    @property
+    def name(self) -> str:
+        act = "" if self.act == "none" else f"_{self.act}"
+        return f"dwconv_{self.k}x{self.k}_s{self.stride}_{self.isa}{act}"
+
+
+def _render(template: str, params, abi: Abi) -> RenderedKernel:
+    source = _environment().get_template(template).render(
+        p=params, isa=get_isa(params.isa), scalar=get_isa("scalar"), name=params.name)
+    return RenderedKernel(params.name, source, abi, params.isa, params)
+
+
+def render_eltwise(params: EltwiseParams) -> RenderedKernel:
+    abi = Abi(ints=("n",), inputs=(Buffer("a", "float"), Buffer("b", "float", optional=True)),
+              output=OutputBuffer("y", "float", "n"),
+              params="size_t n, const float* restrict a, const float* restrict b, float* restrict y",
+              call="(size_t) n, a, b, y", x86_features=_x86_features(params.isa))
+    return _render("eltwise.c.j2", params, abi)
+
+
+def render_pool(params: PoolParams) -> RenderedKernel:
+    if params.kind == "gavg":
+        abi = Abi(ints=("c", "hw"), inputs=(Buffer("x", "float"),),
+                  output=OutputBuffer("y", "float", "c"),
+                  params="size_t c, size_t hw, const float* restrict x, float* restrict y",
+                  call="(size_t) c, (size_t) hw, x, y", x86_features=_x86_features(params.isa))
+    else:
+        ints = ("c", "h", "w", "kh", "kw", "stride", "pad")
+        abi = Abi(ints=ints, inputs=(Buffer("x", "float"),),
+                  output=OutputBuffer("y", "float", "c * ((h + 2 * pad - kh) / stride + 1)"
+                                                    " * ((w + 2 * pad - kw) / stride + 1)"),
+                  params="size_t c, size_t h, size_t w, size_t kh, size_t kw, size_t stride, "
+                         "size_t pad, const float* restrict x, float* restrict y",
+                  call=", ".join(f"(size_t) {name}" for name in ints) + ", x, y",
+                  x86_features=_x86_features(params.isa))
+    return _render("pool.c.j2", params, abi)
+
+
+def render_dwconv(params: DwconvParams) -> RenderedKernel:
+    k, s = params.k, params.stride
+    abi = Abi(ints=("c", "h", "w", "pad"),
+              inputs=(Buffer("weights", "float"), Buffer("bias", "float", optional=True),
+                      Buffer("x", "float")),
+              output=OutputBuffer("y", "float", f"c * ((h + 2 * pad - {k}) / {s} + 1)"
+                                                f" * ((w + 2 * pad - {k}) / {s} + 1)"),
+              params="size_t c, size_t h, size_t w, size_t pad, const float* restrict weights, "
+                     "const float* restrict bias, const float* restrict x, float* restrict y",
+              call="(size_t) c, (size_t) h, (size_t) w, (size_t) pad, weights, bias, x, y",
+              x86_features=_x86_features(params.isa))
+    return _render("dwconv.c.j2", params, abi)
 
 
 # ---------------------------------------------------------------- harness

@@ -7,8 +7,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from codegen.render import (NmGemmParams, RenderedKernel, SpmmParams, render_nmgemm,
-                            render_spmm)
+from codegen.render import (ELTWISE_OPS, POOL_KINDS, DwconvParams, EltwiseParams, NmGemmParams,
+                            PoolParams, RenderedKernel, SpmmParams, render_dwconv, render_eltwise,
+                            render_nmgemm, render_pool, render_spmm)
 
 # Register tiles per flavour: (mr, nr) fitting the ISA's register file
 # (AVX2/NEON/WASM: 16 vector registers; AVX-512 and aarch64 NEON: 32).
@@ -49,10 +50,30 @@ def shipped_spmm() -> list[SpmmParams]:
             for nr, kb in ((1, 1), (2, 1), (4, 1), (1, 4))]
 
 
+def shipped_nmconv() -> list[NmGemmParams]:
+    """Returns the sparse KxK convolutions (implicit im2col) shipped: one tile per flavour."""
+    return [NmGemmParams(n, m, isa, mr=tiles[0][0], nr=tiles[0][1], unroll=2, conv=True)
+            for isa, tiles in NMGEMM_TILES.items() for n, m in ((2, 8), (8, 8))]
+
+
+def shipped_dense_ops() -> list:
+    """Returns the dense ops a whole model needs, per flavour: elementwise, pooling, depthwise."""
+    found = []
+    for isa in NMGEMM_TILES:
+        found += [EltwiseParams(op, isa, unroll=2) for op in ELTWISE_OPS]
+        found += [PoolParams(kind, isa) for kind in POOL_KINDS]
+        found += [DwconvParams(isa, 3, stride, act) for stride in (1, 2) for act in ("none", "relu6")]
+    return found
+
+
+RENDERERS = {EltwiseParams: render_eltwise, PoolParams: render_pool, DwconvParams: render_dwconv}
+
+
 def shipped_kernels() -> list[RenderedKernel]:
     """Returns every shipped variant rendered."""
-    return ([render_nmgemm(params) for params in shipped_nmgemm()]
-            + [render_spmm(params) for params in shipped_spmm()])
+    return ([render_nmgemm(params) for params in shipped_nmgemm() + shipped_nmconv()]
+            + [render_spmm(params) for params in shipped_spmm()]
+            + [RENDERERS[type(params)](params) for params in shipped_dense_ops()])
 
 
 def write_variants(outdir: Path) -> list[Path]:

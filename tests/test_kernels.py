@@ -21,8 +21,9 @@ from codegen import build as kernel_build
 from codegen.isa import get_isa
 from codegen.packing import (mask_blocks, mask_nm, mask_nm_shared, pack_block_sparse, pack_index_bits,
                              pack_nm, unpack_block_sparse, unpack_index_bits, unpack_nm)
-from codegen.render import (NmGemmParams, SpmmParams, render_harness, render_nmgemm,
-                            render_spmm)
+from codegen.render import (ELTWISE_OPS, POOL_KINDS, DwconvParams, EltwiseParams, NmGemmParams,
+                            PoolParams, SpmmParams, render_dwconv, render_eltwise, render_harness,
+                            render_nmgemm, render_pool, render_spmm)
 from codegen.variants import shipped_kernels
 
 TOLERANCE = 1e-4  # relative to the magnitude of the reference (float32 sums of ~100 terms)
@@ -239,6 +240,115 @@ def test_spmm_matches_numpy(flavour, target, build_dir):
         check_spmm(*case, target, build_dir)
 
     check()
+
+
+# ---------------------------------------------------------------- KxK convolution and dense ops
+
+
+def conv_reference(x, w, stride, pad):
+    """Returns the convolution of CHW x with (cout, cin, kh, kw) w, as (cout, oh*ow)."""
+    cin, h, width = x.shape
+    cout, _, kh, kw = w.shape
+    padded = np.pad(x, ((0, 0), (pad, pad), (pad, pad)))
+    out_h, out_w = (h + 2 * pad - kh) // stride + 1, (width + 2 * pad - kw) // stride + 1
+    cols = np.zeros((cin, kh, kw, out_h, out_w), np.float64)
+    for ky in range(kh):
+        for kx in range(kw):
+            cols[:, ky, kx] = padded[:, ky:ky + stride * out_h:stride, kx:kx + stride * out_w:stride]
+    return w.reshape(cout, -1) @ cols.reshape(cin * kh * kw, -1)
+
+
+def window_reference(x, kind, kh, kw, stride, pad, weights=None):
+    """Returns max/avg pooling (padding skipped by max, counted by avg) or, with ``weights``
+    (c, kh, kw), the depthwise convolution of CHW x."""
+    c, h, width = x.shape
+    fill = -np.inf if kind == "max" else 0.0
+    padded = np.pad(x.astype(np.float64), ((0, 0), (pad, pad), (pad, pad)), constant_values=fill)
+    out_h, out_w = (h + 2 * pad - kh) // stride + 1, (width + 2 * pad - kw) // stride + 1
+    out = np.full((c, out_h, out_w), fill)
+    for ky in range(kh):
+        for kx in range(kw):
+            window = padded[:, ky:ky + stride * out_h:stride, kx:kx + stride * out_w:stride]
+            if kind == "max":
+                out = np.maximum(out, window)
+            elif kind == "avg":
+                out = out + window / (kh * kw)
+            else:
+                out = out + weights[:, ky, kx][:, None, None] * window
+    return out
+
+
+def run_cases(kernel, target, build_dir, cases):
+    """Builds ``kernel``, runs every (name, buffers, ints, reference) case in one program and
+    compares the outputs."""
+    executable = kernel_build.build(kernel, target, build_dir)
+    workdir = Path(tempfile.mkdtemp(prefix=f"run-{kernel.name}-", dir=build_dir))
+    for name, buffers, ints, _ in cases:
+        kernel_build.write_case(workdir, name, buffers, ints)
+    kernel_build.run(executable, target, workdir, timeout_s=120)
+    for name, _, _, reference in cases:
+        y = kernel_build.read_output(workdir, name, "y", reference.shape)
+        np.testing.assert_allclose(y, reference, atol=1e-4 * max(1.0, float(np.abs(reference).max())),
+                                   rtol=1e-4, err_msg=f"{kernel.name} on {target}, {name}")
+
+
+SIMD_FLAVOURS = [(f, t) for f, t in FLAVOURS if f != "scalar" or t == "host"]
+
+
+@pytest.mark.parametrize("flavour,target", SIMD_FLAVOURS, ids=[f"{f}-{t}" for f, t in SIMD_FLAVOURS])
+def test_sparse_conv_matches_numpy(flavour, target, build_dir):
+    require_target(target, flavour)
+    rng = np.random.default_rng(3)
+    lanes = get_isa(flavour).lanes
+    for n, m in ((2, 8), (3, 3)):
+        params = NmGemmParams(n, m, flavour, mr=3, nr=2 * lanes, unroll=2, conv=True)
+        cases = []
+        for number, (cout, cin, h, w, k, stride, pad) in enumerate(
+                [(5, 3, 9, 11, 3, 1, 1), (8, 4, 8, 8, 3, 2, 1), (4, 2, 5, 6, 1, 1, 0), (6, 3, 7, 7, 5, 2, 2)]):
+            weights = mask_nm(rng.standard_normal((cout, cin * k * k)).astype(np.float32), n, m)
+            x = rng.standard_normal((cin, h, w)).astype(np.float32)
+            packed = pack_nm(weights, n, m, mr=3)
+            cases.append((f"case{number}", {"values": packed.values, "indices": packed.indices,
+                                            "bias": None, "x": x}, (cout, cin, h, w, k, k, stride, pad),
+                          conv_reference(x, weights.reshape(cout, cin, k, k), stride, pad)))
+        run_cases(render_nmgemm(params), target, build_dir, cases)
+
+
+@pytest.mark.parametrize("flavour,target", SIMD_FLAVOURS, ids=[f"{f}-{t}" for f, t in SIMD_FLAVOURS])
+def test_dense_ops_match_numpy(flavour, target, build_dir):
+    require_target(target, flavour)
+    rng = np.random.default_rng(4)
+    for op in ELTWISE_OPS:
+        cases = []
+        for number, size in enumerate([1, 7, 33, 100]):
+            a = 4 * rng.standard_normal(size).astype(np.float32)
+            b = 4 * rng.standard_normal(size).astype(np.float32)
+            expected = {"relu": np.maximum(a, 0), "relu6": np.clip(a, 0, 6), "add": a + b,
+                        "add_relu": np.maximum(a + b, 0)}[op]
+            cases.append((f"case{number}", {"a": a, "b": b}, (size,), expected))
+        run_cases(render_eltwise(EltwiseParams(op, flavour)), target, build_dir, cases)
+    shapes = [(3, 9, 30, 3, 1, 1), (2, 8, 8, 2, 2, 0), (4, 7, 7, 7, 1, 0), (2, 11, 13, 3, 2, 1)]
+    for kind in POOL_KINDS:
+        cases = []
+        for number, (c, h, w, k, stride, pad) in enumerate(shapes):
+            x = rng.standard_normal((c, h, w)).astype(np.float32)
+            if kind == "gavg":
+                cases.append((f"case{number}", {"x": x}, (c, h * w), x.reshape(c, -1).mean(axis=1)))
+            else:
+                cases.append((f"case{number}", {"x": x}, (c, h, w, k, k, stride, pad),
+                              window_reference(x, kind, k, k, stride, pad)))
+        run_cases(render_pool(PoolParams(kind, flavour)), target, build_dir, cases)
+    for stride in (1, 2):
+        cases = []
+        for number, (c, h, w, pad) in enumerate([(3, 9, 30, 1), (2, 8, 8, 1), (4, 7, 5, 0)]):
+            x = rng.standard_normal((c, h, w)).astype(np.float32)
+            weights = rng.standard_normal((c, 3, 3)).astype(np.float32)
+            bias = rng.standard_normal(c).astype(np.float32)
+            expected = np.clip(window_reference(x, "dw", 3, 3, stride, pad, weights)
+                               + bias[:, None, None], 0, 6)
+            cases.append((f"case{number}", {"weights": weights, "bias": bias, "x": x}, (c, h, w, pad),
+                          expected))
+        run_cases(render_dwconv(DwconvParams(flavour, 3, stride, "relu6")), target, build_dir, cases)
 
 
 # ---------------------------------------------------------------- every shipped variant compiles
