@@ -4,12 +4,19 @@ Conv rows: ``Layer name, IFMAP Height, IFMAP Width, Filter Height, Filter Width,
 Channels, Num Filter, Strides[, N:M sparsity],`` (the IFMAP is already padded,
 so the convolution has no padding; rows whose name contains ``DP`` are depthwise:
 scalesim runs one layer per channel, which is a grouped convolution here).
+scalesim 3.0.0 sizes the ofmap ceil((H - R + stride) / stride), one more than
+the usual floor((H - R) / stride) + 1 when the stride does not divide H - R
+(its ResNet conv1 row, 230 x 230 with 7 x 7 / 2, gives 113 x 113): the last
+window runs off the edge and reads zeros. The importer reproduces that by
+extending the Input by those zero rows/columns, so lowering gives scalesim's M.
 GEMM rows: ``Layer, M, N, K[, N:M],``; scalesim maps them onto a convolution with
 an M x K ifmap, one 1 x K filter per output column and one channel, so lowering
 gives back exactly (M, N, K). The format is told from the header's column count
 (scalesim takes it from its config). Rows may end with scalesim's trailing comma
-or not. Every row becomes its own layer fed by its own input: a topology is a
-list of independent layers.
+or not (scalesim itself always drops the last cell, so it needs the comma).
+Every row becomes its own layer fed by its own input: a topology is a list of
+independent layers. A name that repeats gets a suffix (``conv_2``): scalesim
+allows repeats, IR op names must be unique. Errors name the file's line.
 """
 from __future__ import annotations
 
@@ -60,7 +67,8 @@ def load_topology(path: str, batch: int = 1) -> Model:
     """Returns the topology as a model of independent layers (batch multiplies the ifmap count)."""
     try:
         with open(path, newline="", encoding="utf-8") as handle:
-            rows = [row for row in csv.reader(handle) if any(cell.strip() for cell in row)]
+            reader = csv.reader(handle)
+            rows = [(reader.line_num, row) for row in reader if any(cell.strip() for cell in row)]
     except OSError as error:
         raise UserError(f"cannot read: {error.strerror}", source=path, fix="check the path") from None
     except UnicodeDecodeError:
@@ -69,28 +77,31 @@ def load_topology(path: str, batch: int = 1) -> Model:
     if len(rows) < 2:
         raise UserError("no layers (a header row and at least one layer row are needed)",
                         source=path, fix=f"columns: {', '.join(CONV_COLUMNS)}")
-    header = _cells(rows[0])
+    header_line, header_row = rows[0]
+    header = _cells(header_row)
     if len(header) >= len(CONV_COLUMNS):
         kind, columns = "conv", CONV_COLUMNS
     elif len(header) >= len(GEMM_COLUMNS):
         kind, columns = "gemm", GEMM_COLUMNS
     else:
-        raise UserError(f"header has {len(header)} columns", source=path, field="line 1",
+        raise UserError(f"header has {len(header)} columns", source=path,
+                        field=f"line {header_line}",
                         fix=f"conv format: {', '.join(CONV_COLUMNS)}; GEMM format: "
                             f"{', '.join(GEMM_COLUMNS)}")
     name = path.rsplit("/", 1)[-1].rsplit(".", 1)[0]
     builder = GraphBuilder(name)
-    seen: set[str] = set()
-    for line, row in enumerate(rows[1:], start=2):
+    used: set[str] = set()
+    for line, row in rows[1:]:
         cells = _cells(row)
         if len(cells) < len(columns):
             raise UserError(f"{len(cells)} columns, {kind} format needs {len(columns)}", source=path,
                             field=f"line {line}", fix=f"columns: {', '.join(columns)}")
-        layer = cells[0] or f"layer{line - 1}"
-        if layer in seen:
-            raise UserError(f"duplicate layer name '{layer}'", source=path, field=f"line {line}",
-                            fix="give every layer its own name")
-        seen.add(layer)
+        layer = base = cells[0] or f"line{line}"
+        repeat = 1
+        while layer in used:        # scalesim allows repeated names; IR ops need unique ones
+            repeat += 1
+            layer = f"{base}_{repeat}"
+        used.add(layer)
         sizes = [_positive(value, path, line, column)
                  for value, column in zip(cells[1:len(columns)], columns[1:])]
         pattern = _sparsity(cells[len(columns)] if len(cells) > len(columns) else None, path, line)
@@ -104,8 +115,13 @@ def load_topology(path: str, batch: int = 1) -> Model:
                 raise UserError(f"filter {filter_h}x{filter_w} is larger than the ifmap "
                                 f"{height}x{width}", source=path, field=f"line {line}",
                                 fix="the IFMAP size must include the padding")
-            x = builder.input(f"{layer}.input", (batch, channels, height, width))
-            if "DP" in layer:
+            # scalesim sizes the ofmap ceil((ifmap - filter + stride) / stride) and reads the
+            # last, partial window's missing pixels as zeros (operand_matrix.calc_ifmap_elem_addr
+            # marks them -1): that is a conv with floor sizing on an ifmap extended by these
+            # zero rows/columns at the bottom/right.
+            extra_h, extra_w = -(height - filter_h) % stride, -(width - filter_w) % stride
+            x = builder.input(f"{layer}.input", (batch, channels, height + extra_h, width + extra_w))
+            if "DP" in base:       # scalesim: depthwise iff the name contains DP
                 op = Conv2d(layer, channels, channels * filters, (filter_h, filter_w), stride,
                             groups=channels, sparsity=pattern)
             else:
