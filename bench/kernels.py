@@ -3,6 +3,7 @@
     python bench/kernels.py                       # host + wasm32, all shapes
     python bench/kernels.py --targets host --shapes gemm1024 --repeats 7
     python bench/kernels.py --json results.json   # also write the rows as JSON
+    python bench/kernels.py --tuning-log tuning/  # use the scheduler's best tiles
 
 Shapes: MobileNet-v1 1x1 convolutions (CHW: cout x cin x pixels), BERT-base GEMMs
 (tokens=128 as the pixel axis), 1024^3 (1024 x 1024 x 1008 pixels, a multiple of no tile).
@@ -71,8 +72,25 @@ def masked_weights(w: np.ndarray, pattern: str) -> np.ndarray:
         return mask_nm(w, n, m)
 
 
-def run_pattern(pattern: str, w: np.ndarray, x: np.ndarray, target, workdir: Path, repeats: int):
-    """Returns the LayerResult of the sparse kernel for ``pattern``."""
+def tuned_params(tuning_dir: Path | None, target, pattern: str, shape: tuple[int, int, int]):
+    """Returns the tuning log's best N:M parameters for this op (None: untuned or no log)."""
+    if tuning_dir is None:
+        return None
+    from codegen.schedule import SparseOp, best_params
+    from codegen.tuning_log import TuningLog
+
+    path = Path(tuning_dir) / f"{target.name}.jsonl"
+    if not path.exists():
+        return None
+    spec, _, rows = pattern.partition("/rows")
+    n, m = map(int, spec.split(":"))
+    return best_params(TuningLog(path), SparseOp(*shape, n, m, int(rows) if rows else 1))
+
+
+def run_pattern(pattern: str, w: np.ndarray, x: np.ndarray, target, workdir: Path, repeats: int,
+                tuning_dir: Path | None = None):
+    """Returns the LayerResult of the sparse kernel for ``pattern`` (the tuning log's best
+    schedule when there is one, else the default tile)."""
     masked = masked_weights(w, pattern)
     if pattern.startswith("block"):
         rows, cols = map(int, pattern[len("block"):].split("@")[0].split("x"))
@@ -80,9 +98,11 @@ def run_pattern(pattern: str, w: np.ndarray, x: np.ndarray, target, workdir: Pat
                               workdir, repeats=repeats)
     spec, _, rows = pattern.partition("/rows")
     n, m = map(int, spec.split(":"))
-    params = default_nmgemm(n, m, target, shared=bool(rows))
-    if rows:
-        params = type(params)(**{**params.__dict__, "mr": int(rows)})
+    params = tuned_params(tuning_dir, target, pattern, (w.shape[0], w.shape[1], x.shape[1]))
+    if params is None:
+        params = default_nmgemm(n, m, target, shared=bool(rows))
+        if rows:
+            params = type(params)(**{**params.__dict__, "mr": int(rows)})
     return run_nmgemm_layer(masked, x, None, params, target, workdir, repeats=repeats)
 
 
@@ -132,7 +152,8 @@ class TvmDense:
         return seconds, float(np.abs(y - reference).max())
 
 
-def bench_target(target_name: str, shapes: list[str], repeats: int, workdir: Path) -> list[dict]:
+def bench_target(target_name: str, shapes: list[str], repeats: int, workdir: Path,
+                 tuning_dir: Path | None = None) -> list[dict]:
     target = load_cpu_target(target_name)
     problems = kernel_build.target_problems(target)
     if problems:
@@ -157,7 +178,7 @@ def bench_target(target_name: str, shapes: list[str], repeats: int, workdir: Pat
         warm_up_cpu()
         blas_s = [time_numpy(w, x, repeats)] if target.isa == "x86_64" else []
         tvm_first = tvm_dense.time(repeats)
-        results = [(pattern, run_pattern(pattern, w, x, target, shape_dir, repeats))
+        results = [(pattern, run_pattern(pattern, w, x, target, shape_dir, repeats, tuning_dir))
                    for pattern in patterns]
         if blas_s:
             blas_s.append(time_numpy(w, x, repeats))
@@ -193,6 +214,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--workdir", type=Path, default=None)
     parser.add_argument("--json", type=Path, default=None, help="write the rows here")
+    parser.add_argument("--tuning-log", type=Path, default=None,
+                        help="folder of <target>.jsonl logs (python -m codegen.schedule) whose "
+                             "best schedules replace the default tiles")
     args = parser.parse_args(argv)
     shapes = [shape for shape in args.shapes.split(",") if shape]
     unknown = [shape for shape in shapes if shape not in SHAPES]
@@ -202,7 +226,7 @@ def main(argv: list[str] | None = None) -> int:
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="hwsim-bench-kernels-"))
     rows = []
     for target in args.targets.split(","):
-        rows += bench_target(target, shapes, args.repeats, workdir)
+        rows += bench_target(target, shapes, args.repeats, workdir, args.tuning_log)
     if args.json:
         from models.fileio import write_atomic
         write_atomic(str(args.json), json.dumps(rows, indent=1))

@@ -27,7 +27,7 @@ DEFAULT_NM_TILES = {  # flavour -> (mr, nr, unroll) per-row indices, then shared
     "avx512": ((6, 64, 2), (8, 32, 2)),
     "avx2": ((4, 24, 2), (4, 24, 2)),
     "neon": ((4, 16, 2), (8, 8, 2)),
-    "wasmsimd": ((4, 12, 2), (4, 12, 2)),
+    "wasmsimd": ((1, 32, 2), (4, 12, 2)),
     "scalar": ((4, 4, 1), (4, 4, 1)),
 }
 DEFAULT_SPMM_PIXELS = {"avx512": 64, "avx2": 32, "neon": 16, "wasmsimd": 16, "scalar": 4}

@@ -40,6 +40,8 @@ from targets.cpu import CpuTarget
 FLAVOUR_REGISTERS = {"avx512": 32, "avx2": 16, "neon": 32, "wasmsimd": 16, "scalar": 16}
 LOAD_PORTS = 2          # vector loads per cycle assumed by the analytic model (A76, Zen, Skylake)
 LOOP_OVERHEAD_CYCLES = 1.0
+L2_BYTES_PER_CYCLE = 32.0   # what L2 feeds L1 in practice on the cores modelled
+L1_USABLE = 0.75            # share of L1D the activation panel may fill (weights stream through)
 
 
 @dataclass(frozen=True)
@@ -147,18 +149,25 @@ def tvm_inputs(op: SparseOp, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.
 def validate_with_tvm(op: SparseOp, candidate: Candidate, target: CpuTarget,
                       run_on_host: bool) -> dict:
     """Builds the candidate's TVM schedule for the target; on the host also runs it against
-    numpy. Returns {"builds": bool, "max_abs_error": float | None, "error": str | None}."""
+    numpy, on a cut-down op with the same pattern and tails (the gathered reference of a full
+    layer would not fit in memory). Returns {"builds", "max_abs_error", "error"}."""
     import tvm
 
     from codegen.dense_baseline import tvm_target
 
     try:
         lib = tvm.tirx.build(tvm_schedule(op, candidate, target.vector_lanes_f32),
-                        target=tvm_target(target))
+                             target=tvm_target(target))
     except Exception as error:  # TVM raises many types; a failed build is a result here
         return {"builds": False, "max_abs_error": None, "error": str(error).splitlines()[-1][:300]}
     if not run_on_host:
         return {"builds": True, "max_abs_error": None, "error": None}
+    small = SparseOp(min(op.cout, 3 * candidate.mr + 1), min(op.k, 5 * op.m + 3),
+                     min(op.p, 2 * candidate.nr + 3), op.n, op.m, op.share)
+    if small != op:
+        lib = tvm.tirx.build(tvm_schedule(small, candidate, target.vector_lanes_f32),
+                             target=tvm_target(target))
+    op = small
     values, rows, x = tvm_inputs(op)
     device = tvm.cpu()
     out = tvm.runtime.tensor(np.zeros((op.cout, op.p), np.float32), device)
@@ -194,7 +203,7 @@ def candidates(op: SparseOp, flavour: str, threads: int = 1) -> list[Candidate]:
             if live > registers:
                 continue
             for unroll in (1, 2):
-                for kc in (0, 64):
+                for kc in (0, 8, 16, 32):
                     if kc and kc >= op.groups:
                         continue
                     for prefetch in (0, 8):
@@ -210,7 +219,9 @@ def predict_cycles(op: SparseOp, params: NmGemmParams, target: CpuTarget) -> flo
     or V activation vectors per nonzero shared by the mr rows plus mr broadcasts (shared).
     A group costs max(FMAs / FMA units, loads / load ports) + loop overhead / unroll; tiles,
     the packing of each column panel and the stores are added; register spills double the
-    inner cost; threads divide the column tiles."""
+    inner cost; when the activation panel a k-block walks (kc groups x m rows x nr floats) does
+    not fit in L1, its rows come from L2 at ``L2_BYTES_PER_CYCLE``; threads divide the column
+    tiles."""
     lanes = get_isa(params.isa).lanes
     vectors = params.nr // lanes
     fmas = params.mr * op.n * vectors
@@ -220,7 +231,11 @@ def predict_cycles(op: SparseOp, params: NmGemmParams, target: CpuTarget) -> flo
         loads = params.mr * op.n * (vectors + 2)
     live = params.mr * vectors + (vectors if params.shared else 1) + 1
     spill = 2.0 if live > FLAVOUR_REGISTERS[params.isa] else 1.0
-    group_cycles = spill * max(fmas / target.fma_units, loads / LOAD_PORTS) \
+    panel_bytes = (params.kc or op.groups) * op.m * params.nr * 4
+    x_bytes = (1 if params.shared else params.mr) * op.n * params.nr * 4
+    l2_cycles = x_bytes / L2_BYTES_PER_CYCLE \
+        if panel_bytes > L1_USABLE * (target.caches_kb.l1d_kb or 32) * 1024 else 0.0
+    group_cycles = spill * max(fmas / target.fma_units, loads / LOAD_PORTS, l2_cycles) \
         + LOOP_OVERHEAD_CYCLES / params.unroll
     row_tiles = -(-op.cout // params.mr)
     col_tiles = -(-op.p // params.nr)
