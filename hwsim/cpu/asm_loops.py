@@ -136,7 +136,7 @@ def _parse_objdump(text: str) -> dict[str, list[Item]]:
             continue
         instruction = OBJDUMP_INSTRUCTION.match(line)
         if instruction and current is not None:
-            body = _strip_comment(instruction.group(2), "x86_64")
+            body = re.sub(r"\s+<[^>]*>$", "", _strip_comment(instruction.group(2), "x86_64"))
             if body and "(bad)" not in body:
                 current.append((int(instruction.group(1), 16), body))
     functions: dict[str, list[Item]] = {}
@@ -147,7 +147,7 @@ def _parse_objdump(text: str) -> dict[str, list[Item]]:
         for address, body in rows:
             insn = _make_instruction(body, "x86_64")
             if insn.branch_target:
-                match = OBJDUMP_TARGET.match(body.split(None, 1)[1].strip())
+                match = OBJDUMP_TARGET.match(body.split(None, 1)[1].strip().removeprefix("*"))
                 if match:
                     target = int(match.group(1), 16)
                     targets.add(target)

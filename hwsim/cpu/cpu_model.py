@@ -65,6 +65,7 @@ class LayerRecord:
     mca_model: str                # scheduling model really used (resource name prefix)
     dram_bytes: float
     kernel_origin: str = "hwsim"  # codegen (the kernel hwsim codegen emits) | hwsim (fallback kernels.py)
+    utilization: float = 0.0      # macs / (cycles x lanes x FMA units x cores used)
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -178,7 +179,7 @@ def cost_loops(target, kernel: KernelSource, cache_dir: Path) -> LoopCost:
         innermost = [(loop, asm_loops.loop_mac_lanes(loop)) for loop in mine if loop.innermost]
         innermost = [(loop, lanes) for loop, lanes in innermost if lanes > 0]
         hot = None
-        for index, work in enumerate(kernel.loops):
+        for work in kernel.loops:
             if work.iterations <= 0:
                 continue
             loop, multiple = _match(innermost, work.mac_lanes)
@@ -187,7 +188,7 @@ def cost_loops(target, kernel: KernelSource, cache_dir: Path) -> LoopCost:
                                    f"iteration (found {sorted({lanes for _, lanes in innermost})})")
             cycles = run(loop.text()).cycles_per_iteration
             loop_cycles += cycles * work.iterations / multiple
-            if index == 0:
+            if hot is None:       # the first loop with work is the hot one (the full tile)
                 hot, hot_cycles, hot_lanes = loop, cycles, asm_loops.loop_mac_lanes(loop)
                 hot_iterations = work.iterations / multiple
         if hot is None:
@@ -243,7 +244,7 @@ def _schedule_for(schedules, workload, family: str, simd: str, raw: bool = False
 
 def simulate_layer(target, workload: GemmWorkload, schedule: KernelSchedule | None, cache_dir: Path, *,
                    kernel_source: KernelSourceFn | None = None, warm_weights: bool = False,
-                   cores: int | None = None) -> LayerRecord:
+                   cores: int | None = None, bandwidths=None) -> LayerRecord:
     """Returns the predicted cycles of one lowered GEMM (or depthwise conv) on ``target``."""
     family = family_of(workload)
     simd = kernel_simd(target)
@@ -260,9 +261,9 @@ def simulate_layer(target, workload: GemmWorkload, schedule: KernelSchedule | No
         threads = min(cores, kernel.threads)
         units = kernel.parallel_units or 1
         compute_cycles = serial * math.ceil(units / threads) / units
-        memory = _memory(target, kernel.streams, kernel.memory_tiles, threads, warm_weights)
+        memory = _memory(target, kernel.streams, kernel.memory_tiles, threads, warm_weights, bandwidths)
         return _record(target, workload.layer, workload.phase, compute_cycles, memory, workload.macs,
-                       kernel.function, cost, hot_iterations, kernel.origin)
+                       kernel.function, cost, hot_iterations, kernel.origin, threads)
     schedule = kernel.schedule
     lanes, parent_trips, m_tiles = gemm_trips(workload, family, schedule)
     hot_iterations = lanes / cost.hot_mac_lanes
@@ -280,30 +281,35 @@ def simulate_layer(target, workload: GemmWorkload, schedule: KernelSchedule | No
                                             workload.density if workload.sparse else 1.0,
                                             schedule.mr, schedule.nr, workload.sparse, workload.groups)
         m_tiles_memory = m_tiles
-    memory = _memory(target, streams, m_tiles_memory, cores, warm_weights)
+    memory = _memory(target, streams, m_tiles_memory, cores, warm_weights, bandwidths)
     return _record(target, workload.layer, workload.phase, compute_cycles, memory, workload.macs,
-                   kernel.function, cost, hot_iterations, kernel.origin)
+                   kernel.function, cost, hot_iterations, kernel.origin, min(cores, m_tiles or 1))
 
 
-def _memory(target, streams, m_tiles: int, cores: int, warm_weights: bool) -> memory_model.MemoryEstimate:
+def _memory(target, streams, m_tiles: int, cores: int, warm_weights: bool,
+            bandwidths=None) -> memory_model.MemoryEstimate:
     dram_bytes_per_cycle = target.dram_gbps * 1e9 / (target.clock_mhz * 1e6)
     return memory_model.estimate(streams, m_tiles, target.caches_kb.as_dict(), target.cache_line_bytes,
-                                 dram_bytes_per_cycle, cores=cores, warm_weights=warm_weights)
+                                 dram_bytes_per_cycle, cores=cores, warm_weights=warm_weights,
+                                 bandwidths=bandwidths)
 
 
 def _record(target, name, phase, compute_cycles, memory, macs, function, cost: LoopCost, iterations,
-            origin: str = "hwsim") -> LayerRecord:
+            origin: str = "hwsim", cores: int = 1) -> LayerRecord:
     cycles = max(compute_cycles, memory.cycles)
+    peak = target.vector_lanes_f32 * target.fma_units * max(1, cores)
     return LayerRecord(name=name, phase=phase, cycles=cycles, ms=cycles / (target.clock_mhz * 1e3),
                        bound="compute" if compute_cycles >= memory.cycles else "memory",
                        compute_cycles=compute_cycles, memory_cycles=memory.cycles, macs=macs,
                        memory_level=memory.bottleneck, kernel=function,
                        hot_loop_cycles_per_iteration=cost.hot_cycles_per_iteration,
                        hot_loop_iterations=iterations, mca_core=cost.mca_core, mca_model=cost.mca_model,
-                       dram_bytes=memory.bytes_by_level.get("dram", 0.0), kernel_origin=origin)
+                       dram_bytes=memory.bytes_by_level.get("dram", 0.0), kernel_origin=origin,
+                       utilization=macs / (cycles * peak) if cycles else 0.0)
 
 
-def simulate_elementwise(target, work: ElementwiseWork, cache_dir: Path, *, cores: int | None = None) -> LayerRecord:
+def simulate_elementwise(target, work: ElementwiseWork, cache_dir: Path, *, cores: int | None = None,
+                         bandwidths=None) -> LayerRecord:
     """Returns the predicted cycles of a streaming layer (add + relu over ``elements`` floats)."""
     kernel = render("elementwise", kernel_simd(target))
     cost = cost_loops(target, kernel, cache_dir)
@@ -313,13 +319,15 @@ def simulate_elementwise(target, work: ElementwiseWork, cache_dir: Path, *, core
     compute_cycles = iterations * cost.hot_cycles_per_iteration / cores
     streams = (memory_model.Stream("panel", work.elements * 4 * work.inputs, 1),
                memory_model.Stream("output", work.elements * 4, 1))
-    memory = _memory(target, streams, 1, cores, warm_weights=False)
-    return _record(target, work.name, work.phase, compute_cycles, memory, 0, kernel.function, cost, iterations)
+    memory = _memory(target, streams, 1, cores, False, bandwidths)
+    return _record(target, work.name, work.phase, compute_cycles, memory, 0, kernel.function, cost, iterations,
+                   "hwsim", cores)
 
 
 def simulate_cpu(target, workloads: Iterable[GemmWorkload | ElementwiseWork], schedules=None,
                  cache_dir: str | Path = ".hwsim-cache", *, kernel_source: KernelSourceFn | None = None,
-                 warm_weights: bool = False, cores: int | None = None) -> list[LayerRecord]:
+                 warm_weights: bool = False, cores: int | None = None,
+                 bandwidths: memory_model.CacheBandwidths | None = None) -> list[LayerRecord]:
     """Returns one LayerRecord per workload, in order.
 
     ``schedules``: None (each family's default tile), one schedule for all, or a
@@ -336,10 +344,10 @@ def simulate_cpu(target, workloads: Iterable[GemmWorkload | ElementwiseWork], sc
     records = []
     for work in workloads:
         if isinstance(work, ElementwiseWork):
-            records.append(simulate_elementwise(target, work, cache_dir, cores=cores))
+            records.append(simulate_elementwise(target, work, cache_dir, cores=cores, bandwidths=bandwidths))
             continue
         family = family_of(work)
         schedule = _schedule_for(schedules, work, family, kernel_simd(target), raw=kernel_source is not None)
         records.append(simulate_layer(target, work, schedule, cache_dir, kernel_source=kernel_source,
-                                      warm_weights=warm_weights, cores=cores))
+                                      warm_weights=warm_weights, cores=cores, bandwidths=bandwidths))
     return records

@@ -9,7 +9,9 @@ FMA them with the tile's K x MR activation panel. Per operand:
     panel  X    K x MR x 4 bytes, reused by all N / NR blocks of its m-tile;
                 the whole of X crosses each boundary once when the panel fits,
                 else each block re-reads the panel rows it uses (all K rows
-                dense; K x density rows sparse) from the level that holds it
+                dense; K x density rows sparse) from the level that holds it;
+                sparse re-reads touch varying subsets of rows, so a fraction
+                (usable share of the level / panel) of them still hits
     output Y    written once (N x M x 4 bytes)
 
 A stream with footprint F and P passes moves F bytes across a boundary when F
@@ -96,7 +98,17 @@ def _level_bytes(streams: tuple[Stream, ...], capacity_bytes: float, m_tiles: in
             # the panel is X split into m-tiles: all of X once when a panel stays resident
             blocks_per_tile = stream.passes // max(m_tiles, 1)
             reread = stream.pass_bytes if stream.pass_bytes is not None else stream.footprint_bytes
-            total += stream.footprint_bytes * m_tiles if fits else reread * m_tiles * blocks_per_tile
+            if fits:
+                total += stream.footprint_bytes * m_tiles
+            elif reread < stream.footprint_bytes:
+                # sparse passes touch a different subset of the panel's rows each time: with
+                # LRU a touched row is still there with the chance that it fits the share
+                # of the level the panel may use (a cyclic dense sweep gets no such hits)
+                hit = min(1.0, FIT_FRACTION * capacity_bytes / stream.footprint_bytes)
+                total += stream.footprint_bytes * m_tiles + reread * (1.0 - hit) * m_tiles * max(
+                    blocks_per_tile - 1, 0)
+            else:
+                total += reread * m_tiles * blocks_per_tile
         elif stream.name == "output":
             total += stream.footprint_bytes
         else:
