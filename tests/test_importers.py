@@ -174,7 +174,7 @@ def test_malformed_topologies_name_file_and_row(tmp_path, text, field):
 
 def _tiny_onnx(extra_nodes=(), extra_initializers=(), batch="N"):
     """Conv+Relu+MaxPool+Flatten+Gemm and a MatMul with a weight, on a (N, 3, 8, 8) input."""
-    onnx = _onnx()
+    _onnx()
     from onnx import TensorProto, helper, numpy_helper
 
     rng = np.random.default_rng(0)
@@ -194,7 +194,7 @@ def _tiny_onnx(extra_nodes=(), extra_initializers=(), batch="N"):
     graph = helper.make_graph(
         nodes, "tiny", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [batch, 3, 8, 8])],
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], initializers)
-    return onnx, helper.make_model(graph)
+    return helper.make_model(graph)
 
 
 def _save(tmp_path, model, name="m.onnx") -> str:
@@ -205,7 +205,7 @@ def _save(tmp_path, model, name="m.onnx") -> str:
 
 
 def test_onnx_import_shapes_params_macs(tmp_path):
-    _, proto = _tiny_onnx()
+    proto = _tiny_onnx()
     model = load(_save(tmp_path, proto, "tiny.onnx"))
     assert model.inputs()[0].shape == (1, 3, 8, 8)        # symbolic batch -> 1
     assert model.output_spec("flatten").shape == (1, 128)
@@ -220,7 +220,7 @@ def test_onnx_import_shapes_params_macs(tmp_path):
 def test_onnx_mobile_and_attention_ops(tmp_path):
     """Depthwise conv, BN, relu6 as Clip, global pool, constant Reshape, Transpose,
     Dropout/Identity, a Constant node and MatMul of two activations."""
-    onnx = _onnx()
+    _onnx()
     from onnx import TensorProto, helper, numpy_helper
 
     def const(array, name):
@@ -262,9 +262,9 @@ def test_onnx_mobile_and_attention_ops(tmp_path):
 
 
 def test_onnx_auto_pad_same(tmp_path):
-    onnx = _onnx()
+    _onnx()
     from onnx import helper
-    _, proto = _tiny_onnx()
+    proto = _tiny_onnx()
     proto.graph.node[0].ClearField("attribute")
     proto.graph.node[0].attribute.append(helper.make_attribute("auto_pad", "SAME_UPPER"))
     model = load(_save(tmp_path, proto))
@@ -273,12 +273,12 @@ def test_onnx_auto_pad_same(tmp_path):
 
 
 def test_onnx_unsupported_ops_are_listed_together(tmp_path):
-    onnx = _onnx()
+    _onnx()
     from onnx import helper
     extra = [helper.make_node("Einsum", ["y"], ["e"], equation="ij->ij"),
              helper.make_node("Gather", ["e", "y"], ["z"]),
              helper.make_node("Einsum", ["z"], ["q"], equation="ij->ij")]
-    _, proto = _tiny_onnx(extra)
+    proto = _tiny_onnx(extra)
     with pytest.raises(UserError) as error:
         load(_save(tmp_path, proto, "odd.onnx"))
     line = error.value.one_line()
@@ -295,7 +295,7 @@ def test_onnx_unsupported_ops_are_listed_together(tmp_path):
     (lambda p: p.graph.node[0].attribute[0].ints.__setitem__(2, 0), "asymmetric padding"),
 ])
 def test_onnx_what_the_ir_cannot_say_is_a_user_error(tmp_path, mutate, expected):
-    _, proto = _tiny_onnx()
+    proto = _tiny_onnx()
     mutate(proto)
     with pytest.raises(UserError, match=expected) as error:
         load(_save(tmp_path, proto, "strange.onnx"))
@@ -355,3 +355,73 @@ def test_load_refuses_zoo_sizing_for_files(tmp_path):
     topology.write_text("Layer, M, N, K,\nfc, 8, 8, 8,\n")
     with pytest.raises(UserError, match="--dataset"):
         load(str(topology), dataset="cifar10")
+
+
+def _zoo_cnn_as_onnx(model):
+    """Returns an ONNX ModelProto of a zoo CNN (Conv, BN, Relu, Clip, Add, pools, Flatten, Gemm),
+    written op by op with onnx.helper, weights as zero initializers."""
+    _onnx()
+    from onnx import TensorProto, helper, numpy_helper
+
+    from models.ir import Elementwise, Norm, Pool2d, Reshape
+
+    nodes, initializers = [], []
+
+    def init(name, shape):
+        initializers.append(numpy_helper.from_array(np.zeros(shape, np.float32), name))
+        return name
+
+    for op in model.ops():
+        if op.kind == "input":
+            continue
+        inputs = model.input_names(op.name)
+        if isinstance(op, Conv2d):
+            args = [inputs[0], init(f"{op.name}.w", op.weight_shape)]
+            if op.bias:
+                args.append(init(f"{op.name}.b", (op.out_channels,)))
+            nodes.append(helper.make_node("Conv", args, [op.name], name=op.name, group=op.groups,
+                                          kernel_shape=list(op.kernel), strides=list(op.stride),
+                                          pads=list(op.padding) * 2))
+        elif isinstance(op, Dense):
+            nodes.append(helper.make_node(
+                "Gemm", [inputs[0], init(f"{op.name}.w", op.weight_shape),
+                         init(f"{op.name}.b", (op.out_features,))], [op.name], name=op.name,
+                transB=1))
+        elif isinstance(op, Norm):
+            stats = [init(f"{op.name}.{p}", (op.channels,)) for p in ("s", "b", "m", "v")]
+            nodes.append(helper.make_node("BatchNormalization", [inputs[0], *stats], [op.name],
+                                          name=op.name))
+        elif isinstance(op, Elementwise) and op.function == "relu6":
+            nodes.append(helper.make_node("Clip", [inputs[0], init(f"{op.name}.lo", ()),
+                                                   f"{op.name}.hi"], [op.name], name=op.name))
+            initializers.append(numpy_helper.from_array(np.array(6.0, np.float32), f"{op.name}.hi"))
+        elif isinstance(op, Elementwise):
+            nodes.append(helper.make_node(op.function.capitalize(), inputs, [op.name], name=op.name))
+        elif isinstance(op, Pool2d) and op.global_pool:
+            nodes.append(helper.make_node("GlobalAveragePool" if op.mode == "avg" else
+                                          "GlobalMaxPool", inputs, [op.name], name=op.name))
+        elif isinstance(op, Pool2d):
+            nodes.append(helper.make_node("MaxPool" if op.mode == "max" else "AveragePool", inputs,
+                                          [op.name], name=op.name, kernel_shape=list(op.kernel),
+                                          strides=list(op.stride), pads=list(op.padding) * 2))
+        else:
+            assert isinstance(op, Reshape) and op.shape == (-1,), op
+            nodes.append(helper.make_node("Flatten", inputs, [op.name], name=op.name))
+    shape = list(model.inputs()[0].shape)
+    graph = helper.make_graph(
+        nodes, model.name, [helper.make_tensor_value_info("input", TensorProto.FLOAT, shape)],
+        [helper.make_tensor_value_info(name, TensorProto.FLOAT, None) for name in model.outputs()],
+        initializers)
+    return helper.make_model(graph)
+
+
+@pytest.mark.parametrize("name", ["resnet9", "resnet18", "mobilenet_v2", "vgg16"])
+def test_zoo_cnns_exported_to_onnx_import_back_identically(name):
+    from models import zoo
+    from models.importers.onnx_import import model_from_onnx
+
+    model = zoo.build(name, dataset="cifar10")
+    again = model_from_onnx(_zoo_cnn_as_onnx(model))
+    assert again.params() == model.params() and again.macs() == model.macs()
+    assert [(w.layer, w.M, w.N, w.K, w.groups) for w in lower(again, "train")] == \
+        [(w.layer, w.M, w.N, w.K, w.groups) for w in lower(model, "train")]

@@ -3,7 +3,7 @@
 Supported: Conv (groups/depthwise, pads, auto_pad, strides), Gemm (transB),
 MatMul (a constant right operand: a dense layer; two activations: a batched
 product), Relu, Clip (relu6; min 0 without max: relu), Sigmoid, Tanh, Softmax,
-MaxPool, AveragePool, GlobalAveragePool, Add, Mul, Flatten (axis 1), Reshape
+MaxPool, AveragePool, GlobalAveragePool, GlobalMaxPool, Add, Mul, Flatten (axis 1), Reshape
 (constant shape; 0 copies a dimension), BatchNormalization, LayerNormalization,
 Transpose, Identity/Dropout (passed through) and Constant (folded into the
 operands). Add/Mul with a constant operand (a bias or a scale) pass through.
@@ -27,6 +27,7 @@ from models.ir import (BatchMatmul, Conv2d, Dense, Elementwise, GraphBuilder, In
 PASS_THROUGH = {"Identity", "Dropout"}
 UNARY = {"Relu": "relu", "Sigmoid": "sigmoid", "Tanh": "tanh", "Softmax": "softmax"}
 SUPPORTED = {"Conv", "Gemm", "MatMul", "Clip", "MaxPool", "AveragePool", "GlobalAveragePool",
+             "GlobalMaxPool",
              "Add", "Mul", "Flatten", "Reshape", "BatchNormalization", "LayerNormalization",
              "Transpose", "Constant", *PASS_THROUGH, *UNARY}
 
@@ -222,8 +223,8 @@ def _convert(imp: _Importer, node, name: str, sources: list[str],
             raise UserError("ceil_mode changes the output size", field=where,
                             fix="export with ceil_mode=0 or pad the input")
         return op
-    if op_type == "GlobalAveragePool":
-        return Pool2d(name, "avg", global_pool=True)
+    if op_type in ("GlobalAveragePool", "GlobalMaxPool"):
+        return Pool2d(name, "avg" if op_type == "GlobalAveragePool" else "max", global_pool=True)
     if op_type == "Flatten":
         if int(attrs.get("axis", 1)) != 1:
             raise UserError("Flatten with axis != 1", field=where, fix="flatten from axis 1")
