@@ -88,3 +88,77 @@ def test_mca_results_are_cached_where_the_caller_says(tmp_path):
     target = _target("cortex-a55")
     simulate_cpu(target, [_gemm(64, 64, 64)], cache_dir=tmp_path / "c")
     assert list((tmp_path / "c" / "mca").rglob("*.json"))
+
+
+# ---------------------------------------------------------------- codegen's kernels (bench/CLI path)
+
+
+def _codegen_source(target_name):
+    """Returns a kernel_source rendering codegen's nmgemm (dense: n == m) as the CLI does."""
+    from codegen.layer import default_nmgemm
+    from codegen.render import render_nmgemm
+    from hwsim.cpu.codegen_kernels import from_rendered
+
+    def source(workload, schedule, target):
+        n, m = workload.nm if workload.nm else (1, 1)
+        return from_rendered(render_nmgemm(default_nmgemm(n, m, target, threads=1)), workload)
+    return source
+
+
+def _nm(M, N, K, n, m):
+    if n == m:
+        return GemmWorkload("g", "FF", M=M, N=N, K=K)
+    return GemmWorkload("g", "FF", M=M, N=N, K=K, sparse=True, pattern=f"{n}:{m}", density=n / m, nm=(n, m))
+
+
+@settings(max_examples=4, deadline=None)
+@given(M=st.integers(16, 2048), N=st.integers(4, 256), K=st.integers(8, 512), grow=st.sampled_from("MNK"),
+       nm=st.sampled_from([(1, 1), (2, 8)]))
+def test_codegen_kernel_cycles_never_fall_as_work_grows(cache, M, N, K, grow, nm):
+    target = _target("snapdragon855")
+    bigger = {"M": (2 * M, N, K), "N": (M, 2 * N, K), "K": (M, N, 2 * K)}[grow]
+    small, large = simulate_cpu(target, [_nm(M, N, K, *nm), _nm(*bigger, *nm)], cache_dir=cache,
+                                kernel_source=_codegen_source("snapdragon855"))
+    assert small.kernel_origin == "codegen" and small.kernel.startswith(("gemm_", "nmgemm_2of8"))
+    assert large.cycles >= small.cycles and large.compute_cycles >= small.compute_cycles
+    peak = target.vector_lanes_f32 * target.fma_units
+    assert small.cycles >= small.macs / peak and small.mca_model == "N1Unit"
+
+
+@pytest.mark.parametrize("shape", [(3136, 128, 128), (196, 512, 512)])
+def test_codegen_sparse_never_slower_than_dense_when_compute_bound(cache, shape):
+    target = _target("snapdragon855")
+    dense, *sparse = simulate_cpu(target, [_nm(*shape, 1, 1), _nm(*shape, 2, 4), _nm(*shape, 2, 8),
+                                           _nm(*shape, 1, 8)], cache_dir=cache,
+                                  kernel_source=_codegen_source("snapdragon855"))
+    for record in sparse:
+        if dense.bound == "compute" and record.bound == "compute":
+            assert record.cycles <= dense.cycles
+    assert sparse[0].cycles >= sparse[1].cycles >= sparse[2].cycles
+
+
+def test_model_api_costs_every_layer_and_fills_the_summary(cache, cnn):
+    from hwsim.cpu.model_sim import model_workloads, simulate_model_on_cpu, summary_dict
+    target = _target("cortex-a55")
+    works = model_workloads(cnn)
+    records = simulate_model_on_cpu(target, works, cache_dir=cache)
+    names = [r.name for r in records]
+    assert "relu1" in names and "pool" in names and "conv1" in names and "fc" in names
+    summary = summary_dict(target, records, model="small_cnn", workloads=works)
+    for key in ("tool", "version", "arch", "model", "sparsity", "mode", "batch", "total_cycles", "seconds",
+                "energy_j", "layers"):
+        assert key in summary
+    assert summary["total_cycles"] == pytest.approx(sum(r.cycles for r in records))
+    layer = summary["layers"][0]
+    assert {"name", "phase", "M", "N", "K", "sparse", "compute_cycles", "stall_cycles", "total_cycles",
+            "utilization", "dram_bytes", "bound", "ms"} <= set(layer)
+    assert all(row["bound"] in ("compute", "memory") for row in summary["layers"])
+
+
+def test_pattern_the_kernels_cannot_run_lists_the_ones_they_can(cache):
+    from hwsim.cpu.model_sim import simulate_model_on_cpu
+    target = _target("cortex-a55")
+    bad = GemmWorkload("g", "FF", M=64, N=64, K=64, sparse=True, pattern="nm:3:32", density=3 / 32, nm=(3, 32))
+    with pytest.raises(UserError) as error:
+        simulate_model_on_cpu(target, [bad], cache_dir=cache)
+    assert "2:8" in str(error.value) and "block" in str(error.value)

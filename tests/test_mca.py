@@ -100,4 +100,29 @@ def test_unknown_core_lists_known_ones():
 def test_missing_llvm_mca_names_the_debian_package():
     with pytest.raises(UserError) as error:
         mca.find_llvm_mca("llvm-mca-not-installed-here")
-    assert "'llvm'" in str(error.value) and "apt-get install llvm" in str(error.value)
+    assert "'llvm'" in str(error.value) and "apt-get install llvm-19" in str(error.value)
+
+
+def test_newest_llvm_mca_is_preferred_and_a76_gets_the_n1_model():
+    require_tools("llvm-mca-19")
+    assert mca.default_executable() == "llvm-mca-19"
+    triple = "aarch64-linux-gnu"
+    assert mca.scheduling_model(triple, "neoverse-n1") == "N1Unit"
+    assert mca.model_core(triple, "cortex-a76") == "neoverse-n1"     # A76 name -> A57 model in LLVM 19
+    assert mca.model_core(triple, "cortex-a55") == "cortex-a55"
+    assert mca.scheduling_model(triple, "cortex-a55") == "CortexA55Unit"
+    assert mca.scheduling_model("x86_64-linux-gnu", "znver4") == "Zn4"
+
+
+def test_host_core_follows_the_cpu_features():
+    require_tools("llvm-mca-19")
+    import dataclasses
+    from hwsim.cpu.cpu_model import mca_core
+    from targets.cpu import load_cpu_target
+    from targets.features import parse_host_features
+    host = load_cpu_target("host")
+    zen4 = parse_host_features("vendor_id : AuthenticAMD\ncpu family : 25\nmodel : 17\n"
+                               "flags : avx2 fma avx512f\n", logical_cpus=2)
+    assert mca_core(dataclasses.replace(host, host_features=zen4)) == "znver4"
+    zen3 = dataclasses.replace(zen4, flags=frozenset({"avx2", "fma"}))
+    assert mca_core(dataclasses.replace(host, host_features=zen3)) == "znver3"
