@@ -29,7 +29,7 @@ import math
 from dataclasses import dataclass
 
 from models.errors import UserError
-from models.ir import BatchMatmul, Conv2d, Dense, Input, Model, Op
+from models.ir import BatchMatmul, Conv2d, Dense, Embedding, Input, Model, Op
 from models.patterns import BDWP, NM, SparsityPattern
 
 PHASES = ("FF", "BP", "WU")
@@ -170,12 +170,15 @@ def lower(model: Model, mode: str = "infer", batch: int | None = None) -> list[G
 
 
 def _ops_needing_input_grad(model: Model, input_names: set[str]) -> set[str]:
-    """Returns the ops whose input has a trainable op upstream (so its gradient is used)."""
+    """Returns the ops whose input has a trainable op upstream (so its gradient is used).
+
+    Embedding tables train too: the first encoder layer after them needs its BP."""
     trainable_upstream: dict[str, bool] = {}
     for op in model.ops():
         sources = model.input_names(op.name)
         trainable_upstream[op.name] = any(
-            trainable_upstream[s] or isinstance(model.op(s), (Conv2d, Dense)) for s in sources)
+            trainable_upstream[s] or isinstance(model.op(s), (Conv2d, Dense, Embedding))
+            for s in sources)
     return {name for name, upstream in trainable_upstream.items() if upstream}
 
 
