@@ -161,8 +161,9 @@ def bench_model(name: str, args, arch) -> dict:
               f"({rows}x{cols} {dataflow})")
         print(f"  {'layer':<28} {'M':>6} {'N':>5} {'K':>6} {'SCALE-Sim cyc':>13} {'plan cyc':>10} "
               f"{'SCALE-Sim s':>11} {'engine s':>9} {'ratio':>8}")
+        by_name = {f"{w.layer}.{w.phase}": w for w in workloads}
         for layer, cycles, seconds, ours in per_layer:
-            workload = next(w for w in workloads if layer.name.startswith(f"{w.layer}.{w.phase}."))
+            workload = by_name[layer.name.rsplit(".", 1)[0]]
             one_s = median_seconds(lambda: simulate(arch, [workload], mode="infer"), args.repeats)
             text_s = f"{seconds:11.2f}" if seconds is not None else f">{args.timeout:10.0f}"
             ratio = (seconds if seconds is not None else args.timeout) / one_s
