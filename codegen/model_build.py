@@ -1,0 +1,473 @@
+"""Whole-model code generation: kernels, packed weights and cases for every layer.
+
+``build_model`` walks a batch-1 CNN in topological order, fuses each convolution or
+dense layer with the batch norm (folded into a bias) and the relu/relu6 after it,
+chooses a kernel per layer, renders and compiles every distinct kernel variant once
+for the target, and writes each layer as one *case* of its variant's harness: the
+layer's input is the numpy reference input, so ``run_model`` checks every layer on
+its own against numpy, with no error carried from one layer to the next.
+
+Kernel choice (sparse build; the dense build uses the same families with n = m):
+
+    1x1 conv, dense layer   N:M -> nmgemm; block / group / unstructured -> spmm (XNNPACK style)
+    KxK conv                N:M -> nmconv (groups of m along Cin*R*S in (c, ky, kx) order);
+                            other patterns run as dense nmconv on the masked weights
+    depthwise conv          dwconv (dense: a 3x3 window is too short to group)
+    pooling, relu, add      pool, eltwise
+    flatten / reshape       no kernel (CHW memory is already flat at batch 1)
+
+A layer stays dense when its input channels are not a multiple of m (the rule
+models.lowering applies to hardware), e.g. a first convolution on 3 channels.
+Weights are random (He-normal, seeded), masked by the pattern's magnitude rule.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from codegen import build as kernel_build
+from codegen.layer import default_nmgemm, default_spmm
+from codegen.packing import mask_blocks, pack_block_sparse, pack_nm
+from codegen.render import (DwconvParams, EltwiseParams, NmGemmParams, PoolParams,
+                            RenderedKernel, SpmmParams, render_dwconv, render_eltwise,
+                            render_nmgemm, render_pool, render_spmm)
+from models.errors import UserError
+from models.fileio import write_atomic
+from models.ir import (Conv2d, Dense, Elementwise, Input, Model, Norm, Pool2d, Reshape)
+from models.patterns import (BDWP, NM, Block, Group, SparsityPattern, Unstructured,
+                             apply_mask)
+from targets.cpu import CpuTarget
+
+MANIFEST = "manifest.json"
+SUPPORTED_OPS = "conv2d (incl. depthwise), dense, pool2d, relu, relu6, add, batch norm, flatten"
+
+
+@dataclass(frozen=True)
+class LayerCase:
+    """One layer as a case of a kernel variant's harness."""
+    layer: str            # the IR op whose output this case produces (after fusion)
+    ops: tuple[str, ...]  # the IR ops fused into it
+    kind: str             # nmgemm | nmconv | spmm | dwconv | pool | eltwise
+    kernel: str           # kernel variant name
+    case: str
+    ints: tuple[int, ...]
+    output_shape: tuple[int, ...]
+    macs: int
+    sparse: bool
+    pattern: str | None
+
+
+@dataclass
+class _Build:
+    """Mutable while one build is written; frozen into the manifest at the end."""
+    directory: Path
+    kernels: dict[str, RenderedKernel] = field(default_factory=dict)
+    cases: list[LayerCase] = field(default_factory=list)
+
+
+# ---------------------------------------------------------------- numpy reference
+
+
+def im2col(x: np.ndarray, kernel: tuple[int, int], stride: tuple[int, int],
+           padding: tuple[int, int]) -> np.ndarray:
+    """Returns the (C*R*S) x (Ho*Wo) im2col matrix of a CHW tensor, rows in (c, ky, kx) order."""
+    channels, height, width = x.shape
+    (kh, kw), (sh, sw), (ph, pw) = kernel, stride, padding
+    padded = np.pad(x, ((0, 0), (ph, ph), (pw, pw)))
+    out_h = (height + 2 * ph - kh) // sh + 1
+    out_w = (width + 2 * pw - kw) // sw + 1
+    columns = np.empty((channels, kh, kw, out_h, out_w), dtype=x.dtype)
+    for ky in range(kh):
+        for kx in range(kw):
+            columns[:, ky, kx] = padded[:, ky:ky + sh * out_h:sh, kx:kx + sw * out_w:sw]
+    return columns.reshape(channels * kh * kw, out_h * out_w)
+
+
+def _activate(y: np.ndarray, act: str) -> np.ndarray:
+    if act in ("relu", "relu6"):
+        y = np.maximum(y, 0)
+    return np.minimum(y, 6) if act == "relu6" else y
+
+
+def reference_conv(w: np.ndarray, bias: np.ndarray | None, x: np.ndarray, op: Conv2d,
+                   act: str) -> np.ndarray:
+    """Returns the float64 reference of a (grouped) convolution on a CHW input."""
+    groups = op.groups
+    cin_g, cout_g = op.in_channels // groups, op.out_channels // groups
+    outputs = []
+    for group in range(groups):
+        columns = im2col(x[group * cin_g:(group + 1) * cin_g].astype(np.float64), op.kernel,
+                         op.stride, op.padding)
+        outputs.append(w[group * cout_g:(group + 1) * cout_g].reshape(cout_g, -1).astype(np.float64)
+                       @ columns)
+    y = np.concatenate(outputs)
+    if bias is not None:
+        y = y + bias[:, None]
+    out_h = (x.shape[1] + 2 * op.padding[0] - op.kernel[0]) // op.stride[0] + 1
+    return _activate(y, act).reshape(op.out_channels, out_h, -1)
+
+
+def reference_pool(x: np.ndarray, kind: str, kernel: tuple[int, int], stride: int, pad: int
+                   ) -> np.ndarray:
+    """Max pooling ignores the padding; average pooling counts it as zeros (like PyTorch)."""
+    if kind == "gavg":
+        return x.reshape(x.shape[0], -1).mean(axis=1, dtype=np.float64).reshape(-1, 1, 1)
+    fill = -np.inf if kind == "max" else 0.0
+    padded = np.pad(x.astype(np.float64), ((0, 0), (pad, pad), (pad, pad)), constant_values=fill)
+    out_h = (x.shape[1] + 2 * pad - kernel[0]) // stride + 1
+    out_w = (x.shape[2] + 2 * pad - kernel[1]) // stride + 1
+    windows = np.stack([padded[:, ky:ky + stride * out_h:stride, kx:kx + stride * out_w:stride]
+                        for ky in range(kernel[0]) for kx in range(kernel[1])])
+    return windows.max(axis=0) if kind == "max" else windows.mean(axis=0)
+
+
+# ---------------------------------------------------------------- masks
+
+
+def kernel_mask(pattern: SparsityPattern, w2d: np.ndarray) -> np.ndarray:
+    """Returns the mask a kernel can run, on the (cout x reduction) weight matrix."""
+    if isinstance(pattern, (BDWP, NM)):
+        return NM(pattern.n, pattern.m, axis=1).mask(w2d)
+    if isinstance(pattern, Block):
+        return mask_blocks(w2d, pattern.rows, pattern.cols, pattern.density) != 0
+    if isinstance(pattern, Group):
+        return mask_blocks(w2d, pattern.group_size, 1, pattern.density) != 0
+    return pattern.mask(w2d)
+
+
+def _spmm_block(pattern: SparsityPattern) -> tuple[int, int]:
+    """Returns (nr output channels, kb input channels) of the spmm block for a pattern."""
+    if isinstance(pattern, Block):
+        return pattern.rows, pattern.cols
+    if isinstance(pattern, Group):
+        return pattern.group_size, 1
+    return 1, 1
+
+
+# ---------------------------------------------------------------- planning
+
+
+def _fusion(model: Model, op_name: str) -> tuple[list[str], bool, str]:
+    """Returns (fused op names after ``op_name``, has folded batch norm, activation)."""
+    fused, folded, act = [], False, "none"
+    current = op_name
+    for _ in range(2):
+        consumers = list(model.graph.successors(current))
+        if len(consumers) != 1:
+            break
+        nxt = model.op(consumers[0])
+        if isinstance(nxt, Norm) and nxt.norm == "batch" and not folded and act == "none":
+            folded = True
+        elif isinstance(nxt, Elementwise) and nxt.function in ("relu", "relu6") and act == "none":
+            act = nxt.function
+        else:
+            break
+        fused.append(nxt.name)
+        current = nxt.name
+    return fused, folded, act
+
+
+class _Planner:
+    """Walks the model and writes every layer's case; holds the reference tensors."""
+
+    def __init__(self, model: Model, target: CpuTarget, pattern: SparsityPattern | None,
+                 build: _Build, seed: int, schedules: dict[str, NmGemmParams]):
+        self.model, self.target, self.pattern, self.build = model, target, pattern, build
+        self.rng = np.random.default_rng(seed)
+        self.flavour = kernel_build.runnable_flavours(target)[-1]
+        self.tensors: dict[str, np.ndarray] = {}
+        self.schedules = schedules
+        self.data = build.directory / "data"
+        self.reference = build.directory / "reference"
+
+    def weights(self, shape: tuple[int, ...], fan_in: int) -> np.ndarray:
+        return (self.rng.standard_normal(shape) * math.sqrt(2.0 / fan_in)).astype(np.float32)
+
+    def add_case(self, kernel: RenderedKernel, layer: str, ops: list[str], kind: str,
+                 buffers: dict, ints: tuple[int, ...], reference: np.ndarray, macs: int,
+                 sparse: bool, pattern: str | None) -> None:
+        self.build.kernels.setdefault(kernel.name, kernel)
+        case = f"L{len(self.build.cases):03d}"
+        kernel_build.write_case(self.data, case, buffers, ints, cases_file=f"cases-{kernel.name}.txt")
+        self.reference.mkdir(parents=True, exist_ok=True)
+        np.save(self.reference / f"{case}.npy", reference.astype(np.float32))
+        self.build.cases.append(LayerCase(layer, tuple(ops), kind, kernel.name, case, ints,
+                                          tuple(reference.shape), macs, sparse, pattern))
+        self.tensors[layer] = reference.astype(np.float32)
+
+    def run(self) -> None:
+        fused_into: dict[str, str] = {}
+        for op in self.model.ops():
+            if op.name in fused_into:
+                self.tensors[op.name] = self.tensors[fused_into[op.name]]
+                continue
+            sources = [self.tensors[name] for name in self.model.input_names(op.name)]
+            if isinstance(op, Input):
+                if op.shape[0] != 1 or len(op.shape) != 4:
+                    raise UserError(f"codegen takes batch-1 NCHW image models, input is {op.shape}",
+                                    field="--model", fix="use a CNN from the zoo, e.g. mobilenet_v1")
+                self.tensors[op.name] = self.rng.standard_normal(op.shape[1:]).astype(np.float32)
+            elif isinstance(op, (Conv2d, Dense)):
+                fused, folded, act = _fusion(self.model, op.name)
+                output = fused[-1] if fused else op.name
+                self.weighted(op, sources[0], folded, act, output, [op.name, *fused])
+                for name in fused:
+                    fused_into[name] = output
+            elif isinstance(op, Pool2d):
+                self.pool(op, sources[0])
+            elif isinstance(op, Elementwise) and op.function in ("relu", "relu6", "add"):
+                self.eltwise(op, sources)
+            elif isinstance(op, Reshape):
+                self.tensors[op.name] = sources[0].reshape(-1, 1, 1) if sources[0].ndim == 3 \
+                    else sources[0]
+            elif isinstance(op, Norm) and op.norm == "batch":
+                self.batch_norm(op, sources[0])
+            else:
+                raise UserError(f"codegen has no kernel for {op.kind} '{op.name}'"
+                                f"{' (' + op.function + ')' if isinstance(op, Elementwise) else ''}",
+                                field="--model", fix=f"codegen runs: {SUPPORTED_OPS}")
+
+    def _sparse_rule(self, in_channels: int) -> bool:
+        pattern = self.pattern
+        if pattern is None:
+            return False
+        if isinstance(pattern, (BDWP, NM)):
+            return in_channels % pattern.m == 0
+        return True
+
+    def weighted(self, op: Conv2d | Dense, x: np.ndarray, folded: bool, act: str, output: str,
+                 ops: list[str]) -> None:
+        if isinstance(op, Dense):
+            conv = Conv2d(op.name, op.in_features, op.out_features, 1, bias=op.bias)
+            x = x.reshape(op.in_features, 1, 1)
+        else:
+            conv = op
+        if conv.is_depthwise:
+            return self.depthwise(conv, x, folded, act, output, ops)
+        if conv.groups != 1:
+            raise UserError(f"grouped convolution '{op.name}' (groups={conv.groups})",
+                            field="--model", fix=f"codegen runs: {SUPPORTED_OPS}")
+        cout, cin = conv.out_channels, conv.in_channels
+        fan_in = cin * conv.kernel[0] * conv.kernel[1]
+        w = self.weights(conv.weight_shape, fan_in)
+        w2d = w.reshape(cout, -1)
+        sparse = self._sparse_rule(cin)
+        if sparse:
+            w2d = apply_mask(w2d, kernel_mask(self.pattern, w2d))
+        w = w2d.reshape(w.shape)
+        bias = (self.rng.standard_normal(cout) * 0.1).astype(np.float32) \
+            if (folded or conv.bias) else None
+        reference = reference_conv(w, bias, x, conv, act)
+        pointwise = conv.kernel == (1, 1) and conv.stride == (1, 1) and conv.padding == (0, 0)
+        pixels = reference.shape[1] * reference.shape[2]
+        macs = int(np.count_nonzero(w2d)) * pixels
+        nm = (self.pattern.n, self.pattern.m) if sparse and isinstance(self.pattern, (BDWP, NM)) \
+            else None
+        spec = self.pattern.spec if sparse else None
+        if sparse and nm is None and pointwise:
+            nr, kb = _spmm_block(self.pattern)
+            params = dataclasses.replace(default_spmm(self.target, nr=nr, kb=kb, flavour=self.flavour),
+                                         act=act)
+            packed = pack_block_sparse(w2d, nr, pixels, bias, kb=kb)
+            self.add_case(render_spmm(params), output, ops, "spmm",
+                          {"values": packed.values, "nnz": packed.nnz, "diffs": packed.diffs,
+                           "x": x.reshape(cin, pixels)}, (cout, cin, pixels), reference, macs,
+                          True, spec)
+            return
+        n, m = nm if nm else (1, 1)
+        params = self.schedules.get(f"{cout}x{w2d.shape[1]}x{pixels}:{n}:{m}") or \
+            default_nmgemm(n, m, self.target, flavour=self.flavour)
+        params = dataclasses.replace(params, act=act, conv=not pointwise)
+        packed = pack_nm(w2d, n, m, mr=params.mr, shared=params.shared)
+        buffers = {"values": packed.values, "indices": None if n == m else packed.indices,
+                   "bias": bias, "x": x}
+        if pointwise:
+            buffers["x"] = x.reshape(cin, pixels)
+            ints = (cout, cin, pixels)
+        else:
+            ints = (cout, cin, x.shape[1], x.shape[2], conv.kernel[0], conv.kernel[1],
+                    conv.stride[0], conv.padding[0])
+            if conv.kernel[0] != conv.kernel[1] or conv.stride[0] != conv.stride[1] \
+                    or conv.padding[0] != conv.padding[1]:
+                raise UserError(f"non-square convolution '{op.name}'", field="--model",
+                                fix="codegen's KxK kernel takes square kernels, strides, padding")
+        self.add_case(render_nmgemm(params), output, ops, "nmconv" if params.conv else "nmgemm",
+                      buffers, ints, reference, macs, sparse, spec)
+
+    def depthwise(self, conv: Conv2d, x: np.ndarray, folded: bool, act: str, output: str,
+                  ops: list[str]) -> None:
+        if conv.kernel[0] != conv.kernel[1] or conv.stride[0] != conv.stride[1]:
+            raise UserError(f"non-square depthwise '{conv.name}'", field="--model",
+                            fix="use square kernels and strides")
+        w = self.weights(conv.weight_shape, conv.kernel[0] * conv.kernel[1])
+        bias = (self.rng.standard_normal(conv.out_channels) * 0.1).astype(np.float32) \
+            if (folded or conv.bias) else None
+        reference = reference_conv(w, bias, x, conv, act)
+        params = DwconvParams(self.flavour, conv.kernel[0], conv.stride[0], act)
+        channels, height, width = x.shape
+        self.add_case(render_dwconv(params), output, ops, "dwconv",
+                      {"weights": w, "bias": bias, "x": x}, (channels, height, width, conv.padding[0]),
+                      reference, int(w.size) * reference.shape[1] * reference.shape[2], False, None)
+
+    def batch_norm(self, op: Norm, x: np.ndarray) -> None:
+        """A batch norm with no convolution before it: a 1x1 depthwise scale + shift."""
+        channels = x.shape[0]
+        conv = Conv2d(op.name, channels, channels, 1, groups=channels)
+        scale = (1 + 0.1 * self.rng.standard_normal((channels, 1, 1, 1))).astype(np.float32)
+        bias = (self.rng.standard_normal(channels) * 0.1).astype(np.float32)
+        reference = reference_conv(scale, bias, x, conv, "none")
+        params = DwconvParams(self.flavour, 1, 1, "none")
+        self.add_case(render_dwconv(params), op.name, [op.name], "dwconv",
+                      {"weights": scale, "bias": bias, "x": x}, (channels, *x.shape[1:], 0),
+                      reference, int(x.size), False, None)
+
+    def pool(self, op: Pool2d, x: np.ndarray) -> None:
+        channels, height, width = x.shape
+        if op.global_pool and op.mode == "avg":
+            kind, kernel, stride, pad = "gavg", (height, width), 1, 0
+        else:
+            kind = op.mode
+            kernel, stride, pad = ((height, width), 1, 0) if op.global_pool else \
+                (op.kernel, op.stride[0], op.padding[0])
+        reference = reference_pool(x, kind, kernel, stride, pad)
+        params = PoolParams(kind, self.flavour)
+        ints = (channels, height * width) if kind == "gavg" else \
+            (channels, height, width, kernel[0], kernel[1], stride, pad)
+        self.add_case(render_pool(params), op.name, [op.name], "pool", {"x": x}, ints,
+                      reference.reshape(channels, *reference.shape[1:]), 0, False, None)
+
+    def eltwise(self, op: Elementwise, sources: list[np.ndarray]) -> None:
+        function = op.function
+        ops = [op.name]
+        output = op.name
+        if function == "add":
+            consumers = list(self.model.graph.successors(op.name))
+            if len(consumers) == 1 and isinstance(self.model.op(consumers[0]), Elementwise) \
+                    and self.model.op(consumers[0]).function == "relu":
+                function, output = "add_relu", consumers[0]
+                ops.append(consumers[0])
+        a = sources[0]
+        b = sources[1] if len(sources) > 1 else None
+        reference = a.astype(np.float64) + (b if b is not None else 0)
+        reference = _activate(reference, {"add_relu": "relu", "add": "none"}.get(function, function))
+        params = EltwiseParams(function, self.flavour)
+        self.add_case(render_eltwise(params), output, ops, "eltwise", {"a": a, "b": b},
+                      (int(a.size),), reference, 0, False, None)
+        if output != op.name:
+            self.tensors[op.name] = self.tensors[output]
+
+
+# ---------------------------------------------------------------- build and run
+
+
+def build_model(model: Model, target: CpuTarget, pattern: SparsityPattern | None, out: Path,
+                *, seed: int = 0, schedules: dict[str, NmGemmParams] | None = None,
+                progress: bool = True) -> dict:
+    """Writes the sparse and the dense build of ``model`` for ``target`` under ``out``;
+    returns the manifest (also written to out/manifest.json, last, atomically)."""
+    from tqdm import tqdm
+
+    problems = kernel_build.target_problems(target)
+    if problems:
+        raise UserError("; ".join(problems), field="--target", fix="run `make sysdeps` as root")
+    out = Path(out)
+    builds = {}
+    for label, build_pattern in (("sparse", pattern), ("dense", None)):
+        build = _Build(out / label)
+        _Planner(model, target, build_pattern, build, seed, schedules or {}).run()
+        executables = {}
+        bar = tqdm(build.kernels.values(), desc=f"building {label} kernels for {target.name}",
+                   unit="kernel", disable=not progress)
+        for kernel in bar:
+            executable = kernel_build.build(kernel, target, build.directory / "bin")
+            executables[kernel.name] = str(executable.relative_to(out))
+            write_atomic(str(out / "kernels" / kernel.filename), kernel.source)
+        builds[label] = {"pattern": None if build_pattern is None else build_pattern.spec,
+                         "executables": executables,
+                         "layers": [dataclasses.asdict(case) for case in build.cases]}
+    manifest = {"format": "hwsim-codegen", "version": 1, "model": model.name,
+                "target": target.name, "target_source": target.source,
+                "sparsity": None if pattern is None else pattern.spec, "seed": seed,
+                "builds": builds}
+    write_atomic(str(out / MANIFEST), json.dumps(manifest, indent=1) + "\n")
+    return manifest
+
+
+def read_manifest(directory: Path) -> dict:
+    path = Path(directory) / MANIFEST
+    try:
+        manifest = json.loads(path.read_text())
+    except OSError:
+        raise UserError("no codegen build here", source=str(path),
+                        fix="run `hwsim codegen --target T --model M --out DIR` first") from None
+    except json.JSONDecodeError as error:
+        raise UserError(f"malformed manifest: {error}", source=str(path),
+                        fix="run `hwsim codegen` again") from None
+    if manifest.get("format") != "hwsim-codegen":
+        raise UserError("not a codegen manifest", source=str(path), fix="run `hwsim codegen` again")
+    return manifest
+
+
+@dataclass(frozen=True)
+class LayerRun:
+    layer: str
+    kind: str
+    kernel: str
+    shape: tuple[int, ...]
+    macs: int
+    sparse: bool
+    pattern: str | None
+    times_s: tuple[float, ...]
+    max_abs_error: float
+    relative_error: float
+
+    @property
+    def median_s(self) -> float:
+        return float(np.median(self.times_s)) if self.times_s else float("nan")
+
+
+def run_build(directory: Path, manifest: dict, label: str, target: CpuTarget, runner_name: str | None,
+              repeats: int, warmup: int, timeout_s: float, progress: bool = True) -> list[LayerRun]:
+    """Runs every kernel variant of one build over its cases; returns one record per layer."""
+    from tqdm import tqdm
+
+    from targets.runners import get_runner
+
+    directory = Path(directory)
+    build = manifest["builds"][label]
+    data = directory / label / "data"
+    layers = [LayerCase(**{**case, "ops": tuple(case["ops"]), "ints": tuple(case["ints"]),
+                           "output_shape": tuple(case["output_shape"])}) for case in build["layers"]]
+    by_kernel: dict[str, list[LayerCase]] = {}
+    for case in layers:
+        by_kernel.setdefault(case.kernel, []).append(case)
+    runner = get_runner(runner_name, target)
+    records: dict[str, LayerRun] = {}
+    for kernel, cases in tqdm(by_kernel.items(), desc=f"running {label}", unit="kernel",
+                              disable=not progress):
+        executable = directory / build["executables"][kernel]
+        result = runner.run(executable, [f"cases-{kernel}.txt", str(repeats), str(warmup)], data,
+                            timeout_s=timeout_s)
+        times = list(result.times_s)
+        if len(times) != repeats * len(cases):
+            raise UserError(f"{kernel} reported {len(times)} times for {len(cases)} cases x "
+                            f"{repeats} repeats", source=str(executable), field="HWSIM_TIMES",
+                            fix="rebuild with `hwsim codegen`")
+        for index, case in enumerate(cases):
+            got = np.fromfile(data / f"{case.case}.y.bin", dtype=np.float32)
+            expected = np.load(directory / label / "reference" / f"{case.case}.npy").ravel()
+            if got.size != expected.size:
+                raise UserError(f"layer {case.layer}: {got.size} outputs, expected {expected.size}",
+                                source=str(executable), fix="rebuild with `hwsim codegen`")
+            error = float(np.abs(got - expected).max()) if got.size else 0.0
+            scale = float(np.abs(expected).max()) if expected.size else 1.0
+            records[case.case] = LayerRun(case.layer, case.kind, kernel, case.output_shape,
+                                          case.macs, case.sparse, case.pattern,
+                                          tuple(times[index * repeats:(index + 1) * repeats]),
+                                          error, error / max(scale, 1e-6))
+    return [records[case.case] for case in layers]
