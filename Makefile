@@ -45,7 +45,7 @@ test: setup .venv-scalesim/.installed
 
 bench: setup
 	$(BIN)/python bench/kernels.py
-	$(BIN)/python bench/sim_speed.py
+	$(BIN)/python bench/sim_speed.py --quick
 	$(BIN)/python bench/sat_repro.py
 
 clean:
