@@ -366,8 +366,7 @@ def compiled_variants(tmp_path_factory):
     for target in ("host", "snapdragon855", "wasm32-simd128"):
         if kernel_build.target_problems(target):
             continue
-        mine = [kernel for kernel in kernels if _arch_target(kernel.isa) == target
-                or (kernel.isa == "scalar")]
+        mine = [kernel for kernel in kernels if _arch_target(kernel.isa) == target]
         results[target] = kernel_build.compile_many(mine, target, tmp_path_factory.mktemp(target))
     return results
 
@@ -377,9 +376,9 @@ SHIPPED = [(kernel.name, kernel.isa) for kernel in shipped_kernels()]
 
 @pytest.mark.parametrize("name,isa", SHIPPED, ids=[name for name, _ in SHIPPED])
 def test_shipped_variant_compiles(name, isa, compiled_variants):
-    targets = (["host", "snapdragon855", "wasm32-simd128"] if isa == "scalar"
-               else [_arch_target(isa)])
-    for target in targets:
+    # the scalar reference compiles here on the host; the equivalence tests above also build
+    # it for aarch64 and wasm32
+    for target in [_arch_target(isa)]:
         if target not in compiled_variants:
             require_target(target, isa)
         assert compiled_variants[target][name] == "", compiled_variants[target][name]
