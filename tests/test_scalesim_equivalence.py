@@ -99,3 +99,30 @@ def test_resnet_like_layer_on_32x32(dataflow):
     """A 3x3 conv with 32 channels (CIFAR ResNet stage shapes, 8x8 map) on the default array."""
     layers = [ConvLayer("res3x3", 10, 10, 3, 3, 32, 64, 1), ConvLayer("down1x1", 16, 16, 1, 1, 32, 64, 2)]
     assert_matches(layers, 32, 32, dataflow)
+
+
+TOPOLOGY_LAYERS = [ConvLayer("conv_a", 18, 18, 3, 3, 16, 40, 1), ConvLayer("conv_b", 34, 34, 3, 3, 8, 64, 2),
+                   ConvLayer("conv_c", 9, 9, 1, 1, 70, 33, 1), ConvLayer("conv_d", 12, 20, 5, 3, 3, 24, 1)]
+
+
+@pytest.mark.parametrize("dataflow", ["os", "ws", "is"])
+def test_hwsim_simulate_cli_equals_scalesim_on_a_topology_csv(dataflow, tmp_path, capsys):
+    """The issue's command: `hwsim simulate --arch systolic-32x32-DF.yaml --model topo.csv
+    --mode infer --format json` gives SCALE-Sim's per-layer compute cycles."""
+    import json
+
+    from hwsim.cli import main
+
+    csv = tmp_path / "topo.csv"
+    csv.write_text("Layer name, IFMAP Height, IFMAP Width, Filter Height, Filter Width, Channels, "
+                   "Num Filter, Strides,\n" + "".join(
+                       f"{layer.name}, {', '.join(map(str, layer.csv_fields()))},\n"
+                       for layer in TOPOLOGY_LAYERS))
+    assert main(["simulate", "--arch", f"targets/accelerators/systolic-32x32-{dataflow}.yaml",
+                 "--model", str(csv), "--mode", "infer", "--sparsity", "dense",
+                 "--format", "json"]) == 0
+    ours = json.loads(capsys.readouterr().out)["layers"]
+    reference = run_scalesim(TOPOLOGY_LAYERS, 32, 32, dataflow, timeout_s=300)
+    assert [layer["name"] for layer in ours] == [layer.name for layer in TOPOLOGY_LAYERS]
+    assert [layer["compute_cycles"] for layer in ours] == \
+        [layer.compute_cycles for layer in reference.layers]
