@@ -40,7 +40,7 @@ from targets.cpu import CpuTarget
 FLAVOUR_REGISTERS = {"avx512": 32, "avx2": 16, "neon": 32, "wasmsimd": 16, "scalar": 16}
 LOAD_PORTS = 2          # vector loads per cycle assumed by the analytic model (A76, Zen, Skylake)
 LOOP_OVERHEAD_CYCLES = 1.0
-L2_BYTES_PER_CYCLE = 32.0   # what L2 feeds L1 in practice on the cores modelled
+L2_BYTES_PER_CYCLE = 64.0   # L2 -> L1 bytes per cycle (Zen 4, Cortex-A76: one line per cycle)
 L1_USABLE = 0.75            # share of L1D the activation panel may fill (weights stream through)
 
 
