@@ -17,7 +17,7 @@ DEFAULT_COMPARE = "dense,2:8"
 def register(subparsers, formatter_class) -> None:
     parser = subparsers.add_parser(
         "simulate", formatter_class=formatter_class,
-        help="cycles, DRAM traffic and energy of a model on an accelerator",
+        help="cycles, traffic and energy of a model on an accelerator or a CPU",
         description="Simulate one training step (FF, BP, WU of every layer) or one inference "
                     "pass of a model on an accelerator description, fold by fold: compute "
                     "cycles (SCALE-Sim closed forms, N:M sparse mode where the hardware has "
@@ -30,23 +30,31 @@ def register(subparsers, formatter_class) -> None:
                "  hwsim simulate --arch sat --sparsity 2:8 --format json\n"
                "  hwsim simulate --arch sat --no-overlap --on-the-fly-weights\n"
                "  hwsim simulate --arch systolic-32x32-ws --model my_topology.csv --mode infer\n"
+               "  hwsim simulate --arch snapdragon855 --model mobilenet_v1 --mode infer --compare dense,2:4,2:8,1:8\n"
+               "  hwsim simulate --arch wasm32-simd128 --model mobilenet_v1 --mode infer --sparsity 2:8 --out r/wasm\n"
                "json: one run prints its summary document; --compare prints\n"
                "  {\"runs\": {SPARSITY: summary, ...}, \"speedup\": {SPARSITY: x, ...}, \"baseline\": ...}\n"
                "  (speedup = the first run's cycles / that run's cycles)")
     parser.add_argument("--arch", required=True,
-                        help="accelerator YAML file or bundled name (sat, systolic-32x32-os|ws|is)")
+                        help="accelerator or CPU YAML file, or a bundled name (sat, "
+                             "systolic-32x32-os|ws|is, host, snapdragon855, snapdragon835, "
+                             "cortex-a55, wasm32-simd128)")
     parser.add_argument("--model", default="resnet18",
                         help="zoo name, or an IR .json / SCALE-Sim .csv / .onnx file")
     parser.add_argument("--dataset", default=None,
                         help="input size and classes by data set: cifar10, cifar100, tinyimagenet, imagenet")
     parser.add_argument("--input-size", type=int, default=None, help="input height = width in pixels")
     parser.add_argument("--batch", type=int, default=1, help="samples per step")
-    parser.add_argument("--mode", choices=("train", "infer"), default="train")
+    parser.add_argument("--mode", choices=("train", "infer"), default=None,
+                        help="one training step or one inference pass (default: train on an "
+                             "accelerator, infer on a CPU)")
     parser.add_argument("--sparsity", default=None,
                         help="one pattern: dense or N:M (BDWP: FF and BP sparse, WU dense)")
     parser.add_argument("--compare", default=None,
                         help=f"comma-separated patterns to run side by side (default {DEFAULT_COMPARE} "
                              "when --sparsity is not given)")
+    parser.add_argument("--tuning-log", default=None, metavar="FILE",
+                        help="CPU targets: take each layer's schedule from this tuning log")
     parser.add_argument("--format", choices=("table", "json"), default="table")
     parser.add_argument("--out", default=None, metavar="DIR",
                         help="write DIR/summary.json, DIR/report.md and PNG plots")
@@ -116,14 +124,9 @@ def _apply_switches(arch, args):
 
 
 def _simulate_cpu(args, source: str) -> int:
-    """Hands a kind: cpu target to hwsim.cpu's simulator."""
-    try:
-        from hwsim.cpu import simulate_command as cpu_simulate
-    except ImportError:
-        raise UserError("cpu targets are simulated by hwsim.cpu (not built yet)", source=source,
-                        field="kind", fix="give an accelerator YAML (kind: accelerator), e.g. --arch sat"
-                        ) from None
-    return cpu_simulate(args, source)
+    """Hands a kind: cpu target to the CPU model (codegen's kernels costed by hwsim.cpu)."""
+    from hwsim.cli.cpu_simulate import simulate_cpu_command
+    return simulate_cpu_command(args, source, _sparsities(args))
 
 
 def simulate_command(args) -> int:
@@ -131,7 +134,9 @@ def simulate_command(args) -> int:
 
     source, document = read_target(args.arch)
     if target_kind(document) == "cpu":
+        args.mode = args.mode or "infer"
         return _simulate_cpu(args, source)
+    args.mode = args.mode or "train"
     arch = _apply_switches(parse_accelerator(document, source), args)
     if args.batch < 1:
         raise UserError(f"batch {args.batch} must be >= 1", field="--batch", fix="use e.g. --batch 1")
