@@ -162,3 +162,33 @@ def test_pattern_the_kernels_cannot_run_lists_the_ones_they_can(cache):
     with pytest.raises(UserError) as error:
         simulate_model_on_cpu(target, [bad], cache_dir=cache)
     assert "2:8" in str(error.value) and "block" in str(error.value)
+
+
+def test_gather_micro_benchmark_measures_a_positive_pick_cost_and_caches_it(tmp_path):
+    """The indexed-row micro-benchmark runs on an x86 host and is read back from the cache."""
+    import platform
+    from hwsim.cpu.gather_bench import GatherShape, cycles_per_pick
+    require_tools("gcc")
+    if platform.machine() != "x86_64":
+        pytest.skip("the gather micro-benchmark measures x86 hosts only")
+    shape = GatherShape(vector_bytes=16, row_vectors=2, panel_rows=64, group_rows=8, picks_per_group=4, slots=2)
+    first = cycles_per_pick(shape, tmp_path)
+    # two 16-byte loads, an index and a weight per pick: at least half a cycle at 4 loads/cycle
+    assert 0.5 <= first < 200
+    assert len(list((tmp_path / "gather").glob("*.json"))) == 1
+    assert cycles_per_pick(shape, tmp_path) == first
+
+
+def test_codegen_per_row_sparse_kernel_declares_its_gathers():
+    """nmgemm with per-row indices names its indexed row loads; dense and shared ones do not."""
+    from types import SimpleNamespace
+    from hwsim.cpu.codegen_kernels import from_rendered
+    work = GemmWorkload("g", "FF", M=96, N=64, K=256, sparse=True, pattern="2:8", density=0.25, nm=(2, 8))
+    def rendered(n, m, shared=False):
+        params = SimpleNamespace(n=n, m=m, unroll=2, isa="avx2", mr=4, nr=24, kc=None, shared=shared, threads=1)
+        return SimpleNamespace(name="k", source="", params=params)
+    sparse = from_rendered(rendered(2, 8), work)
+    assert sparse.loops[0].gathers == 2 * 2 * 4 and sparse.gather.row_vectors == 3
+    assert sparse.gather.panel_rows == 256
+    assert from_rendered(rendered(8, 8), work).gather is None
+    assert from_rendered(rendered(2, 8, shared=True), work).gather is None

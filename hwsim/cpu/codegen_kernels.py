@@ -26,6 +26,7 @@ import math
 
 from models.lowering import GemmWorkload
 from hwsim.cpu import memory_model
+from hwsim.cpu.gather_bench import GatherShape
 from hwsim.cpu.kernels import KernelSchedule, KernelSource, LoopWork
 
 FLOAT_BYTES = 4
@@ -47,12 +48,12 @@ def from_rendered(rendered, workload: GemmWorkload) -> KernelSource:
     Workload axes: M = pixels (codegen's p), N = output channels (cout), K = reduction (k)."""
     params = rendered.params
     kind = kind_of(params)
-    loops, parents, streams, tiles, threads = (_nmgemm if kind == "nmgemm" else _spmm)(params, workload)
+    loops, parents, streams, tiles, threads, gather = (_nmgemm if kind == "nmgemm" else _spmm)(params, workload)
     simd = {"wasmsimd": "wasm_simd128"}.get(params.isa, params.isa)
     return KernelSource(family=kind, simd=simd, schedule=KernelSchedule(_pixel_tile(params), _row_tile(params)),
                         function=rendered.name, c_source=rendered.source, loops=loops,
                         parent_trips=parents, streams=streams, memory_tiles=tiles,
-                        parallel_units=tiles, threads=threads, origin="codegen")
+                        parallel_units=tiles, threads=threads, origin="codegen", gather=gather)
 
 
 def _pixel_tile(params) -> int:
@@ -77,9 +78,11 @@ def _nmgemm(params, work: GemmWorkload):
         full_steps += size // params.unroll
         remainder += size % params.unroll
     lanes = n * params.mr * params.nr
-    loops = [LoopWork(lanes * params.unroll, tiles * full_steps)]
+    # per-row indices: every (row, kept position) fetches its panel row through a loaded index
+    picks = 0 if (params.n == params.m or getattr(params, "shared", False)) else n * params.mr
+    loops = [LoopWork(lanes * params.unroll, tiles * full_steps, picks * params.unroll)]
     if params.unroll > 1 and remainder:
-        loops.append(LoopWork(lanes, tiles * remainder))
+        loops.append(LoopWork(lanes, tiles * remainder, picks))
     # parents of the group loop, innermost first: row tile, k-block, column tile
     parents = (tiles * k_blocks, col_tiles * k_blocks * work.groups, col_tiles * work.groups)
     density = n / m
@@ -93,7 +96,13 @@ def _nmgemm(params, work: GemmWorkload):
                memory_model.Stream("panel", panel_bytes, col_tiles * row_tiles * work.groups,
                                    pass_bytes=panel_bytes * touched),
                memory_model.Stream("output", work.groups * work.N * work.M * FLOAT_BYTES, 1))
-    return tuple(loops), parents, streams, col_tiles, max(1, getattr(params, "threads", 1))
+    gather = None
+    if picks:
+        vector_bytes = LANES.get(params.isa, 1) * FLOAT_BYTES
+        gather = GatherShape(vector_bytes=vector_bytes, row_vectors=max(1, params.nr * FLOAT_BYTES // vector_bytes),
+                             panel_rows=min(kc, groups) * m, group_rows=m, picks_per_group=picks,
+                             slots=min(params.mr, 4))
+    return tuple(loops), parents, streams, col_tiles, max(1, getattr(params, "threads", 1)), gather
 
 
 def _spmm(params, work: GemmWorkload):
@@ -119,7 +128,7 @@ def _spmm(params, work: GemmWorkload):
                memory_model.Stream("panel", panel_bytes, max(full, 1) * block_rows * work.groups,
                                    pass_bytes=panel_bytes * min(1.0, density_rows)),
                memory_model.Stream("output", work.groups * work.N * work.M * FLOAT_BYTES, 1))
-    return tuple(loops), parents, streams, max(full, 1), 1
+    return tuple(loops), parents, streams, max(full, 1), 1, None
 
 
 def _kept_blocks(work: GemmWorkload, kb: int) -> float:

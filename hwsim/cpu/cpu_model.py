@@ -12,6 +12,9 @@ hwsim.cpu.kernels), compile it with the target's toolchain, find its loops
                  parent = m_tiles x n_blocks, grandparent = m_tiles
     tails        M and N are padded to whole MR x NR tiles (the remainder tile
                  costs a full tile)
+    gathers      a loop that fetches rows through loaded indices (codegen's per-row
+                 N:M kernel) takes at least picks x the host's measured cycles per
+                 indexed pick at the kernel's panel size (gather_bench; host only)
 
     compute_cycles = sum(mca cycles/iteration x trips) x ceil(m_tiles / cores) / m_tiles
     memory_cycles  = max over levels(bytes into level / its fill bandwidth)   (memory_model)
@@ -33,7 +36,7 @@ from typing import Callable, Iterable, Mapping
 from models.errors import UserError
 from models.fileio import write_atomic
 from models.lowering import GemmWorkload
-from hwsim.cpu import asm_loops, mca, memory_model, wasm_native
+from hwsim.cpu import asm_loops, gather_bench, mca, memory_model, wasm_native
 from hwsim.cpu.kernels import KernelSchedule, KernelSource, render
 
 
@@ -187,6 +190,11 @@ def cost_loops(target, kernel: KernelSource, cache_dir: Path) -> LoopCost:
                 raise RuntimeError(f"no loop of {function} does {work.mac_lanes} multiply lanes per "
                                    f"iteration (found {sorted({lanes for _, lanes in innermost})})")
             cycles = run(loop.text()).cycles_per_iteration
+            if work.gathers and kernel.gather is not None and gather_bench.can_measure(target):
+                # llvm-mca takes every load as an L1 hit; indexed rows of a panel that
+                # outlives L1 cost what the host measurably takes per pick (gather_bench)
+                per_pick = gather_bench.cycles_per_pick(kernel.gather, cache_dir)
+                cycles = max(cycles, work.gathers * multiple * per_pick)
             loop_cycles += cycles * work.iterations / multiple
             if hot is None:       # the first loop with work is the hot one (the full tile)
                 hot, hot_cycles, hot_lanes = loop, cycles, asm_loops.loop_mac_lanes(loop)

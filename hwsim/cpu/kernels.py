@@ -77,6 +77,7 @@ class LoopWork:
     with that many lanes (or a multiple, when the compiler unrolled it) is costed."""
     mac_lanes: int
     iterations: float
+    gathers: int = 0         # rows fetched through a loaded index per iteration (gather_bench)
 
 
 @dataclass(frozen=True)
@@ -100,6 +101,7 @@ class KernelSource:
     parallel_units: int = 0             # tiles shared out among threads (0: unknown)
     threads: int = 1                    # threads the kernel itself starts (OpenMP)
     origin: str = "hwsim"               # hwsim (fallback kernels.py) | codegen
+    gather: object = None               # gather_bench.GatherShape of the indexed row loads, if any
 
 
 def default_schedule(family: str, simd: str) -> KernelSchedule:

@@ -1,0 +1,140 @@
+"""Measured cost of data-dependent (indexed) row loads on the machine running hwsim.
+
+llvm-mca schedules every load as an L1 hit at the port model's rate. The per-row N:M
+kernels (codegen nmgemm, per-row indices) and the block-sparse spmm kernel fetch rows of
+activations whose address comes from a loaded index: each pick is an index load, address
+arithmetic, a weight broadcast, ``row_vectors`` vector loads and as many FMAs. When the
+rows a sweep touches outlive L1 (a 48 KB avx2 panel on a 32 KB L1), the loads miss and
+the core waits on L2 refills that a random subset of rows cannot hide; measured
+kernels run up to 2x slower than llvm-mca's figure.
+
+This module measures that cost once per host and shape of access: a small C program
+(compiled with the host compiler, cached in the caller's cache dir by CPU model and
+parameters) walks a panel of ``panel_rows`` rows of ``row_vectors`` vectors in groups of
+``group_rows`` rows, makes ``picks_per_group`` random picks per group (the kernel's
+mr x n), and FMAs each picked row into ``slots`` independent accumulator rows (the
+kernel's register tile). It reports cycles per pick: best-of-trials wall time (noise
+only ever slows a run) times the clock measured by a chain of dependent adds in the
+same program. cpu_model uses it as a lower bound on the hot loop's cycles per iteration
+(picks per iteration x cycles per pick), max'd with llvm-mca's figure. Only the host can
+be measured; other targets keep llvm-mca's figure.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import platform
+import shutil
+import subprocess
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from models.fileio import write_atomic
+
+PROGRAM = r"""
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <time.h>
+typedef float vf __attribute__((vector_size(VB)));
+enum { LANES = VB / 4, ROWF = RV * LANES };
+static double now(void) { struct timespec t; clock_gettime(CLOCK_MONOTONIC, &t); return t.tv_sec + t.tv_nsec * 1e-9; }
+static unsigned rng = 2463534242u;
+static unsigned next(void) { rng ^= rng << 13; rng ^= rng >> 17; rng ^= rng << 5; return rng; }
+static double clock_hz(void) {   /* dependent 1-cycle adds: adds / best seconds = clock */
+  long n = 2000000, x = 0; double best = 1e9;
+  for (int r = 0; r < 60; r++) {
+    long i = n; double t0 = now();
+    __asm__ volatile("1:\n\tadd $1, %0\n\tadd $1, %0\n\tadd $1, %0\n\tadd $1, %0\n\tsub $4, %1\n\tjnz 1b" : "+r"(x), "+r"(i));
+    double t = now() - t0; if (t < best) best = t;
+  }
+  return n / best;
+}
+int main(int argc, char** argv) {
+  long rows = atol(argv[1]); int m = atoi(argv[2]), picks = atoi(argv[3]);
+  long groups = rows / m, total = groups * picks;
+  float* panel = aligned_alloc(64, ((size_t)groups * m * ROWF * 4 + 63) / 64 * 64);
+  for (long i = 0; i < groups * m * ROWF; i++) panel[i] = (next() % 100) * 0.01f;
+  uint32_t* row = malloc(sizeof(uint32_t) * total); float* w = malloc(sizeof(float) * total);
+  for (long g = 0, j = 0; g < groups; g++) for (int q = 0; q < picks; q++, j++) { row[j] = g * m + next() % m; w[j] = 1e-3f; }
+  vf acc[SLOTS][RV]; for (int s = 0; s < SLOTS; s++) for (int v = 0; v < RV; v++) acc[s][v] = (vf){0};
+  long sweeps = 1 + 400000 / (total + 1); double best = 1e9;
+  for (int trial = -2; trial < 25; trial++) {
+    double t0 = now();
+    for (long sweep = 0; sweep < sweeps; sweep++) {
+      long j = 0;
+      for (; j + SLOTS <= total; j += SLOTS) {
+        _Pragma("GCC unroll 8") for (int s = 0; s < SLOTS; s++) {
+          const float* r = panel + (size_t)row[j + s] * ROWF; const float ws = w[j + s];
+          _Pragma("GCC unroll 16") for (int v = 0; v < RV; v++) { vf x; __builtin_memcpy(&x, r + v * LANES, VB); acc[s][v] += ws * x; }
+        }
+      }
+      for (; j < total; j++) {
+        const float* r = panel + (size_t)row[j] * ROWF; const float ws = w[j];
+        _Pragma("GCC unroll 16") for (int v = 0; v < RV; v++) { vf x; __builtin_memcpy(&x, r + v * LANES, VB); acc[0][v] += ws * x; }
+      }
+    }
+    double t = now() - t0; if (trial >= 0 && t < best) best = t;
+  }
+  float sum = 0; for (int s = 0; s < SLOTS; s++) for (int v = 0; v < RV; v++) for (int l = 0; l < LANES; l++) sum += acc[s][v][l];
+  printf("%.4f %g\n", best * clock_hz() / ((double)sweeps * total), sum);
+  return 0;
+}
+"""
+
+FLAGS = {16: ("-msse4.2",), 32: ("-mavx2", "-mfma"), 64: ("-mavx512f", "-mavx2", "-mfma")}
+
+
+@dataclass(frozen=True)
+class GatherShape:
+    """One kernel's gathered-row access: the panel and what each pick loads."""
+    vector_bytes: int          # 16 (SSE / wasm SIMD128 under Cranelift), 32 (AVX2), 64 (AVX-512)
+    row_vectors: int           # vectors loaded per picked row
+    panel_rows: int            # rows of the panel one sweep walks
+    group_rows: int            # rows per group a pick is drawn from (N:M's m)
+    picks_per_group: int       # picks per group per sweep (mr x n)
+    slots: int                 # independent accumulator rows (register tile rows, at most 4)
+
+
+def can_measure(target) -> bool:
+    """True when ``target``'s code runs on this machine's x86 core (the host, or wasm costed on it)."""
+    isa = getattr(target, "core_isa", None) or target.isa
+    return (isa == "x86_64" and platform.machine() in ("x86_64", "AMD64") and shutil.which("gcc") is not None
+            and (getattr(target, "host_features", None) is not None or getattr(target, "name", "").endswith("-host")))
+
+
+def _cpu_id() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def cycles_per_pick(shape: GatherShape, cache_dir: Path) -> float:
+    """Returns the measured core cycles one indexed row pick takes (cached per host and shape)."""
+    if shape.vector_bytes not in FLAGS:
+        raise ValueError(f"no gather micro-benchmark for {shape.vector_bytes}-byte vectors")
+    cache_dir = Path(cache_dir) / "gather"
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    key = hashlib.sha256(json.dumps([_cpu_id(), asdict(shape), PROGRAM]).encode()).hexdigest()[:20]
+    result = cache_dir / f"{key}.json"
+    if result.exists():
+        return float(json.loads(result.read_text())["cycles_per_pick"])
+    binary = cache_dir / f"gather-{shape.vector_bytes}-{shape.row_vectors}-{shape.slots}"
+    if not binary.exists():
+        source = cache_dir / f"gather-{shape.vector_bytes}.c"
+        write_atomic(str(source), PROGRAM)
+        defines = [f"-DVB={shape.vector_bytes}", f"-DRV={shape.row_vectors}", f"-DSLOTS={max(1, shape.slots)}"]
+        temporary = binary.with_suffix(".tmp")
+        subprocess.run(["gcc", "-O3", "-std=gnu11", *FLAGS[shape.vector_bytes], *defines, str(source),
+                        "-o", str(temporary)], check=True, capture_output=True, text=True)
+        temporary.replace(binary)
+    rows = max(shape.panel_rows // shape.group_rows, 1) * shape.group_rows
+    out = subprocess.run([str(binary), str(rows), str(shape.group_rows), str(shape.picks_per_group)],
+                         capture_output=True, text=True, check=True, timeout=120).stdout
+    cycles = float(out.split()[0])
+    write_atomic(str(result), json.dumps({"cpu": _cpu_id(), "shape": asdict(shape), "cycles_per_pick": cycles}))
+    return cycles
