@@ -83,7 +83,11 @@ def tvm_target(target: CpuTarget) -> dict:
 def build_dense(cout: int, k: int, p: int, target: CpuTarget, schedule: DenseSchedule | None = None,
                 trials: int = 0, work_dir: Path | None = None, symbol: str | None = None):
     """Returns (TVM module, symbol): the dense GEMM for ``target``, hand-scheduled, or tuned by
-    meta_schedule for ``trials`` trials when ``trials`` > 0 (logs in ``work_dir``)."""
+    meta_schedule for ``trials`` trials when ``trials`` > 0 (logs in ``work_dir``).
+
+    Known problem: in the apache-tvm 0.27.0.post1 wheel checked here, ``tune_tir`` segfaults in
+    tvm::ffi::ToJSONGraph before its first trial (with the json and the memory database, xgb
+    and random cost models), so every figure in bench/ uses the hand schedule."""
     import tvm
 
     symbol = symbol or f"tvm_dense_{cout}x{k}x{p}"
@@ -92,11 +96,14 @@ def build_dense(cout: int, k: int, p: int, target: CpuTarget, schedule: DenseSch
         from tvm.s_tir import meta_schedule as ms
 
         work_dir = Path(work_dir or f"tvm-tune-{symbol}")
-        database = ms.tune_tir(mod=tvm.IRModule({"main": func}), target=tvm.target.Target(tvm_target(target)),
-                               work_dir=str(work_dir), max_trials_global=trials)
+        # meta_schedule wants the core count in the target
+        tune_target = tvm.target.Target({**tvm_target(target), "num-cores": target.cores})
+        database = ms.tune_tir(mod=tvm.IRModule({"main": func}), target=tune_target,
+                               work_dir=str(work_dir), max_trials_global=trials,
+                               num_trials_per_iter=min(trials, 16))
         scheduled = ms.tir_integration.compile_tir(database, tvm.IRModule({"main": func}),
-                                                   tvm.target.Target(tvm_target(target)))
-        mod = scheduled.mod
+                                                   tune_target)
+        mod = scheduled.mod if hasattr(scheduled, "mod") else scheduled
     else:
         threads = target.cores if target.isa == "x86_64" else 1
         schedule = schedule or DenseSchedule(rows=8, cols=2 * target.vector_lanes_f32,
