@@ -142,12 +142,16 @@ def test_bad_flags(capsys):
                                          "--compare", "dense,2:8")
 
 
-def test_cpu_target_is_dispatched(capsys):
-    import hwsim.cpu
-    if hasattr(hwsim.cpu, "simulate_command"):
-        pytest.skip("hwsim.cpu provides simulate_command: covered by the CPU tests")
-    line = simulate_error(capsys, "--arch", "cortex-a55")
-    assert "cpu targets are simulated by hwsim.cpu" in line
+def test_cpu_target_is_dispatched_to_the_cpu_model(capsys):
+    """A kind: cpu file goes to the CPU model (inference by default), not the array engine."""
+    from hwsim.cli import main
+
+    assert main(["simulate", "--arch", "cortex-a55", "--model", "resnet9", "--dataset", "cifar10",
+                 "--sparsity", "dense", "--format", "json"]) == 0
+    import json
+    document = json.loads(capsys.readouterr().out)
+    assert document["arch"] == "cortex-a55" and document["mode"] == "infer"
+    assert document["mca_core"] == "cortex-a55"
 
 
 def test_subprocess_exit_code_and_one_line(tmp_path):
