@@ -20,7 +20,6 @@ from pathlib import Path
 import numpy as np
 
 from codegen.render import RenderedKernel, render_harness
-from models.errors import UserError
 from targets.cpu import CpuTarget, load_cpu_target
 from targets.runners import RunResult, get_runner, runner_problems
 from targets.toolchains import build_executable, compiler_command, toolchain_problems

@@ -32,7 +32,7 @@ import numpy as np
 
 from codegen import build as kernel_build
 from codegen.isa import get_isa
-from codegen.render import NmGemmParams, render_nmgemm
+from codegen.render import NmGemmParams
 from codegen.tuning_log import TuningLog
 from models.errors import UserError
 from targets.cpu import CpuTarget
