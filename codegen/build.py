@@ -24,12 +24,6 @@ from targets.cpu import CpuTarget, load_cpu_target
 from targets.runners import RunResult, get_runner, runner_problems
 from targets.toolchains import build_executable, compiler_command, toolchain_problems
 
-# Kernel flavours each machine ISA can build (the scalar reference builds everywhere).
-FLAVOURS_BY_ARCH: dict[str, tuple[str, ...]] = {
-    "x86_64": ("scalar", "avx2", "avx512"),
-    "aarch64": ("scalar", "neon"),
-    "wasm32": ("scalar", "wasmsimd"),
-}
 ISA_CFLAGS = {"avx2": ("-mavx2", "-mfma"), "avx512": ("-mavx512f", "-mavx2", "-mfma")}
 
 
