@@ -256,26 +256,37 @@ def host_rows(runtimes, gemms, reps: int, cache_dir: Path, work: Path, depthwise
 
 
 def arm_speedups(cache_dir: Path) -> list[dict]:
-    """Returns predicted dense/sparse MobileNet-v1 time ratios (1x1 convs + depthwise) on ARM cores."""
+    """Returns predicted dense/sparse MobileNet-v1 time ratios (1x1 convs + depthwise) on ARM cores.
+
+    The 1x1 convolutions run codegen's kernels, chosen as ``hwsim simulate`` chooses them
+    (hwsim.cli.cpu_simulate.kernel_source_for: nmgemm dense, spmm for unstructured sparsity,
+    NEON); the depthwise layers, which codegen does not ship, hwsim.cpu.kernels' kernel."""
     from targets.cpu import load_cpu_target
+    from hwsim.cli.cpu_simulate import kernel_source_for
     results = []
     base = load_cpu_target("snapdragon855")
-    cases = [("cortex-a73", load_cpu_target("snapdragon835"), [("unstructured@0.7", 0.3), ("unstructured@0.8", 0.2),
-                                                               ("unstructured@0.9", 0.1)], "Fast Sparse ConvNets 1.3-2.4x (SD835, 70-90%)"),
-             ("cortex-a76", base, [("unstructured@0.3", 0.7)], "SparseByteNN 1.27x (SD855, 30%)")]
-    for core, target, patterns, paper in cases:
+    cases = [("cortex-a73", load_cpu_target("snapdragon835"), [0.3, 0.2, 0.1],
+              "Fast Sparse ConvNets 1.3-2.4x (SD835, 70-90%)"),
+             ("cortex-a76", base, [0.7], "SparseByteNN 1.27x (SD855, 30%)")]
+    for core, target, densities, paper in cases:
+        source = kernel_source_for(target, {})
         workloads_dense = []
         for pixels, cin, cout in MOBILENET_POINTWISE:
             repeat = MOBILENET_POINTWISE_COUNT.get((pixels, cin, cout), 1)
-            workloads_dense += [GemmWorkload(f"pw{pixels}_{cin}_{cout}", "FF", M=pixels, N=cout, K=cin)] * repeat
+            workloads_dense += [GemmWorkload(f"pw{pixels}_{cin}_{cout}", "FF", M=pixels, N=cout, K=cin,
+                                             op_kind="conv2d")] * repeat
         depthwise = [GemmWorkload(f"dw{side}_{c}", "FF", M=side * side, N=1, K=9, groups=c, op_kind="depthwise")
                      for side, c in MOBILENET_DEPTHWISE]
-        dense_ms = sum(r.ms for r in simulate_cpu(target, workloads_dense + depthwise, cache_dir=cache_dir))
-        for name, density in patterns:
+        simulate = lambda works: sum(r.ms for r in simulate_cpu(target, works, cache_dir=cache_dir,   # noqa: E731
+                                                                  kernel_source=source, cores=1))
+        dense_ms = simulate(workloads_dense + depthwise)
+        for density in densities:
+            name = f"unstructured:{density:g}"
             sparse = [dataclasses.replace(w, sparse=True, density=density, pattern=name) for w in workloads_dense]
-            sparse_ms = sum(r.ms for r in simulate_cpu(target, sparse + depthwise, cache_dir=cache_dir))
+            sparse_ms = simulate(sparse + depthwise)
             results.append({"core": core, "target": target.name, "pattern": name, "dense_ms": dense_ms,
-                            "sparse_ms": sparse_ms, "speedup": dense_ms / sparse_ms, "paper": paper})
+                            "sparse_ms": sparse_ms, "speedup": dense_ms / sparse_ms, "paper": paper,
+                            "kernels": "codegen nmgemm (dense) / spmm 1x1 (sparse), one thread"})
             print(f"{core:11s} {target.name:14s} {name:17s} dense {dense_ms:7.2f} ms sparse {sparse_ms:7.2f} ms "
                   f"speedup {dense_ms / sparse_ms:4.2f}x   paper: {paper}", flush=True)
     return results

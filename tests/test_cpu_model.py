@@ -192,3 +192,16 @@ def test_codegen_per_row_sparse_kernel_declares_its_gathers():
     assert sparse.gather.panel_rows == 256
     assert from_rendered(rendered(8, 8), work).gather is None
     assert from_rendered(rendered(2, 8, shared=True), work).gather is None
+
+
+def test_pack_micro_benchmark_scales_with_the_rows_copied(tmp_path):
+    """The measured memcpy packing cost grows with the copies and is cached per shape."""
+    import platform
+    from hwsim.cpu.gather_bench import PackShape, pack_cycles
+    require_tools("gcc")
+    if platform.machine() != "x86_64":
+        pytest.skip("the pack micro-benchmark measures x86 hosts only")
+    small = pack_cycles(PackShape(rows=32, row_bytes=96, stride_bytes=4096, tiles=2), tmp_path)
+    large = pack_cycles(PackShape(rows=32, row_bytes=96, stride_bytes=4096, tiles=200), tmp_path)
+    assert 0 < small < large
+    assert pack_cycles(PackShape(rows=32, row_bytes=96, stride_bytes=4096, tiles=2), tmp_path) == small

@@ -26,7 +26,7 @@ import math
 
 from models.lowering import GemmWorkload
 from hwsim.cpu import memory_model
-from hwsim.cpu.gather_bench import GatherShape
+from hwsim.cpu.gather_bench import GatherShape, PackShape
 from hwsim.cpu.kernels import KernelSchedule, KernelSource, LoopWork
 
 FLOAT_BYTES = 4
@@ -48,12 +48,12 @@ def from_rendered(rendered, workload: GemmWorkload) -> KernelSource:
     Workload axes: M = pixels (codegen's p), N = output channels (cout), K = reduction (k)."""
     params = rendered.params
     kind = kind_of(params)
-    loops, parents, streams, tiles, threads, gather = (_nmgemm if kind == "nmgemm" else _spmm)(params, workload)
+    loops, parents, streams, tiles, threads, gather, pack = (_nmgemm if kind == "nmgemm" else _spmm)(params, workload)
     simd = {"wasmsimd": "wasm_simd128"}.get(params.isa, params.isa)
     return KernelSource(family=kind, simd=simd, schedule=KernelSchedule(_pixel_tile(params), _row_tile(params)),
                         function=rendered.name, c_source=rendered.source, loops=loops,
                         parent_trips=parents, streams=streams, memory_tiles=tiles,
-                        parallel_units=tiles, threads=threads, origin="codegen", gather=gather)
+                        parallel_units=tiles, threads=threads, origin="codegen", gather=gather, pack=pack)
 
 
 def _pixel_tile(params) -> int:
@@ -102,7 +102,10 @@ def _nmgemm(params, work: GemmWorkload):
         gather = GatherShape(vector_bytes=vector_bytes, row_vectors=max(1, params.nr * FLOAT_BYTES // vector_bytes),
                              panel_rows=min(kc, groups) * m, group_rows=m, picks_per_group=picks,
                              slots=min(params.mr, 4))
-    return tuple(loops), parents, streams, col_tiles, max(1, getattr(params, "threads", 1)), gather
+    pack = None if getattr(params, "conv", False) else PackShape(
+        rows=groups * m, row_bytes=params.nr * FLOAT_BYTES, stride_bytes=work.M * FLOAT_BYTES,
+        tiles=col_tiles * work.groups)
+    return tuple(loops), parents, streams, col_tiles, max(1, getattr(params, "threads", 1)), gather, pack
 
 
 def _spmm(params, work: GemmWorkload):
@@ -128,7 +131,7 @@ def _spmm(params, work: GemmWorkload):
                memory_model.Stream("panel", panel_bytes, max(full, 1) * block_rows * work.groups,
                                    pass_bytes=panel_bytes * min(1.0, density_rows)),
                memory_model.Stream("output", work.groups * work.N * work.M * FLOAT_BYTES, 1))
-    return tuple(loops), parents, streams, max(full, 1), 1, None
+    return tuple(loops), parents, streams, max(full, 1), 1, None, None
 
 
 def _kept_blocks(work: GemmWorkload, kb: int) -> float:

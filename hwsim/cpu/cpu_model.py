@@ -15,6 +15,8 @@ hwsim.cpu.kernels), compile it with the target's toolchain, find its loops
     gathers      a loop that fetches rows through loaded indices (codegen's per-row
                  N:M kernel) takes at least picks x the host's measured cycles per
                  indexed pick at the kernel's panel size (gather_bench; host only)
+    packing      a memcpy panel pack (codegen nmgemm) adds the host's measured copy
+                 cycles (gather_bench.pack_cycles; llvm-mca sees only the call)
 
     compute_cycles = sum(mca cycles/iteration x trips) x ceil(m_tiles / cores) / m_tiles
     memory_cycles  = max over levels(bytes into level / its fill bandwidth)   (memory_model)
@@ -266,6 +268,8 @@ def simulate_layer(target, workload: GemmWorkload, schedule: KernelSchedule | No
         hot_iterations = cost.hot_iterations
         serial = cost.loop_cycles + sum(
             cycles * trips for cycles, trips in zip(cost.parent_cycles_per_iteration, kernel.parent_trips or ()))
+        if kernel.pack is not None and gather_bench.can_measure(target):
+            serial += gather_bench.pack_cycles(kernel.pack, cache_dir)   # memcpy: a call to llvm-mca
         threads = min(cores, kernel.threads)
         units = kernel.parallel_units or 1
         compute_cycles = serial * math.ceil(units / threads) / units

@@ -138,3 +138,78 @@ def cycles_per_pick(shape: GatherShape, cache_dir: Path) -> float:
     cycles = float(out.split()[0])
     write_atomic(str(result), json.dumps({"cpu": _cpu_id(), "shape": asdict(shape), "cycles_per_pick": cycles}))
     return cycles
+
+
+PACK_PROGRAM = r"""
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+static double now(void) { struct timespec t; clock_gettime(CLOCK_MONOTONIC, &t); return t.tv_sec + t.tv_nsec * 1e-9; }
+static double clock_hz(void) {
+  long n = 2000000, x = 0; double best = 1e9;
+  for (int r = 0; r < 60; r++) {
+    long i = n; double t0 = now();
+    __asm__ volatile("1:\n\tadd $1, %0\n\tadd $1, %0\n\tadd $1, %0\n\tadd $1, %0\n\tsub $4, %1\n\tjnz 1b" : "+r"(x), "+r"(i));
+    double t = now() - t0; if (t < best) best = t;
+  }
+  return n / best;
+}
+int main(int argc, char** argv) {   /* rows row_bytes stride_bytes tiles: copy tile t of every row */
+  long rows = atol(argv[1]), row = atol(argv[2]), stride = atol(argv[3]), tiles = atol(argv[4]);
+  char* x = aligned_alloc(64, (rows * stride + 63) / 64 * 64); memset(x, 1, rows * stride);
+  char* panel = aligned_alloc(64, (rows * row + 63) / 64 * 64);
+  double best = 1e9; long copies = rows * tiles;
+  long repeat = 1 + 200000 / copies;
+  for (int trial = -2; trial < 15; trial++) {
+    double t0 = now();
+    for (long r = 0; r < repeat; r++)
+      for (long t = 0; t < tiles; t++)
+        for (long k = 0; k < rows; k++) {
+          memcpy(panel + k * row, x + k * stride + t * row, row);
+          __asm__ volatile("" : : "r"(panel) : "memory");
+        }
+    double s = now() - t0; if (trial >= 0 && s < best) best = s;
+  }
+  printf("%.4f %d\n", best * clock_hz() / ((double)repeat * copies), panel[rows]);
+  return 0;
+}
+"""
+
+
+@dataclass(frozen=True)
+class PackShape:
+    """A kernel's panel packing: ``tiles`` times, copy ``row_bytes`` from each of ``rows`` rows
+    ``stride_bytes`` apart (codegen nmgemm: memcpy of NR pixels of each of k rows of X)."""
+    rows: int
+    row_bytes: int
+    stride_bytes: int
+    tiles: int
+
+
+def pack_cycles(shape: PackShape, cache_dir: Path) -> float:
+    """Returns the measured core cycles of the whole packing (memcpy per row; cached per host).
+
+    llvm-mca sees only the call; the copy's cost (call, short-copy dispatch, a row per
+    page when X rows are far apart) is what this host measurably takes. Runs at most
+    64 tiles and scales: every tile copies the same rows at the same strides."""
+    cache_dir = Path(cache_dir) / "gather"
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    tiles = min(shape.tiles, 64)
+    key = hashlib.sha256(json.dumps([_cpu_id(), shape.rows, shape.row_bytes, shape.stride_bytes, tiles,
+                                     PACK_PROGRAM]).encode()).hexdigest()[:20]
+    result = cache_dir / f"pack-{key}.json"
+    if not result.exists():
+        binary = cache_dir / "pack"
+        if not binary.exists():
+            source = cache_dir / "pack.c"
+            write_atomic(str(source), PACK_PROGRAM)
+            temporary = binary.with_suffix(".tmp")
+            subprocess.run(["gcc", "-O2", str(source), "-o", str(temporary)], check=True, capture_output=True)
+            temporary.replace(binary)
+        stride = max(shape.stride_bytes, shape.row_bytes * tiles)
+        out = subprocess.run([str(binary), str(shape.rows), str(shape.row_bytes), str(stride), str(tiles)],
+                             capture_output=True, text=True, check=True, timeout=120).stdout
+        write_atomic(str(result), json.dumps({"cpu": _cpu_id(), "shape": asdict(shape),
+                                              "cycles_per_row": float(out.split()[0])}))
+    return float(json.loads(result.read_text())["cycles_per_row"]) * shape.rows * shape.tiles
