@@ -90,21 +90,20 @@ def tuned_params(tuning_dir: Path | None, target, pattern: str, shape: tuple[int
 
 
 def run_pattern(pattern: str, w: np.ndarray, x: np.ndarray, target, workdir: Path, repeats: int,
-                tuning_dir: Path | None = None):
+                tuning_dir: Path | None = None, flavour: str | None = None):
     """Returns the LayerResult of the sparse kernel for ``pattern`` (the tuning log's best
     schedule when there is one, else the default tile)."""
     masked = masked_weights(w, pattern)
     if pattern.startswith("block"):
         rows, cols = map(int, pattern[len("block"):].split("@")[0].split("x"))
-        return run_spmm_layer(masked, x, None, default_spmm(target, nr=rows, kb=cols), target,
+        return run_spmm_layer(masked, x, None, default_spmm(target, nr=rows, kb=cols, flavour=flavour), target,
                               workdir, repeats=repeats)
     spec, _, rows = pattern.partition("/rows")
     n, m = map(int, spec.split(":"))
     params = tuned_params(tuning_dir, target, pattern, (w.shape[0], w.shape[1], x.shape[1]))
-    if params is None:
-        params = default_nmgemm(n, m, target, shared=bool(rows))
-        if rows:
-            params = type(params)(**{**params.__dict__, "mr": int(rows)})
+    if params is None or (flavour and params.isa != flavour):
+        params = default_nmgemm(n, m, target, shared=bool(rows), flavour=flavour,
+                                rows=int(rows) if rows else None)
     return run_nmgemm_layer(masked, x, None, params, target, workdir, repeats=repeats)
 
 
@@ -155,8 +154,10 @@ class TvmDense:
 
 
 def bench_target(target_name: str, shapes: list[str], repeats: int, workdir: Path,
-                 tuning_dir: Path | None = None) -> list[dict]:
+                 tuning_dir: Path | None = None, flavour: str | None = None) -> list[dict]:
     target = load_cpu_target(target_name)
+    if flavour and flavour not in kernel_build.runnable_flavours(target):
+        flavour = None  # e.g. --flavour avx2 names the host; wasm keeps its own
     problems = kernel_build.target_problems(target)
     if problems:
         print(f"\n{target_name}: skipped ({'; '.join(problems)})")
@@ -180,9 +181,11 @@ def bench_target(target_name: str, shapes: list[str], repeats: int, workdir: Pat
         warm_up_cpu()
         blas_s = [time_numpy(w, x, repeats)] if target.isa == "x86_64" else []
         tvm_first = tvm_dense.time(repeats)
-        results = [(pattern, run_pattern(pattern, w, x, target, shape_dir, repeats, tuning_dir))
+        results = [(pattern, run_pattern(pattern, w, x, target, shape_dir, repeats, tuning_dir,
+                                            flavour))
                    for pattern in patterns]
-        ours = run_nmgemm_layer(w, x, None, default_nmgemm(1, 1, target, shared=True), target,
+        ours = run_nmgemm_layer(w, x, None, default_nmgemm(1, 1, target, shared=True, flavour=flavour),
+                                target,
                                 shape_dir, repeats=repeats)
         if blas_s:
             blas_s.append(time_numpy(w, x, repeats))
@@ -224,6 +227,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--workdir", type=Path, default=None)
     parser.add_argument("--json", type=Path, default=None, help="write the rows here")
+    parser.add_argument("--flavour", default=None,
+                        help="force a kernel flavour where the target runs it (e.g. avx2 on an "
+                             "AVX-512 host); default: the widest detected")
     parser.add_argument("--tuning-log", type=Path, default=None,
                         help="folder of <target>.jsonl logs (python -m codegen.schedule) whose "
                              "best schedules replace the default tiles")
@@ -236,7 +242,7 @@ def main(argv: list[str] | None = None) -> int:
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="hwsim-bench-kernels-"))
     rows = []
     for target in args.targets.split(","):
-        rows += bench_target(target, shapes, args.repeats, workdir, args.tuning_log)
+        rows += bench_target(target, shapes, args.repeats, workdir, args.tuning_log, args.flavour)
     if args.json:
         from models.fileio import write_atomic
         write_atomic(str(args.json), json.dumps(rows, indent=1))

@@ -71,6 +71,12 @@ ISAS: dict[str, Isa] = {
                   "_mm512_max_ps({a}, {b})", "_mm512_min_ps({a}, {b})"),
 }
 
+# Architectural vector registers per flavour (x86-64 AVX2 and wasm SIMD engines on x86: 16;
+# AVX-512 and aarch64 NEON: 32); register tiles must fit them.
+VECTOR_REGISTERS: dict[str, int] = {"avx512": 32, "avx2": 16, "neon": 32, "wasmsimd": 16,
+                                    "scalar": 16}
+
+
 def get_isa(name: str) -> Isa:
     """Returns the flavour called ``name`` (UserError naming the known ones otherwise)."""
     if name not in ISAS:

@@ -31,13 +31,13 @@ from pathlib import Path
 import numpy as np
 
 from codegen import build as kernel_build
-from codegen.isa import get_isa
+from codegen.isa import VECTOR_REGISTERS, get_isa
 from codegen.render import NmGemmParams
 from codegen.tuning_log import TuningLog
 from models.errors import UserError
 from targets.cpu import CpuTarget
 
-FLAVOUR_REGISTERS = {"avx512": 32, "avx2": 16, "neon": 32, "wasmsimd": 16, "scalar": 16}
+FLAVOUR_REGISTERS = VECTOR_REGISTERS
 LOAD_PORTS = 2          # vector loads per cycle assumed by the analytic model (A76, Zen, Skylake)
 LOOP_OVERHEAD_CYCLES = 1.0
 L2_BYTES_PER_CYCLE = 64.0   # L2 -> L1 bytes per cycle (Zen 4, Cortex-A76: one line per cycle)
