@@ -4,9 +4,10 @@ The pattern (which weights survive) is chosen elsewhere (models/patterns.py, or
 ``mask_nm_shared`` below for the row-block variant); here a masked dense matrix
 ``w`` (cout x k; zeros are pruned weights) becomes exactly what a kernel reads.
 
-N:M (templates/nmgemm.c.j2):
-    values  float32 [cout_pad, groups, n]   cout_pad = cout rounded up to mr; pad rows 0
-    indices uint8   [cout_pad (or cout_pad/mr when shared), groups, n], position inside the group
+N:M (templates/nmgemm.c.j2), one stream per tile of mr output rows:
+    values  float32 [cout_pad/mr, groups, mr, n]   cout_pad = cout rounded up to mr; pad rows 0
+    indices uint8   [cout_pad/mr, groups, mr, n] (shared: [cout_pad/mr, groups, n]),
+            the position inside the group
 A group with fewer than n nonzeros is filled with zero-valued weights at unused positions.
 ``pack_index_bits`` stores indices in ceil(log2 m) bits each (the compact storage form).
 
@@ -24,7 +25,8 @@ from models.errors import UserError
 
 @dataclass(frozen=True)
 class NmPacked:
-    """N:M weights in the nmgemm layout (see the module docstring)."""
+    """N:M weights in the nmgemm layout (see the module docstring); ``row_values`` and
+    ``row_indices`` give the same data per output row ([cout_pad, groups, n])."""
     n: int
     m: int
     mr: int
@@ -37,6 +39,19 @@ class NmPacked:
     @property
     def groups(self) -> int:
         return self.values.shape[1]
+
+    @property
+    def row_values(self) -> np.ndarray:
+        tiles, groups, mr, n = self.values.shape
+        return self.values.transpose(0, 2, 1, 3).reshape(tiles * mr, groups, n)
+
+    @property
+    def row_indices(self) -> np.ndarray:
+        """[cout_pad, groups, n] per-row indices (a shared set repeated for its rows)."""
+        if self.shared:
+            return np.repeat(self.indices, self.mr, axis=0)
+        tiles, groups, mr, n = self.indices.shape
+        return self.indices.transpose(0, 2, 1, 3).reshape(tiles * mr, groups, n)
 
 
 def _grouped(w: np.ndarray, m: int, mr: int) -> np.ndarray:
@@ -82,18 +97,23 @@ def pack_nm(w: np.ndarray, n: int, m: int, mr: int = 1, shared: bool = False) ->
         indices = _positions(grouped != 0, n, f"{n}:{m}")
         per_row = indices
     values = np.take_along_axis(grouped, per_row.astype(np.intp), axis=-1)
-    return NmPacked(n, m, mr, shared, w.shape[0], w.shape[1],
-                    np.ascontiguousarray(values), np.ascontiguousarray(indices))
+
+    def tiled(per_row_array: np.ndarray) -> np.ndarray:  # [rows, g, n] -> [tiles, g, mr, n]
+        return np.ascontiguousarray(
+            per_row_array.reshape(cout_pad // mr, mr, groups, n).transpose(0, 2, 1, 3))
+
+    return NmPacked(n, m, mr, shared, w.shape[0], w.shape[1], tiled(values),
+                    np.ascontiguousarray(indices) if shared else tiled(indices))
 
 
 def unpack_nm(packed: NmPacked) -> np.ndarray:
     """Returns the dense (cout x k) matrix the packed weights encode."""
-    cout_pad, groups, n = packed.values.shape
-    per_row = np.repeat(packed.indices, packed.mr, axis=0) if packed.shared else packed.indices
+    values, per_row = packed.row_values, packed.row_indices
+    cout_pad, groups, n = values.shape
     dense = np.zeros((cout_pad, groups, packed.m), dtype=np.float32)
     # np.add.at, not assignment: a zero-valued filler may repeat a position
     rows, grps, _ = np.indices(per_row.shape)
-    np.add.at(dense, (rows, grps, per_row.astype(np.intp)), packed.values)
+    np.add.at(dense, (rows, grps, per_row.astype(np.intp)), values)
     return dense.reshape(cout_pad, groups * packed.m)[:packed.cout, :packed.k]
 
 

@@ -71,7 +71,9 @@ def nm_matrices(draw):
 def test_pack_nm_decodes_back(case):
     w, n, m, mr, shared = case
     packed = pack_nm(w, n, m, mr=mr, shared=shared)
-    assert packed.values.shape == (-(-w.shape[0] // mr) * mr, -(-w.shape[1] // m), n)
+    tiles, groups = -(-w.shape[0] // mr), -(-w.shape[1] // m)
+    assert packed.values.shape == (tiles, groups, mr, n)
+    assert packed.indices.shape == ((tiles, groups, n) if shared else (tiles, groups, mr, n))
     assert packed.indices.max(initial=0) < m
     np.testing.assert_array_equal(unpack_nm(packed), w)
 
