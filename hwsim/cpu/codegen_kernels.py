@@ -117,7 +117,8 @@ def _spmm(params, work: GemmWorkload):
     vector = rest // lanes if params.mr > lanes else 0
     single = rest - vector * lanes if lanes > 1 else 0
     per_block = params.nr * params.kb
-    loops = [LoopWork(per_block * params.mr, full * kept * work.groups)]
+    # each kept block loads kb rows of X in place (rows M floats apart) through a loaded offset
+    loops = [LoopWork(per_block * params.mr, full * kept * work.groups, params.kb)]
     if vector:
         loops.append(LoopWork(per_block * lanes, vector * kept * work.groups))
     if single:
@@ -131,7 +132,15 @@ def _spmm(params, work: GemmWorkload):
                memory_model.Stream("panel", panel_bytes, max(full, 1) * block_rows * work.groups,
                                    pass_bytes=panel_bytes * min(1.0, density_rows)),
                memory_model.Stream("output", work.groups * work.N * work.M * FLOAT_BYTES, 1))
-    return tuple(loops), parents, streams, max(full, 1), 1, None, None
+    gather = None
+    if full and lanes > 1:
+        vector_bytes = lanes * FLOAT_BYTES
+        gather = GatherShape(vector_bytes=vector_bytes, row_vectors=max(1, params.mr // lanes),
+                             panel_rows=math.ceil(work.K / params.kb) * params.kb, group_rows=params.kb,
+                             picks_per_group=params.kb, slots=min(params.nr, 4),
+                             row_stride_bytes=work.M * FLOAT_BYTES,
+                             group_density=min(1.0, work.density if work.sparse else 1.0))
+    return tuple(loops), parents, streams, max(full, 1), 1, gather, None
 
 
 def _kept_blocks(work: GemmWorkload, kb: int) -> float:

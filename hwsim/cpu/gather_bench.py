@@ -12,7 +12,10 @@ This module measures that cost once per host and shape of access: a small C prog
 (compiled with the host compiler, cached in the caller's cache dir by CPU model and
 parameters) walks a panel of ``panel_rows`` rows of ``row_vectors`` vectors in groups of
 ``group_rows`` rows, makes ``picks_per_group`` random picks per group (the kernel's
-mr x n), and FMAs each picked row into ``slots`` independent accumulator rows (the
+mr x n; every row in order when it equals ``group_rows``: a kept block), in a
+``group_density`` share of the groups, with rows ``row_stride_bytes`` apart (spmm reads
+rows of X in place: a stride of M floats, which on a power-of-two M maps rows onto few
+cache sets), and FMAs each picked row into ``slots`` independent accumulator rows (the
 kernel's register tile). It reports cycles per pick: best-of-trials wall time (noise
 only ever slows a run) times the clock measured by a chain of dependent adds in the
 same program. cpu_model uses it as a lower bound on the hot loop's cycles per iteration
@@ -52,11 +55,17 @@ static double clock_hz(void) {   /* dependent 1-cycle adds: adds / best seconds 
 }
 int main(int argc, char** argv) {
   long rows = atol(argv[1]); int m = atoi(argv[2]), picks = atoi(argv[3]);
-  long groups = rows / m, total = groups * picks;
-  float* panel = aligned_alloc(64, ((size_t)groups * m * ROWF * 4 + 63) / 64 * 64);
-  for (long i = 0; i < groups * m * ROWF; i++) panel[i] = (next() % 100) * 0.01f;
-  uint32_t* row = malloc(sizeof(uint32_t) * total); float* w = malloc(sizeof(float) * total);
-  for (long g = 0, j = 0; g < groups; g++) for (int q = 0; q < picks; q++, j++) { row[j] = g * m + next() % m; w[j] = 1e-3f; }
+  long stride = atol(argv[4]) > ROWF ? atol(argv[4]) : ROWF;   /* floats between rows */
+  int keep = atoi(argv[5]);                                   /* groups kept, per mille */
+  long groups = rows / m, total = 0;
+  float* panel = aligned_alloc(64, ((size_t)groups * m * stride * 4 + 63) / 64 * 64);
+  for (long i = 0; i < groups * m * stride; i++) panel[i] = (next() % 100) * 0.01f;
+  uint32_t* row = malloc(sizeof(uint32_t) * groups * picks + 4); float* w = malloc(sizeof(float) * groups * picks + 4);
+  for (long g = 0; g < groups; g++) {
+    if ((int)(next() % 1000) >= keep) continue;
+    for (int q = 0; q < picks; q++, total++) { row[total] = g * m + (picks == m ? q : next() % m); w[total] = 1e-3f; }
+  }
+  if (total == 0) { row[0] = 0; w[0] = 1e-3f; total = 1; }
   vf acc[SLOTS][RV]; for (int s = 0; s < SLOTS; s++) for (int v = 0; v < RV; v++) acc[s][v] = (vf){0};
   long sweeps = 1 + 400000 / (total + 1); double best = 1e9;
   for (int trial = -2; trial < 25; trial++) {
@@ -65,12 +74,12 @@ int main(int argc, char** argv) {
       long j = 0;
       for (; j + SLOTS <= total; j += SLOTS) {
         _Pragma("GCC unroll 8") for (int s = 0; s < SLOTS; s++) {
-          const float* r = panel + (size_t)row[j + s] * ROWF; const float ws = w[j + s];
+          const float* r = panel + (size_t)row[j + s] * stride; const float ws = w[j + s];
           _Pragma("GCC unroll 16") for (int v = 0; v < RV; v++) { vf x; __builtin_memcpy(&x, r + v * LANES, VB); acc[s][v] += ws * x; }
         }
       }
       for (; j < total; j++) {
-        const float* r = panel + (size_t)row[j] * ROWF; const float ws = w[j];
+        const float* r = panel + (size_t)row[j] * stride; const float ws = w[j];
         _Pragma("GCC unroll 16") for (int v = 0; v < RV; v++) { vf x; __builtin_memcpy(&x, r + v * LANES, VB); acc[0][v] += ws * x; }
       }
     }
@@ -94,6 +103,8 @@ class GatherShape:
     group_rows: int            # rows per group a pick is drawn from (N:M's m)
     picks_per_group: int       # picks per group per sweep (mr x n)
     slots: int                 # independent accumulator rows (register tile rows, at most 4)
+    row_stride_bytes: int = 0  # bytes between rows (0: rows are contiguous, a packed panel)
+    group_density: float = 1.0 # share of groups with picks (block sparsity: kept blocks)
 
 
 def can_measure(target) -> bool:
@@ -133,7 +144,8 @@ def cycles_per_pick(shape: GatherShape, cache_dir: Path) -> float:
                         "-o", str(temporary)], check=True, capture_output=True, text=True)
         temporary.replace(binary)
     rows = max(shape.panel_rows // shape.group_rows, 1) * shape.group_rows
-    out = subprocess.run([str(binary), str(rows), str(shape.group_rows), str(shape.picks_per_group)],
+    out = subprocess.run([str(binary), str(rows), str(shape.group_rows), str(shape.picks_per_group),
+                          str(shape.row_stride_bytes // 4), str(round(1000 * shape.group_density))],
                          capture_output=True, text=True, check=True, timeout=120).stdout
     cycles = float(out.split()[0])
     write_atomic(str(result), json.dumps({"cpu": _cpu_id(), "shape": asdict(shape), "cycles_per_pick": cycles}))
