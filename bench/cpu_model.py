@@ -8,7 +8,8 @@ codegen`` emits (codegen.render: N:M GEMM nmgemm.c.j2 for dense (n == m) and N:M
 patterns, the XNNPACK-style spmm.c.j2 for block 1x4; default schedules of codegen.layer,
 one thread). "predicted" is hwsim.cpu.simulate_cpu with a kernel_source that renders
 that same kernel (llvm-mca on its machine code + memory roofline, weights warm because
-the harness reruns one layer); "measured" is the median of --reps timed calls in the same
+the harness reruns one layer; indexed row loads and memcpy packing at this host's
+cost measured once by hwsim.cpu.gather_bench and cached in --cache-dir); "measured" is the median of --reps timed calls in the same
 run (codegen.build's harness, built with the target's toolchain; wasm in the PyPI
 wasmtime), the lowest of --batches such medians (see BATCHES). Families codegen does
 not ship (depthwise) use hwsim.cpu.kernels' kernel in
@@ -381,6 +382,11 @@ def main(argv=None) -> int:
     summary = summarize(rows)
     summary["wrong_kernels_left_out"] = len(wrong)
     print(json.dumps(summary, indent=1))
+    for key, value in summary.items():
+        if isinstance(value, dict):
+            print(f"{key:26s} rows {value['rows']:3d}  median |error| {100 * value['median_abs_error']:5.1f}%  "
+                  f"max {100 * value['max_abs_error']:5.1f}%  within 25%: {value['within_25pct']}/{value['rows']}  "
+                  f"(vs best: median {100 * value['vs_best_median_abs_error']:5.1f}%)")
     arm = [] if args.no_arm else arm_speedups(cache_dir)
     write_atomic(args.out, json.dumps({"cpu": _cpu_name(), "clock_mhz": clock_mhz, "host_core": host_model,
                                        "command": " ".join(["bench/cpu_model.py", *(argv or sys.argv[1:])]),
@@ -398,7 +404,7 @@ def summarize(rows: list[dict]) -> dict:
                 "max_abs_error": max(errors), "within_25pct": sum(e <= 0.25 for e in errors),
                 "vs_best_median_abs_error": statistics.median(best), "vs_best_max_abs_error": max(best),
                 "vs_best_within_25pct": sum(e <= 0.25 for e in best)}
-    summary = stats(rows)
+    summary = {"all": stats(rows)}
     for key in ("flavour", "pattern", "bound"):
         for value in sorted({row[key] for row in rows}):
             summary[f"{key}={value}"] = stats([row for row in rows if row[key] == value])

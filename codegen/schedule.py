@@ -298,10 +298,16 @@ def measure_dense(op: SparseOp, target: CpuTarget, workdir: Path, repeats: int =
 
 def tune(ops: list[SparseOp], target: str | CpuTarget, log_path: str | Path,
          budget: int | None = None, flavour: str | None = None, workdir: Path | None = None,
-         repeats: int = 5, check_tvm_numerics: bool = True, progress: bool = True) -> TuningLog:
+         repeats: int = 5, check_tvm_numerics: bool = True, progress: bool = True,
+         predictor=None) -> TuningLog:
     """Tunes every op for the target and appends one log entry per candidate (resumable).
 
-    Candidates are ordered by the analytic model and the first ``budget`` are tried; each is
+    ``predictor(op, params, target) -> cycles`` replaces the analytic model for ranking and
+    for targets whose timing is not real (the CLI passes hwsim.cpu's llvm-mca model: codegen
+    cannot import hwsim); entries record which model predicted them.
+
+    Candidates are ordered by the analytic model (then the first 3 x ``budget`` of them by the
+    predictor, when one is given) and the first ``budget`` are tried; each is
     built with TVM (its schedule), then measured (host, wasm) or predicted (qemu). Entries
     already in the log are skipped, so a killed run resumes where it stopped."""
     from tqdm import tqdm
@@ -312,10 +318,23 @@ def tune(ops: list[SparseOp], target: str | CpuTarget, log_path: str | Path,
     workdir = Path(workdir or tempfile.mkdtemp(prefix="hwsim-tune-"))
     log = TuningLog(log_path)
     real = timing_is_real(target)
+    predict = predictor or predict_cycles
+    cycle_model = "llvm-mca" if predictor else "analytic"
+    predictions: dict[tuple[str, str], float] = {}
+
+    def predicted(op: SparseOp, params: NmGemmParams) -> float:
+        if (op.key, params.name) not in predictions:
+            predictions[op.key, params.name] = predict(op, params, target)
+        return predictions[op.key, params.name]
+
     plan = []
     for op in ops:
+        # the analytic model is cheap: it shortlists; the (slower) predictor orders the shortlist
         ranked = sorted(candidates(op, flavour, threads),
                         key=lambda cand: predict_cycles(op, to_params(op, cand, flavour), target))
+        if predictor is not None:
+            shortlist = ranked[:3 * budget] if budget else ranked
+            ranked = sorted(shortlist, key=lambda cand: predicted(op, to_params(op, cand, flavour)))
         plan.append((op, None))  # the dense baseline of the shape
         plan += [(op, cand) for cand in ranked[:budget]]
     bar = tqdm(plan, desc=f"tuning {target.name}", unit="cand", disable=not progress)
@@ -346,7 +365,8 @@ def tune(ops: list[SparseOp], target: str | CpuTarget, log_path: str | Path,
                  "shape": [op.cout, op.k, op.p], "pattern": op.pattern, "flavour": flavour,
                  "candidate": asdict(candidate), "params": asdict(params), "kernel": params.name,
                  "tvm": tvm_check,
-                 "predicted_cycles": predict_cycles(op, params, target), "time": time.time()}
+                 "predicted_cycles": predicted(op, params), "cycle_model": cycle_model,
+                 "time": time.time()}
         if real:
             try:
                 seconds, error = measure(op, params, target, workdir / "kernels", repeats)

@@ -47,3 +47,19 @@ def test_cpu_bad_inputs_are_one_line(tmp_path, capsys):
                  "--sparsity", "3:32"]) == 2
     err = capsys.readouterr().err
     assert "3:32" in err and err.count("\n") == 1
+
+
+def test_the_tuner_predictor_ranks_register_blockings_by_their_llvm_mca_cycles():
+    """codegen's tuner ranks qemu-target candidates with this predictor: it must see the
+    rendered kernel (a wider register block reuses each loaded weight across more columns)."""
+    require_tools(*TOOLS["snapdragon855"])
+    from codegen.schedule import Candidate, SparseOp, to_params
+    from hwsim.cli.cpu_simulate import mca_predictor
+    from targets.cpu import load_cpu_target
+
+    target = load_cpu_target("snapdragon855")
+    op = SparseOp(64, 256, 196, 2, 8)
+    predict = mca_predictor(target)
+    narrow = predict(op, to_params(op, Candidate(1, 4, unroll=1), "neon"), target)
+    wide = predict(op, to_params(op, Candidate(4, 16, unroll=2), "neon"), target)
+    assert 0 < wide < narrow

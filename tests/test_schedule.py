@@ -105,6 +105,31 @@ def test_resume_skips_what_is_logged(tmp_path):
     assert read_entries(log_path) == first
 
 
+def test_a_given_predictor_orders_the_shortlist_and_is_logged(tmp_path):
+    """The CLI hands tune() hwsim's llvm-mca model; tune() must rank with it (not the analytic
+    model) and say in each entry which model predicted it."""
+    op = SparseOp(32, 64, 40, 2, 8)
+    flavour = kernel_build.runnable_flavours("snapdragon855")[-1]
+    target = load_cpu_target("snapdragon855")
+    analytic = sorted(candidates(op, flavour, 1),
+                      key=lambda cand: predict_cycles(op, to_params(op, cand, flavour), target))
+    shortlist = [to_params(op, cand, flavour).name for cand in analytic[:6]]
+    reverse = {name: float(len(shortlist) - rank) for rank, name in enumerate(shortlist)}
+    calls = []
+
+    def predictor(op_, params, target_):
+        calls.append(params.name)
+        return reverse[params.name]
+
+    log_path = tmp_path / "arm.jsonl"
+    tune([op], target, log_path, budget=2, progress=False, predictor=predictor)
+    sparse = [entry for entry in read_entries(log_path) if entry["op"] == "nmgemm"]
+    assert [entry["kernel"] for entry in sparse] == shortlist[::-1][:2]
+    assert {entry["cycle_model"] for entry in sparse} == {"llvm-mca"}
+    assert [entry["predicted_cycles"] for entry in sparse] == [1.0, 2.0]
+    assert sorted(calls) == sorted(shortlist)  # each shortlisted candidate predicted once
+
+
 def test_a_killed_tuning_run_resumes(tmp_path):
     """SIGKILL a measuring tuning run after its second entry; the resumed run completes the
     plan with every candidate logged once."""

@@ -57,7 +57,12 @@ def _tuned_schedules(args, layers_model, target, pattern, log_path: Path) -> dic
     if args.tune:
         if args.budget < 1:
             raise UserError(f"budget {args.budget} must be >= 1", field="--budget", fix="e.g. --budget 4")
-        tune(list(ops.values()), target, log_path, budget=args.budget)
+        from codegen.schedule import timing_is_real
+        predictor = None
+        if not timing_is_real(target):
+            from hwsim.cli.cpu_simulate import mca_predictor
+            predictor = mca_predictor(target)     # qemu timing is emulated: rank by llvm-mca
+        tune(list(ops.values()), target, log_path, budget=args.budget, predictor=predictor)
     log = TuningLog(log_path)
     schedules = {}
     for key, op in ops.items():

@@ -208,3 +208,23 @@ def write_cpu_outputs(documents: dict, speedups: dict, directory: str, output: d
         "|---|---|---|---|---|---|", *layer_rows, ""])
     write_atomic(os.path.join(directory, "report.md"), markdown)
     return ["summary.json", "report.md", "ms_by_layer.png", "bounds.png"]
+
+
+def mca_predictor(target):
+    """Returns predictor(op, params, target) -> cycles: the llvm-mca model of the candidate's
+    rendered kernel, for the codegen scheduler on targets whose timing is not real (qemu)."""
+    from codegen.render import render_nmgemm
+    from hwsim.cpu.codegen_kernels import from_rendered
+    from hwsim.cpu.cpu_model import simulate_cpu
+    from models.lowering import GemmWorkload
+
+    def predict(op, params, _target) -> float:
+        workload = GemmWorkload(layer=f"{op.cout}x{op.k}x{op.p}", phase="FF", M=op.p, N=op.cout,
+                                K=op.k, sparse=op.n < op.m, density=op.n / op.m,
+                                nm=(op.n, op.m) if op.n < op.m else None,
+                                pattern=f"{op.n}:{op.m}")
+        (record,) = simulate_cpu(target, [workload], None, cache_dir(),
+                                 kernel_source=lambda w, s, t: from_rendered(render_nmgemm(params), w))
+        return float(record.cycles)
+
+    return predict
