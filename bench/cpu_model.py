@@ -36,6 +36,7 @@ sys.path.insert(0, str(ROOT))
 
 from models.fileio import write_atomic                      # noqa: E402
 from models.lowering import GemmWorkload                    # noqa: E402
+from targets.features import detect_host_features  # noqa: E402
 from hwsim.cpu.cpu_model import simulate_cpu, kernel_simd, mca_core   # noqa: E402
 from hwsim.cpu.codegen_kernels import from_rendered                  # noqa: E402
 from hwsim.cpu.kernels import render, default_schedule              # noqa: E402
@@ -372,7 +373,7 @@ def main(argv=None) -> int:
     if args.shapes:
         gemms = [tuple(int(v) for v in text.split("x")) for text in args.shapes.split(",")]
     cache_dir = Path(args.cache_dir)
-    print(f"host: {platform.processor() or platform.machine()} | {_cpu_name()}")
+    print(f"host: {platform.processor() or platform.machine()} | {detect_host_features().model_name}")
     started = time.time()
     with tempfile.TemporaryDirectory() as work:
         rows = host_rows(runtimes, gemms, args.reps, cache_dir, Path(work), depthwise=not args.shapes,
@@ -388,7 +389,7 @@ def main(argv=None) -> int:
                   f"max {100 * value['max_abs_error']:5.1f}%  within 25%: {value['within_25pct']}/{value['rows']}  "
                   f"(vs best: median {100 * value['vs_best_median_abs_error']:5.1f}%)")
     arm = [] if args.no_arm else arm_speedups(cache_dir)
-    write_atomic(args.out, json.dumps({"cpu": _cpu_name(), "clock_mhz": clock_mhz, "host_core": host_model,
+    write_atomic(args.out, json.dumps({"cpu": detect_host_features().model_name, "clock_mhz": clock_mhz, "host_core": host_model,
                                        "command": " ".join(["bench/cpu_model.py", *(argv or sys.argv[1:])]),
                                        "rows": rows, "wrong": wrong, "summary": summary, "arm": arm,
                                        "seconds": time.time() - started}, indent=1))
@@ -409,16 +410,6 @@ def summarize(rows: list[dict]) -> dict:
         for value in sorted({row[key] for row in rows}):
             summary[f"{key}={value}"] = stats([row for row in rows if row[key] == value])
     return summary
-
-
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return "unknown"
 
 
 if __name__ == "__main__":

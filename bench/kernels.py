@@ -38,6 +38,7 @@ from codegen import dense_baseline  # noqa: E402
 from codegen.layer import default_nmgemm, default_spmm, run_nmgemm_layer, run_spmm_layer  # noqa: E402
 from codegen.packing import mask_blocks, mask_nm, mask_nm_shared  # noqa: E402
 from targets.cpu import load_cpu_target  # noqa: E402
+from targets.features import detect_host_features  # noqa: E402
 
 SHAPES = {  # name: (cout, k, pixels)
     "mbv1-pw2": (128, 64, 3136),
@@ -238,7 +239,7 @@ def main(argv: list[str] | None = None) -> int:
     unknown = [shape for shape in shapes if shape not in SHAPES]
     if unknown:
         parser.error(f"unknown shapes {unknown}; known: {', '.join(SHAPES)}")
-    print(f"CPU: {kernel_build.cpu_model()}, {os.cpu_count()} logical CPUs")
+    print(f"CPU: {detect_host_features().model_name}, {os.cpu_count()} logical CPUs")
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="hwsim-bench-kernels-"))
     rows = []
     for target in args.targets.split(","):

@@ -37,17 +37,7 @@ from hwsim.dataflow import plan_folds  # noqa: E402
 from hwsim.scalesim_ref import GemmLayer, run_scalesim  # noqa: E402
 from models.ir import Conv2d, Dense, Elementwise, GraphBuilder, Model, Pool2d, Reshape  # noqa: E402
 from models.lowering import GemmWorkload, lower  # noqa: E402
-
-
-def cpu_model() -> str:
-    """Returns the CPU's marketing name (from /proc/cpuinfo where there is one)."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
+from targets.features import detect_host_features  # noqa: E402
 
 
 def small_topology() -> Model:
@@ -214,7 +204,7 @@ def main(argv: list[str] | None = None) -> int:
     from hwsim.arch import load_arch
 
     arch = load_arch(args.arch)
-    print(f"CPU: {cpu_model()} ({platform.python_implementation()} {platform.python_version()})")
+    print(f"CPU: {detect_host_features().model_name} ({platform.python_implementation()} {platform.python_version()})")
     print(f"array: {arch.array.rows}x{arch.array.cols} {arch.dataflow} ({args.arch}); "
           f"SCALE-Sim 3.0.0 with stall-free memories; hwsim medians of {args.repeats}")
     results = [bench_model(name.strip(), args, arch) for name in args.models.split(",") if name.strip()]

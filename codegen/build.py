@@ -52,18 +52,6 @@ def runnable_flavours(target: str | CpuTarget) -> tuple[str, ...]:
     return tuple(flavours)
 
 
-def cpu_model() -> str:
-    """Returns the host CPU's model name (for benchmark headers)."""
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as stream:
-            for line in stream:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return "unknown"
-
-
 def _openmp(kernel: RenderedKernel, target: CpuTarget) -> bool:
     return getattr(kernel.params, "threads", 1) > 1 and target.isa != "wasm32"
 

@@ -43,6 +43,20 @@ def dense_prim_func(cout: int, k: int, p: int, symbol: str):
     return te.create_prim_func([w, x, y]).with_attr("global_symbol", symbol)
 
 
+def register_tile(sch, block, column_tile, rows, columns, lanes: int):
+    """Accumulates ``block``'s (rows x columns) tile in a local buffer written back once per
+    ``column_tile`` iteration, with the columns vectorised by ``lanes`` and everything else of
+    the tile unrolled: the register block every CPU GEMM kernel wants. Returns the write-back
+    block. (Shared by the dense baseline and the sparse scheduler.)"""
+    local = sch.cache_write(block, 0, "local")
+    sch.reverse_compute_at(local, column_tile)
+    vector_groups, vector_lanes = sch.split(columns, [None, lanes])
+    sch.vectorize(vector_lanes)
+    sch.unroll(vector_groups)
+    sch.unroll(rows)
+    return local
+
+
 def hand_schedule(func, schedule: DenseSchedule, lanes: int):
     """Returns the IRModule of ``func`` with a register tile accumulated in a local buffer.
 
@@ -60,12 +74,7 @@ def hand_schedule(func, schedule: DenseSchedule, lanes: int):
     jo, ji = sch.split(j, [None, cols])
     ko, ki = sch.split(k, [None, schedule.k_split])
     sch.reorder(io, jo, ko, ki, ii, ji)
-    local = sch.cache_write(block, 0, "local")
-    sch.reverse_compute_at(local, jo)
-    jv_outer, jv = sch.split(ji, [None, lanes])
-    sch.vectorize(jv)
-    sch.unroll(jv_outer)
-    sch.unroll(ii)
+    local = register_tile(sch, block, jo, ii, ji, lanes)
     if schedule.threads > 1:
         sch.parallel(io)
     sch.decompose_reduction(block, ko)

@@ -110,6 +110,8 @@ def tvm_schedule(op: SparseOp, candidate: Candidate, lanes: int):
     import tvm
     import tvm.s_tir as s_tir
 
+    from codegen.dense_baseline import register_tile
+
     sch = s_tir.Schedule(tvm.IRModule({"main": sparse_prim_func(op)}))
     block = sch.get_sblock("Y")
     i, j, r = sch.get_loops(block)
@@ -121,12 +123,7 @@ def tvm_schedule(op: SparseOp, candidate: Candidate, lanes: int):
         sch.reorder(io, jo, rb, ro, ri, ii, ji)
     else:
         sch.reorder(io, jo, ro, ri, ii, ji)
-    local = sch.cache_write(block, 0, "local")
-    sch.reverse_compute_at(local, jo)
-    jv_outer, jv = sch.split(ji, [None, lanes])
-    sch.vectorize(jv)
-    sch.unroll(jv_outer)
-    sch.unroll(ii)
+    register_tile(sch, block, jo, ii, ji, lanes)
     sch.unroll(ri)
     if candidate.threads > 1:
         sch.parallel(io)

@@ -143,6 +143,16 @@ def _reference(w, x, bias, act):
     return y
 
 
+def run_and_compare(name: str, executable, target: str, workdir: Path, expected: dict) -> None:
+    """Runs every case written to workdir in one process and checks each output against numpy."""
+    kernel_build.run(executable, target, workdir, timeout_s=120)
+    for case, reference in expected.items():
+        y = kernel_build.read_output(workdir, case, "y", reference.shape)
+        scale = max(1.0, float(np.abs(reference).max()))
+        np.testing.assert_allclose(y, reference, atol=TOLERANCE * scale, rtol=TOLERANCE,
+                                   err_msg=f"{name} on {target}, {case}")
+
+
 def check_nmgemm(params: NmGemmParams, shapes, seed: int, target: str, build_dir) -> None:
     kernel = render_nmgemm(params)
     executable = kernel_build.build(kernel, target, build_dir)
@@ -162,12 +172,7 @@ def check_nmgemm(params: NmGemmParams, shapes, seed: int, target: str, build_dir
             "values": packed.values, "indices": packed.indices,
             "bias": bias if with_bias else None, "x": x}, (cout, k, p))
         expected[f"case{number}"] = _reference(w, x, bias if with_bias else 0 * bias, params.act)
-    kernel_build.run(executable, target, workdir, timeout_s=120)
-    for case, reference in expected.items():
-        y = kernel_build.read_output(workdir, case, "y", reference.shape)
-        scale = max(1.0, float(np.abs(reference).max()))
-        np.testing.assert_allclose(y, reference, atol=TOLERANCE * scale, rtol=TOLERANCE,
-                                   err_msg=f"{kernel.name} on {target}, {case}")
+    run_and_compare(kernel.name, executable, target, workdir, expected)
 
 
 @pytest.mark.parametrize("flavour,target", FLAVOURS, ids=[f"{f}-{t}" for f, t in FLAVOURS])
@@ -223,12 +228,7 @@ def check_spmm(params: SpmmParams, shapes, density: float, seed: int, target: st
             "values": packed.values, "nnz": packed.nnz, "diffs": packed.diffs, "x": x},
             (cout, cin, p))
         expected[f"case{number}"] = _reference(w, x, bias, params.act)
-    kernel_build.run(executable, target, workdir, timeout_s=120)
-    for case, reference in expected.items():
-        y = kernel_build.read_output(workdir, case, "y", reference.shape)
-        scale = max(1.0, float(np.abs(reference).max()))
-        np.testing.assert_allclose(y, reference, atol=TOLERANCE * scale, rtol=TOLERANCE,
-                                   err_msg=f"{kernel.name} on {target}, {case}")
+    run_and_compare(kernel.name, executable, target, workdir, expected)
 
 
 @pytest.mark.parametrize("flavour,target", FLAVOURS, ids=[f"{f}-{t}" for f, t in FLAVOURS])

@@ -33,17 +33,17 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from models.fileio import write_atomic
+from targets.features import detect_host_features
 
-PROGRAM = r"""
+# Both probes time themselves in core cycles: the clock is measured, not read from cpuinfo
+# (nominal in VMs).
+CLOCK_C = r"""
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
-typedef float vf __attribute__((vector_size(VB)));
-enum { LANES = VB / 4, ROWF = RV * LANES };
 static double now(void) { struct timespec t; clock_gettime(CLOCK_MONOTONIC, &t); return t.tv_sec + t.tv_nsec * 1e-9; }
-static unsigned rng = 2463534242u;
-static unsigned next(void) { rng ^= rng << 13; rng ^= rng >> 17; rng ^= rng << 5; return rng; }
 static double clock_hz(void) {   /* dependent 1-cycle adds: adds / best seconds = clock */
   long n = 2000000, x = 0; double best = 1e9;
   for (int r = 0; r < 60; r++) {
@@ -53,6 +53,13 @@ static double clock_hz(void) {   /* dependent 1-cycle adds: adds / best seconds 
   }
   return n / best;
 }
+"""
+
+PROGRAM = CLOCK_C + r"""
+typedef float vf __attribute__((vector_size(VB)));
+enum { LANES = VB / 4, ROWF = RV * LANES };
+static unsigned rng = 2463534242u;
+static unsigned next(void) { rng ^= rng << 13; rng ^= rng >> 17; rng ^= rng << 5; return rng; }
 int main(int argc, char** argv) {
   long rows = atol(argv[1]); int m = atoi(argv[2]), picks = atoi(argv[3]);
   long stride = atol(argv[4]) > ROWF ? atol(argv[4]) : ROWF;   /* floats between rows */
@@ -114,23 +121,13 @@ def can_measure(target) -> bool:
             and (getattr(target, "host_features", None) is not None or getattr(target, "name", "").endswith("-host")))
 
 
-def _cpu_id() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def cycles_per_pick(shape: GatherShape, cache_dir: Path) -> float:
     """Returns the measured core cycles one indexed row pick takes (cached per host and shape)."""
     if shape.vector_bytes not in FLAGS:
         raise ValueError(f"no gather micro-benchmark for {shape.vector_bytes}-byte vectors")
     cache_dir = Path(cache_dir) / "gather"
     cache_dir.mkdir(parents=True, exist_ok=True)
-    key = hashlib.sha256(json.dumps([_cpu_id(), asdict(shape), PROGRAM]).encode()).hexdigest()[:20]
+    key = hashlib.sha256(json.dumps([detect_host_features().model_name, asdict(shape), PROGRAM]).encode()).hexdigest()[:20]
     result = cache_dir / f"{key}.json"
     if result.exists():
         return float(json.loads(result.read_text())["cycles_per_pick"])
@@ -148,25 +145,11 @@ def cycles_per_pick(shape: GatherShape, cache_dir: Path) -> float:
                           str(shape.row_stride_bytes // 4), str(round(1000 * shape.group_density))],
                          capture_output=True, text=True, check=True, timeout=120).stdout
     cycles = float(out.split()[0])
-    write_atomic(str(result), json.dumps({"cpu": _cpu_id(), "shape": asdict(shape), "cycles_per_pick": cycles}))
+    write_atomic(str(result), json.dumps({"cpu": detect_host_features().model_name, "shape": asdict(shape), "cycles_per_pick": cycles}))
     return cycles
 
 
-PACK_PROGRAM = r"""
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-#include <time.h>
-static double now(void) { struct timespec t; clock_gettime(CLOCK_MONOTONIC, &t); return t.tv_sec + t.tv_nsec * 1e-9; }
-static double clock_hz(void) {
-  long n = 2000000, x = 0; double best = 1e9;
-  for (int r = 0; r < 60; r++) {
-    long i = n; double t0 = now();
-    __asm__ volatile("1:\n\tadd $1, %0\n\tadd $1, %0\n\tadd $1, %0\n\tadd $1, %0\n\tsub $4, %1\n\tjnz 1b" : "+r"(x), "+r"(i));
-    double t = now() - t0; if (t < best) best = t;
-  }
-  return n / best;
-}
+PACK_PROGRAM = CLOCK_C + r"""
 int main(int argc, char** argv) {   /* rows row_bytes stride_bytes tiles: copy tile t of every row */
   long rows = atol(argv[1]), row = atol(argv[2]), stride = atol(argv[3]), tiles = atol(argv[4]);
   char* x = aligned_alloc(64, (rows * stride + 63) / 64 * 64); memset(x, 1, rows * stride);
@@ -208,7 +191,7 @@ def pack_cycles(shape: PackShape, cache_dir: Path) -> float:
     cache_dir = Path(cache_dir) / "gather"
     cache_dir.mkdir(parents=True, exist_ok=True)
     tiles = min(shape.tiles, 64)
-    key = hashlib.sha256(json.dumps([_cpu_id(), shape.rows, shape.row_bytes, shape.stride_bytes, tiles,
+    key = hashlib.sha256(json.dumps([detect_host_features().model_name, shape.rows, shape.row_bytes, shape.stride_bytes, tiles,
                                      PACK_PROGRAM]).encode()).hexdigest()[:20]
     result = cache_dir / f"pack-{key}.json"
     if not result.exists():
@@ -222,6 +205,6 @@ def pack_cycles(shape: PackShape, cache_dir: Path) -> float:
         stride = max(shape.stride_bytes, shape.row_bytes * tiles)
         out = subprocess.run([str(binary), str(shape.rows), str(shape.row_bytes), str(stride), str(tiles)],
                              capture_output=True, text=True, check=True, timeout=120).stdout
-        write_atomic(str(result), json.dumps({"cpu": _cpu_id(), "shape": asdict(shape),
+        write_atomic(str(result), json.dumps({"cpu": detect_host_features().model_name, "shape": asdict(shape),
                                               "cycles_per_row": float(out.split()[0])}))
     return float(json.loads(result.read_text())["cycles_per_row"]) * shape.rows * shape.tiles

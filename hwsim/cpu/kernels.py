@@ -121,16 +121,25 @@ def _lines(template: str, count: int) -> str:
     return "\n".join(template.format(i=i) for i in range(count))
 
 
-def render_dense(simd: str, schedule: KernelSchedule) -> KernelSource:
-    """Returns Y[N][M] = W[N][K] . X[K][M] with an MR x NR register tile (M % MR == 0, N % NR == 0)."""
+def _register_tile(simd: str, schedule: KernelSchedule, x_pointer: str, weight: str):
+    """Returns the C lines of an MR x NR register tile: accumulator init, input vector loads,
+    broadcast weights (``weight`` formatted with the row r), FMAs and stores."""
     lanes = LANES[simd]
     vectors, rows = schedule.mr // lanes, schedule.nr
-    acc_init = "\n".join(f"      vf acc{r}_{v} = VDUP(0.0f);" for r in range(rows) for v in range(vectors))
-    loads = "\n".join(f"        vf x{v} = VLOAD(xk + {v * lanes});" for v in range(vectors))
-    weights = "\n".join(f"        vf w{r} = VDUP(w[{r} * K + k]);" for r in range(rows))
-    fmas = "\n".join(f"        acc{r}_{v} = VFMA(acc{r}_{v}, x{v}, w{r});" for r in range(rows) for v in range(vectors))
+    tile = [(r, v) for r in range(rows) for v in range(vectors)]
+    acc_init = "\n".join(f"      vf acc{r}_{v} = VDUP(0.0f);" for r, v in tile)
+    loads = "\n".join(f"        vf x{v} = VLOAD({x_pointer} + {v * lanes});" for v in range(vectors))
+    weights = "\n".join(f"        vf w{r} = VDUP({weight.format(r=r)});" for r in range(rows))
+    fmas = "\n".join(f"        acc{r}_{v} = VFMA(acc{r}_{v}, x{v}, w{r});" for r, v in tile)
     stores = "\n".join(f"      VSTORE(Y + (size_t)(n + {r}) * M + m + {v * lanes}, acc{r}_{v});"
-                       for r in range(rows) for v in range(vectors))
+                       for r, v in tile)
+    return acc_init, loads, weights, fmas, stores
+
+
+def render_dense(simd: str, schedule: KernelSchedule) -> KernelSource:
+    """Returns Y[N][M] = W[N][K] . X[K][M] with an MR x NR register tile (M % MR == 0, N % NR == 0)."""
+    rows = schedule.nr
+    acc_init, loads, weights, fmas, stores = _register_tile(simd, schedule, "xk", "w[{r} * K + k]")
     function = f"gemm_dense_{schedule.mr}x{schedule.nr}_{simd}"
     source = f"""/* dense GEMM, CHW layout, tile MR={schedule.mr} pixels x NR={rows} channels, {simd} */
 #include <stddef.h>
@@ -161,14 +170,8 @@ def render_sparse(simd: str, schedule: KernelSchedule) -> KernelSource:
 
     ``nnz[b]`` nonzero positions of block b, ``values`` NR per position, ``diffs`` the byte
     step of the input pointer to the next position (the last one steps back to the first)."""
-    lanes = LANES[simd]
-    vectors, rows = schedule.mr // lanes, schedule.nr
-    acc_init = "\n".join(f"      vf acc{r}_{v} = VDUP(0.0f);" for r in range(rows) for v in range(vectors))
-    loads = "\n".join(f"        vf x{v} = VLOAD(x + {v * lanes});" for v in range(vectors))
-    weights = "\n".join(f"        vf w{r} = VDUP(w[{r}]);" for r in range(rows))
-    fmas = "\n".join(f"        acc{r}_{v} = VFMA(acc{r}_{v}, x{v}, w{r});" for r in range(rows) for v in range(vectors))
-    stores = "\n".join(f"      VSTORE(Y + (size_t)(n + {r}) * M + m + {v * lanes}, acc{r}_{v});"
-                       for r in range(rows) for v in range(vectors))
+    rows = schedule.nr
+    acc_init, loads, weights, fmas, stores = _register_tile(simd, schedule, "x", "w[{r}]")
     function = f"spmm_{schedule.mr}x{schedule.nr}_{simd}"
     source = f"""/* sparse (weights) x dense GEMM, CHW, tile MR={schedule.mr} pixels x NR={rows} channels, {simd} */
 #include <stddef.h>
