@@ -242,7 +242,8 @@ def depthwise_row(cost_target, run_target, shape, reps, cache_dir, work: Path, b
     record = simulate_cpu(cost_target, [workload], cache_dir=cache_dir, warm_weights=True, cores=1)[0]
     measured = min(run_harness(program, [2, side, channels, 9, 0, 0, 0, reps], run_target.isa == "wasm32")
                    for _ in range(max(1, batches)))
-    return _row(cost_target.name, kernel_simd(run_target), shape, "dense", record, measured, "hwsim")
+    flavour = {"wasm_simd128": "wasmsimd"}.get(kernel_simd(run_target), kernel_simd(run_target))
+    return _row(cost_target.name, flavour, shape, "dense", record, measured, "hwsim")
 
 
 def host_rows(runtimes, gemms, reps: int, cache_dir: Path, work: Path, depthwise=True,
