@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 APT_PACKAGES := qemu-user-static gcc-aarch64-linux-gnu clang lld wasi-libc libclang-rt-14-dev-wasm32 llvm llvm-19 nodejs
 PYTEST_WORKERS ?= 2
 
-.PHONY: setup sysdeps run test bench clean
+.PHONY: setup sysdeps run test test-phone bench clean
 
 setup: sysdeps $(STAMP)
 
@@ -33,7 +33,11 @@ run: setup
 	$(BIN)/hwsim simulate --arch targets/accelerators/sat.yaml --out reports/default
 
 test: setup .venv-scalesim/.installed
-	$(BIN)/python -m pytest -q -n $(PYTEST_WORKERS)
+	$(BIN)/python -m pytest -q -n $(PYTEST_WORKERS) -m "not phone"
+
+# The adb runner on a real phone (USB debugging on, `adb devices` lists it).
+test-phone: setup
+	$(BIN)/python -m pytest -q -m phone
 
 # SCALE-Sim 3.0.0 in its own environment: the equivalence tests and bench/sim_speed.py
 # run it as a subprocess. It needs numpy<2 (numpy 2.x raises a TypeError in
