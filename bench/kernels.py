@@ -154,6 +154,11 @@ class TvmDense:
         return seconds, float(np.abs(y - reference).max())
 
 
+def vs_blas(blas_s: float | None, seconds: float) -> str:
+    """Returns the 'vs BLAS' column: '-' where there is no BLAS to compare with (wasm)."""
+    return f"{blas_s / seconds:8.2f}" if blas_s else f"{'-':>8s}"
+
+
 def bench_target(target_name: str, shapes: list[str], repeats: int, workdir: Path,
                  tuning_dir: Path | None = None, flavour: str | None = None) -> list[dict]:
     target = load_cpu_target(target_name)
@@ -197,16 +202,16 @@ def bench_target(target_name: str, shapes: list[str], repeats: int, workdir: Pat
             print(f"{shape:10s} {dims:>18s} {'dense':13s} {'numpy/OpenBLAS':44s} {blas * 1e3:8.3f} "
                   f"{1.0:8.2f} {tvm_s / blas:7.2f} {min(tvm_s, ours.best_s, blas) / blas:8.2f}")
         print(f"{shape:10s} {dims:>18s} {'dense':13s} {'TVM dense (hand schedule)':44s} "
-              f"{tvm_s * 1e3:8.3f} {(blas / tvm_s if blas else float('nan')):8.2f} {1.0:7.2f} "
+              f"{tvm_s * 1e3:8.3f} {vs_blas(blas, tvm_s)} {1.0:7.2f} "
               f"{1.0 if tvm_s <= ours.best_s else ours.best_s / tvm_s:8.2f} {tvm_first[1]:8.1e}")
         best_dense = min(tvm_s, ours.best_s, blas or float("inf"))
         print(f"{shape:10s} {dims:>18s} {'dense':13s} {ours.kernel + ' (ours)':44s} "
-              f"{ours.best_s * 1e3:8.3f} {(blas / ours.best_s if blas else float('nan')):8.2f} "
+              f"{ours.best_s * 1e3:8.3f} {vs_blas(blas, ours.best_s)} "
               f"{tvm_s / ours.best_s:7.2f} {best_dense / ours.best_s:8.2f} {ours.max_abs_error:8.1e}")
         for pattern, result in results:
             seconds = result.best_s
             print(f"{shape:10s} {dims:>18s} {pattern:13s} {result.kernel:44s} {seconds * 1e3:8.3f} "
-                  f"{(blas / seconds if blas else float('nan')):8.2f} {tvm_s / seconds:7.2f} "
+                  f"{vs_blas(blas, seconds)} {tvm_s / seconds:7.2f} "
                   f"{best_dense / seconds:8.2f} {result.max_abs_error:8.1e}")
             rows.append({"target": target.name, "shape": shape, "cout": cout, "k": k, "p": p,
                          "pattern": pattern, "kernel": result.kernel, "seconds": seconds,
