@@ -38,6 +38,7 @@ from codegen.render import (DwconvParams, EltwiseParams, NmGemmParams, PoolParam
                             render_nmgemm, render_pool, render_spmm)
 from models.errors import UserError
 from models.fileio import write_atomic
+from models.fusion import add_activation, epilogue_of
 from models.ir import (Conv2d, Dense, Elementwise, Input, Model, Norm, Pool2d, Reshape)
 from models.patterns import (BDWP, NM, Block, Group, SparsityPattern, Unstructured,
                              apply_mask)
@@ -152,26 +153,6 @@ def _spmm_block(pattern: SparsityPattern) -> tuple[int, int]:
 # ---------------------------------------------------------------- planning
 
 
-def _fusion(model: Model, op_name: str) -> tuple[list[str], bool, str]:
-    """Returns (fused op names after ``op_name``, has folded batch norm, activation)."""
-    fused, folded, act = [], False, "none"
-    current = op_name
-    for _ in range(2):
-        consumers = list(model.graph.successors(current))
-        if len(consumers) != 1:
-            break
-        nxt = model.op(consumers[0])
-        if isinstance(nxt, Norm) and nxt.norm == "batch" and not folded and act == "none":
-            folded = True
-        elif isinstance(nxt, Elementwise) and nxt.function in ("relu", "relu6") and act == "none":
-            act = nxt.function
-        else:
-            break
-        fused.append(nxt.name)
-        current = nxt.name
-    return fused, folded, act
-
-
 class _Planner:
     """Walks the model and writes every layer's case; holds the reference tensors."""
 
@@ -213,7 +194,8 @@ class _Planner:
                                     field="--model", fix="use a CNN from the zoo, e.g. mobilenet_v1")
                 self.tensors[op.name] = self.rng.standard_normal(op.shape[1:]).astype(np.float32)
             elif isinstance(op, (Conv2d, Dense)):
-                fused, folded, act = _fusion(self.model, op.name)
+                epilogue = epilogue_of(self.model, op.name)
+                fused, folded, act = list(epilogue.fused), epilogue.folded_norm, epilogue.activation
                 output = fused[-1] if fused else op.name
                 self.weighted(op, sources[0], folded, act, output, [op.name, *fused])
                 for name in fused:
@@ -346,11 +328,10 @@ class _Planner:
         ops = [op.name]
         output = op.name
         if function == "add":
-            consumers = list(self.model.graph.successors(op.name))
-            if len(consumers) == 1 and isinstance(self.model.op(consumers[0]), Elementwise) \
-                    and self.model.op(consumers[0]).function == "relu":
-                function, output = "add_relu", consumers[0]
-                ops.append(consumers[0])
+            relu = add_activation(self.model, op.name)
+            if relu:
+                function, output = "add_relu", relu
+                ops.append(relu)
         a = sources[0]
         b = sources[1] if len(sources) > 1 else None
         reference = a.astype(np.float64) + (b if b is not None else 0)

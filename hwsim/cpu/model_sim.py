@@ -17,6 +17,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from models.errors import UserError
+from models.fusion import fused_ops
 from models.ir import Elementwise, Norm, Pool2d
 from models.lowering import GemmWorkload, lower
 from hwsim.cpu.cpu_model import ElementwiseWork, LayerRecord, simulate_cpu
@@ -30,8 +31,12 @@ RUNNABLE_PATTERNS = ("dense", "n:m (e.g. 2:8, nm:2:4)", "block:RxC:density", "un
 def model_workloads(model, mode: str = "infer", batch: int | None = None) -> list:
     """Returns the model's work in order: its GEMMs (lowering) with a stream for each
     pooling / elementwise / norm op after the GEMMs of the op before it (forward pass);
-    in training, the BP/WU GEMMs follow, and each stream op counts twice (FF + BP)."""
+    in training, the BP/WU GEMMs follow, and each stream op counts twice (FF + BP).
+
+    Inference leaves out the stream ops codegen's kernels absorb (models.fusion: a batch
+    norm folded into the bias, a relu in the epilogue): no pass of their own runs."""
     gemms = lower(model, mode=mode, batch=batch)
+    absorbed = fused_ops(model) if mode == "infer" else frozenset()
     scale = (batch or model.batch) / model.batch
     forward: dict[str, list[GemmWorkload]] = {}
     for work in gemms:
@@ -40,7 +45,7 @@ def model_workloads(model, mode: str = "infer", batch: int | None = None) -> lis
     ordered = []
     for op in model.ops():
         ordered.extend(forward.pop(op.name, []))
-        if isinstance(op, STREAM_OPS):
+        if isinstance(op, STREAM_OPS) and op.name not in absorbed:
             inputs = model.input_specs(op.name)
             elements = max([spec.numel for spec in inputs] + [model.output_spec(op.name).numel])
             ordered.append(ElementwiseWork(op.name, round(elements * scale), inputs=max(1, len(inputs))))
