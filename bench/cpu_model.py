@@ -37,16 +37,16 @@ sys.path.insert(0, str(ROOT))
 from models.fileio import write_atomic                      # noqa: E402
 from models.lowering import GemmWorkload                    # noqa: E402
 from targets.features import detect_host_features  # noqa: E402
-from hwsim.cpu.cpu_model import simulate_cpu, kernel_simd, mca_core   # noqa: E402
+from hwsim.cpu.cpu_model import simulate_cpu, mca_core   # noqa: E402
 from hwsim.cpu.codegen_kernels import from_rendered                  # noqa: E402
-from hwsim.cpu.kernels import render, default_schedule              # noqa: E402
 
 # MobileNet-v1 (224x224) pointwise convolutions: (pixels, Cin, Cout), distinct shapes.
 MOBILENET_POINTWISE = [(112 * 112, 32, 64), (56 * 56, 64, 128), (56 * 56, 128, 128), (28 * 28, 128, 256),
                        (28 * 28, 256, 256), (14 * 14, 256, 512), (14 * 14, 512, 512), (7 * 7, 512, 1024),
                        (7 * 7, 1024, 1024)]
 MOBILENET_POINTWISE_COUNT = {(14 * 14, 512, 512): 5}        # repeated layers (for the whole-model ratio)
-MOBILENET_DEPTHWISE = [(112, 32), (56, 128), (28, 256), (14, 512), (7, 1024)]   # stride-1 dw: (side, C)
+# MobileNet-v1 depthwise layers measured: (channels, input side, stride) of block3 and block2
+MOBILENET_DEPTHWISE_PLANES = [(128, 56, 1), (64, 112, 2)]
 BERT = [(128, 768, 768), (128, 3072, 768)]                  # (M tokens, N out, K in)
 # The measured time is the median of --reps timed calls, taken in --batches separate runs
 # (fresh process each), and the lowest of those medians: other engineers' jobs on the shared
@@ -55,99 +55,8 @@ BERT = [(128, 768, 768), (128, 3072, 768)]                  # (M tokens, N out, 
 BATCHES = 3          # default of --batches
 PATTERNS = {"dense": None, "2:4": (2, 4), "2:8": (2, 8), "1:8": (1, 8), "block1x4@0.8": 0.2}
 
-HARNESS = r"""
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-#include <time.h>
-static double now_ns(void) { struct timespec t; clock_gettime(CLOCK_MONOTONIC, &t); return t.tv_sec * 1e9 + t.tv_nsec; }
-static unsigned rng = 12345u;
-static unsigned next(void) { rng = rng * 1664525u + 1013904223u; return rng >> 8; }
-static int cmp(const void* a, const void* b) { double x = *(const double*)a, y = *(const double*)b; return (x > y) - (x < y); }
-static float* filled(size_t n) { float* p = aligned_alloc(64, (n * 4 + 63) / 64 * 64); for (size_t i = 0; i < n; i++) p[i] = (next() % 1000) / 1000.0f - 0.5f; return p; }
-int main(int argc, char** argv) {
-  /* family M N K n m density_permille reps */
-  int family = atoi(argv[1]), M = atoi(argv[2]), N = atoi(argv[3]), K = atoi(argv[4]);
-  int n = atoi(argv[5]), m = atoi(argv[6]), permille = atoi(argv[7]), reps = atoi(argv[8]);
-  double* times = malloc(sizeof(double) * reps);
-  float *X, *Y, *W; int32_t *diffs = 0, *nnz = 0; int32_t first = 0; float* values = 0;
-  if (family == 2) {                       /* depthwise: M = side, N = channels */
-    int side = M, C = N; X = filled((size_t)C * (side + 2) * (side + 2)); Y = filled((size_t)C * side * side); W = filled(9 * C);
-    for (int r = -1; r < reps; r++) { double t0 = now_ns(); DWCONV(C, side, side, W, X, Y); if (r >= 0) times[r] = now_ns() - t0; }
-  } else {
-    X = filled((size_t)K * M); Y = filled((size_t)N * M);
-    if (family == 0) {
-      W = filled((size_t)N * K);
-      for (int r = -1; r < reps; r++) { double t0 = now_ns(); DENSE(M, N, K, W, X, Y); if (r >= 0) times[r] = now_ns() - t0; }
-    } else {
-      int NR = SPARSE_NR, blocks = N / NR; int32_t* rows = malloc(sizeof(int32_t) * (size_t)K * blocks);
-      nnz = malloc(sizeof(int32_t) * blocks); size_t total = 0;
-      for (int b = 0; b < blocks; b++) {
-        int c = 0; char* keep = calloc(K, 1);
-        if (n > 0) { for (int g = 0; g < K / m; g++) { int chosen = 0; while (chosen < n) { int i = next() % m; if (!keep[g * m + i]) { keep[g * m + i] = 1; chosen++; } } } }
-        else { int want = (int)((long)K * permille / 1000); while (c < want) { int i = next() % K; if (!keep[i]) { keep[i] = 1; c++; } } c = 0; }
-        for (int k = 0; k < K; k++) if (keep[k]) rows[total + c++] = k;
-        nnz[b] = c; total += c; free(keep);
-      }
-      values = filled(total * NR); diffs = malloc(sizeof(int32_t) * (total + 1));
-      first = total ? rows[0] * M * 4 : 0;
-      for (size_t j = 0; j < total; j++) diffs[j] = ((j + 1 < total ? rows[j + 1] : rows[0]) - rows[j]) * M * 4;
-      for (int r = -1; r < reps; r++) { double t0 = now_ns(); SPARSE(M, N, values, diffs, nnz, first, X, Y); if (r >= 0) times[r] = now_ns() - t0; }
-    }
-  }
-  qsort(times, reps, sizeof(double), cmp);
-  printf("%.0f %f\n", times[reps / 2], Y[0]);
-  return 0;
-}
-"""
-
-
-def build_harness(target, work: Path) -> Path:
-    """Returns the benchmark program (native ELF or .wasm) holding the three kernel families."""
-    from targets import toolchains
-    simd = kernel_simd(target)
-    dense, sparse, depthwise = render("dense", simd), render("sparse", simd), render("depthwise", simd)
-    source = "\n".join([dense.c_source, sparse.c_source, depthwise.c_source,
-                        f"#define DENSE {dense.function}\n#define SPARSE {sparse.function}\n"
-                        f"#define DWCONV {depthwise.function}\n#define SPARSE_NR {sparse.schedule.nr}\n", HARNESS])
-    path = work / f"harness_{target.name}.c"
-    path.write_text(source)
-    suffix = ".wasm" if target.isa == "wasm32" else ""
-    return toolchains.build_executable(target, [path], work / f"harness_{target.name}{suffix}")
-
-
-def run_harness(program: Path, args: list[int], wasm: bool) -> float:
-    """Returns the median seconds the harness printed."""
-    if not wasm:
-        out = subprocess.run([str(program), *map(str, args)], capture_output=True, text=True, check=True).stdout
-    else:
-        import wasmtime
-        engine = wasmtime.Engine()
-        module = wasmtime.Module.from_file(engine, str(program))
-        linker = wasmtime.Linker(engine)
-        linker.define_wasi()
-        store = wasmtime.Store(engine)
-        config = wasmtime.WasiConfig()
-        config.argv = ["harness", *map(str, args)]
-        with tempfile.NamedTemporaryFile(suffix=".txt") as stdout_file:
-            config.stdout_file = stdout_file.name
-            store.set_wasi(config)
-            instance = linker.instantiate(store, module)
-            try:
-                instance.exports(store)["_start"](store)
-            except wasmtime.ExitTrap as trap:
-                if trap.code != 0:
-                    raise
-            out = Path(stdout_file.name).read_text()
-    return float(out.split()[0]) * 1e-9
-
-
-def workload_for(shape, pattern_name, family) -> GemmWorkload:
+def workload_for(shape, pattern_name) -> GemmWorkload:
     pattern = PATTERNS[pattern_name]
-    if family == "depthwise":
-        side, channels = shape
-        return GemmWorkload(f"dw{side}x{channels}", "FF", M=side * side, N=1, K=9, groups=channels,
-                            op_kind="depthwise")
     M, N, K = shape
     if pattern is None:
         return GemmWorkload(f"{M}x{N}x{K}", "FF", M=M, N=N, K=K)
@@ -156,10 +65,6 @@ def workload_for(shape, pattern_name, family) -> GemmWorkload:
         return GemmWorkload(f"{M}x{N}x{K}", "FF", M=M, N=N, K=K, sparse=True, pattern=pattern_name,
                             density=n / m, nm=(n, m))
     return GemmWorkload(f"{M}x{N}x{K}", "FF", M=M, N=N, K=K, sparse=True, pattern=pattern_name, density=pattern)
-
-
-def padded(value: int, multiple: int) -> int:
-    return math.ceil(value / multiple) * multiple
 
 
 def codegen_params(pattern_name: str, flavour: str, target):
@@ -192,7 +97,7 @@ def codegen_row(cost_target, run_target, flavour, shape, pattern_name, reps, cac
     from codegen.layer import run_nmgemm_layer, run_spmm_layer
     M, N, K = shape
     render_fn, params = codegen_params(pattern_name, flavour, run_target)
-    workload = workload_for(shape, pattern_name, "gemm")
+    workload = workload_for(shape, pattern_name)
     source = lambda w, s, t: from_rendered(render_fn(params), w)          # noqa: E731
     record = simulate_cpu(cost_target, [workload], cache_dir=cache_dir, kernel_source=source,
                           warm_weights=True, cores=1)[0]
@@ -232,18 +137,37 @@ def _row(runtime, flavour, shape, pattern_name, record, measured, origin, best=N
     return row
 
 
-def depthwise_row(cost_target, run_target, shape, reps, cache_dir, work: Path, batches: int = BATCHES) -> dict:
-    """Returns the depthwise row: codegen ships no depthwise kernel, so hwsim.cpu.kernels' runs."""
-    program = build_harness(run_target, work)
-    mr = default_schedule("depthwise", kernel_simd(run_target)).mr
-    side, channels = shape
-    side = padded(side, mr)
-    workload = workload_for((side, channels), "dense", "depthwise")
-    record = simulate_cpu(cost_target, [workload], cache_dir=cache_dir, warm_weights=True, cores=1)[0]
-    measured = min(run_harness(program, [2, side, channels, 9, 0, 0, 0, reps], run_target.isa == "wasm32")
-                   for _ in range(max(1, batches)))
-    flavour = {"wasm_simd128": "wasmsimd"}.get(kernel_simd(run_target), kernel_simd(run_target))
-    return _row(cost_target.name, flavour, shape, "dense", record, measured, "hwsim")
+def depthwise_row(cost_target, run_target, flavour, plane, reps, cache_dir, work: Path, rng,
+                  batches: int = BATCHES) -> dict:
+    """Returns one depthwise row: codegen's dwconv kernel (templates/dwconv.c.j2, with relu as
+    MobileNet fuses it) predicted by hwsim.cpu and measured by codegen.layer."""
+    import numpy as np
+    from codegen.layer import run_dwconv_layer
+    from codegen.render import DwconvParams, render_dwconv
+    from hwsim.cpu.codegen_kernels import DepthwiseGeometry
+    channels, side, stride = plane
+    params = DwconvParams(flavour, 3, stride, "relu")
+    out_side = (side + 2 - 3) // stride + 1
+    workload = GemmWorkload(f"dw{side}x{channels}s{stride}", "FF", M=out_side * out_side, N=1, K=9,
+                            groups=channels, op_kind="depthwise")
+    geometry = DepthwiseGeometry(channels, side, side, 1)
+    source = lambda w, s, t: from_rendered(render_dwconv(params), w, geometry)   # noqa: E731
+    record = simulate_cpu(cost_target, [workload], cache_dir=cache_dir, kernel_source=source,
+                          warm_weights=True, cores=1)[0]
+    x = rng.standard_normal((channels, side, side)).astype(np.float32)
+    w = rng.standard_normal((channels, 3, 3)).astype(np.float32)
+    bias = rng.standard_normal(channels).astype(np.float32)
+    medians, best = [], math.inf
+    for _ in range(max(1, batches)):
+        result = run_dwconv_layer(w, x, bias, params, 1, run_target, work, repeats=reps, warmup=1)
+        if not result.max_abs_error < 1e-3:
+            print(f"WRONG {result.kernel} on {plane}: max error {result.max_abs_error:.3g}; row left out")
+            return {"runtime": cost_target.name, "flavour": flavour, "shape": list(plane), "pattern": "dense",
+                    "kernel": result.kernel, "wrong": True, "max_abs_error": result.max_abs_error}
+        medians.append(result.median_s)
+        best = min(best, result.best_s)
+    return _row(cost_target.name, flavour, plane, "dense", record, min(medians), "codegen", best=best,
+                medians=medians)
 
 
 def host_rows(runtimes, gemms, reps: int, cache_dir: Path, work: Path, depthwise=True,
@@ -259,42 +183,41 @@ def host_rows(runtimes, gemms, reps: int, cache_dir: Path, work: Path, depthwise
                     rows.append(codegen_row(cost_target, run_target, flavour, shape, pattern_name, reps,
                                             cache_dir, work / flavour, rng, batches))
         if depthwise:
-            rows.append(depthwise_row(cost_target, run_target, (56, 128), reps, cache_dir, work, batches))
+            rng = np.random.default_rng(1)
+            for flavour in flavours:
+                for plane in MOBILENET_DEPTHWISE_PLANES:
+                    rows.append(depthwise_row(cost_target, run_target, flavour, plane, reps, cache_dir,
+                                              work / flavour, rng, batches))
     return rows
 
 
 def arm_speedups(cache_dir: Path) -> list[dict]:
-    """Returns predicted dense/sparse MobileNet-v1 time ratios (1x1 convs + depthwise) on ARM cores.
+    """Returns predicted dense/sparse MobileNet-v1 (224x224, batch 1) time ratios on ARM cores.
 
-    The 1x1 convolutions run codegen's kernels, chosen as ``hwsim simulate`` chooses them
-    (hwsim.cli.cpu_simulate.kernel_source_for: nmgemm dense, spmm for unstructured sparsity,
-    NEON); the depthwise layers, which codegen does not ship, hwsim.cpu.kernels' kernel."""
+    Every layer is costed as ``hwsim simulate --arch`` costs it: codegen's kernels chosen by
+    hwsim.cli.cpu_simulate.kernel_source_for (nmgemm dense, spmm for unstructured sparsity,
+    dwconv for the depthwise layers, NEON, one thread), epilogues fused as codegen fuses them."""
     from targets.cpu import load_cpu_target
     from hwsim.cli.cpu_simulate import kernel_source_for
+    from hwsim.cpu.model_sim import model_workloads
+    from models.patterns import parse_pattern
+    from models.zoo import build as build_zoo_model
     results = []
-    base = load_cpu_target("snapdragon855")
+    model = build_zoo_model("mobilenet_v1")
     cases = [("cortex-a73", load_cpu_target("snapdragon835"), [0.3, 0.2, 0.1],
               "Fast Sparse ConvNets 1.3-2.4x (SD835, 70-90%)"),
-             ("cortex-a76", base, [0.7], "SparseByteNN 1.27x (SD855, 30%)")]
+             ("cortex-a76", load_cpu_target("snapdragon855"), [0.7], "SparseByteNN 1.27x (SD855, 30%)")]
     for core, target, densities, paper in cases:
-        source = kernel_source_for(target, {})
-        workloads_dense = []
-        for pixels, cin, cout in MOBILENET_POINTWISE:
-            repeat = MOBILENET_POINTWISE_COUNT.get((pixels, cin, cout), 1)
-            workloads_dense += [GemmWorkload(f"pw{pixels}_{cin}_{cout}", "FF", M=pixels, N=cout, K=cin,
-                                             op_kind="conv2d")] * repeat
-        depthwise = [GemmWorkload(f"dw{side}_{c}", "FF", M=side * side, N=1, K=9, groups=c, op_kind="depthwise")
-                     for side, c in MOBILENET_DEPTHWISE]
+        source = kernel_source_for(target, {}, model)
         simulate = lambda works: sum(r.ms for r in simulate_cpu(target, works, cache_dir=cache_dir,   # noqa: E731
                                                                   kernel_source=source, cores=1))
-        dense_ms = simulate(workloads_dense + depthwise)
+        dense_ms = simulate(model_workloads(model, "infer"))
         for density in densities:
             name = f"unstructured:{density:g}"
-            sparse = [dataclasses.replace(w, sparse=True, density=density, pattern=name) for w in workloads_dense]
-            sparse_ms = simulate(sparse + depthwise)
+            sparse_ms = simulate(model_workloads(model.with_sparsity(parse_pattern(name)), "infer"))
             results.append({"core": core, "target": target.name, "pattern": name, "dense_ms": dense_ms,
                             "sparse_ms": sparse_ms, "speedup": dense_ms / sparse_ms, "paper": paper,
-                            "kernels": "codegen nmgemm (dense) / spmm 1x1 (sparse), one thread"})
+                            "kernels": "codegen nmgemm (dense) / spmm (sparse) / dwconv, one thread"})
             print(f"{core:11s} {target.name:14s} {name:17s} dense {dense_ms:7.2f} ms sparse {sparse_ms:7.2f} ms "
                   f"speedup {dense_ms / sparse_ms:4.2f}x   paper: {paper}", flush=True)
     return results

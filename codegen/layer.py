@@ -19,7 +19,8 @@ import numpy as np
 from codegen import build as kernel_build
 from codegen.isa import VECTOR_REGISTERS, get_isa
 from codegen.packing import pack_block_sparse, pack_nm
-from codegen.render import NmGemmParams, SpmmParams, render_nmgemm, render_spmm
+from codegen.render import (DwconvParams, NmGemmParams, SpmmParams, render_dwconv, render_nmgemm,
+                            render_spmm)
 from targets.cpu import CpuTarget
 
 # Register tiles chosen before any tuning (the scheduler's log overrides them): wide pixel
@@ -128,5 +129,43 @@ def run_spmm_layer(w: np.ndarray, x: np.ndarray, bias: np.ndarray | None, params
     result = kernel_build.run(executable, target, cases, repeats=repeats, warmup=warmup)
     y = kernel_build.read_output(cases, "layer", "y", (w.shape[0], x.shape[1]))
     reference = _act(w @ x + (0 if bias is None else bias[:, None]), params.act)
+    return LayerResult(kernel.name, kernel_build.as_target(target).name, tuple(result.times_s),
+                       float(np.abs(y - reference).max()))
+
+
+def reference_depthwise(w: np.ndarray, bias: np.ndarray | None, x: np.ndarray, stride: int,
+                        pad: int, act: str = "none") -> np.ndarray:
+    """Returns numpy's depthwise convolution of ``x`` (c x h x w) by ``w`` (c x k x k)."""
+    c, k = w.shape[0], w.shape[-1]
+    padded = np.pad(x.astype(np.float64), ((0, 0), (pad, pad), (pad, pad)))
+    out_h = (padded.shape[1] - k) // stride + 1
+    out_w = (padded.shape[2] - k) // stride + 1
+    y = np.zeros((c, out_h, out_w))
+    for ky in range(k):
+        for kx in range(k):
+            window = padded[:, ky:ky + stride * out_h:stride, kx:kx + stride * out_w:stride]
+            y += w[:, ky, kx, None, None].astype(np.float64) * window
+    if bias is not None:
+        y += bias[:, None, None]
+    return _act(y, act)
+
+
+def run_dwconv_layer(w: np.ndarray, x: np.ndarray, bias: np.ndarray | None, params: DwconvParams,
+                     pad: int, target: str | CpuTarget, workdir: Path, repeats: int = 5,
+                     warmup: int = 1) -> LayerResult:
+    """Builds the depthwise kernel for ``target``, runs it on ``x`` (c x h x w) with weights
+    ``w`` (c x k x k) ``repeats`` times, and checks its output against numpy."""
+    workdir = Path(workdir)
+    kernel = render_dwconv(params)
+    executable = kernel_build.build(kernel, target, workdir / "build")
+    cases = workdir / f"cases-{kernel.name}"
+    cases.mkdir(parents=True, exist_ok=True)
+    (cases / "cases.txt").unlink(missing_ok=True)
+    channels, height, width = x.shape
+    kernel_build.write_case(cases, "layer", {"weights": w, "bias": bias, "x": x},
+                            (channels, height, width, pad))
+    result = kernel_build.run(executable, target, cases, repeats=repeats, warmup=warmup)
+    reference = reference_depthwise(w, bias, x, params.stride, pad, params.act)
+    y = kernel_build.read_output(cases, "layer", "y", reference.shape)
     return LayerResult(kernel.name, kernel_build.as_target(target).name, tuple(result.times_s),
                        float(np.abs(y - reference).max()))

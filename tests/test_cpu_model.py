@@ -207,3 +207,38 @@ def test_pack_micro_benchmark_scales_with_the_rows_copied(tmp_path):
     large = pack_cycles(PackShape(rows=32, row_bytes=96, stride_bytes=4096, tiles=200), tmp_path)
     assert 0 < small < large
     assert pack_cycles(PackShape(rows=32, row_bytes=96, stride_bytes=4096, tiles=2), tmp_path) == small
+
+
+def _dwconv_source(flavour, channels, side, stride):
+    from codegen.render import DwconvParams, render_dwconv
+    from hwsim.cpu.codegen_kernels import DepthwiseGeometry, from_rendered
+    rendered = render_dwconv(DwconvParams(flavour, 3, stride, "relu"))
+    geometry = DepthwiseGeometry(channels, side, side, 1)
+    return lambda w, s, t: from_rendered(rendered, w, geometry)
+
+
+def _dwconv_work(channels, side, stride):
+    out = (side + 2 - 3) // stride + 1
+    return GemmWorkload(f"dw{channels}x{side}s{stride}", "FF", M=out * out, N=1, K=9, groups=channels,
+                        op_kind="depthwise")
+
+
+@settings(max_examples=4, deadline=None)
+@given(channels=st.integers(1, 96), side=st.integers(3, 60), stride=st.sampled_from([1, 2]),
+       grow=st.sampled_from(["channels", "side"]),
+       name=st.sampled_from(["snapdragon855", "wasm32-simd128", "host"]))
+def test_codegen_depthwise_costed_monotone_and_above_peak(cache, channels, side, stride, grow, name):
+    """codegen's dwconv (vector loop, and a scalar tail the compiler may vectorize) is costed
+    from its own machine code: more channels or a larger plane never predict fewer cycles."""
+    target = _target(name)
+    from codegen.build import runnable_flavours
+    flavour = runnable_flavours(target)[-1]
+    bigger = (2 * channels, side) if grow == "channels" else (channels, 2 * side)
+    small = simulate_cpu(target, [_dwconv_work(channels, side, stride)], cache_dir=cache,
+                         kernel_source=_dwconv_source(flavour, channels, side, stride))[0]
+    large = simulate_cpu(target, [_dwconv_work(*bigger, stride)], cache_dir=cache,
+                         kernel_source=_dwconv_source(flavour, *bigger, stride))[0]
+    assert small.kernel_origin == "codegen" and small.kernel.startswith(f"dwconv_3x3_s{stride}_")
+    assert large.cycles >= small.cycles
+    peak = target.vector_lanes_f32 * target.fma_units
+    assert small.cycles >= small.macs / peak

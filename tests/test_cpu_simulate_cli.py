@@ -30,6 +30,13 @@ def test_mobilenet_v1_2_8_is_predicted_faster_than_dense(arch, tmp_path, capsys)
         assert s["kernel_origin"] == "codegen"
     for d, s in pairs:
         assert {"name", "compute_cycles", "stall_cycles", "total_cycles", "bound", "ms"} <= set(s)
+    # the layers are the kernels codegen emits: epilogues fused (no bn/relu pass of their
+    # own), the depthwise layers costed from codegen's dwconv
+    names = [layer["name"] for layer in sparse["layers"]]
+    assert not [name for name in names if name.endswith((".bn", ".relu"))]
+    depthwise = [layer for layer in sparse["layers"] if layer["name"].endswith(".dw")]
+    assert len(depthwise) == 13 and all(layer["kernel_origin"] == "codegen" and
+                                        layer["kernel"].startswith("dwconv_3x3_s") for layer in depthwise)
     for name in ("summary.json", "report.md", "ms_by_layer.png", "bounds.png"):
         assert (tmp_path / name).is_file()
 

@@ -3,8 +3,11 @@
 This is CLI glue because it is the one place allowed to see both packages: codegen
 renders each layer's kernel (with the tuning log's schedule when it has the shape,
 else the default), and hwsim.cpu compiles it for the target, runs llvm-mca on its
-hot loops and adds the memory bound. Layers codegen has no kernel for (depthwise,
-attention products) are costed with hwsim.cpu's own kernels, which the records say.
+hot loops and adds the memory bound. Depthwise layers are codegen's dwconv (the model
+gives their input plane); the ops a kernel's epilogue absorbs cost no pass of their own
+(models.fusion). Layers codegen has no kernel for (pooling and adds as streams, attention
+products, training's BP/WU of depthwise layers) are costed with hwsim.cpu's own kernels,
+which the records say.
 """
 from __future__ import annotations
 
@@ -23,8 +26,9 @@ def cache_dir() -> Path:
     return Path(root) / "hwsim"
 
 
-def kernel_source_for(target, schedules: dict):
-    """Returns the kernel_source callable that renders codegen's kernel for a workload."""
+def kernel_source_for(target, schedules: dict, model=None):
+    """Returns the kernel_source callable that renders codegen's kernel for a workload
+    (depthwise layers need ``model`` for their input plane, stride and epilogue)."""
     from codegen.build import runnable_flavours
     from codegen.layer import default_nmgemm, default_spmm
     from codegen.render import render_nmgemm, render_spmm
@@ -33,8 +37,10 @@ def kernel_source_for(target, schedules: dict):
     flavour = runnable_flavours(target)[-1]
 
     def kernel_source(workload, schedule, _target):
+        if workload.op_kind == "depthwise" and model is not None and workload.phase == "FF":
+            return _depthwise_source(model, workload, flavour)
         if workload.op_kind not in ("conv2d", "dense") or workload.groups != 1:
-            return None                       # depthwise, attention: hwsim.cpu's kernels
+            return None                       # grouped, attention, training BP/WU: hwsim.cpu's kernels
         if workload.sparse and workload.nm is None:
             nr, kb = _block_of(workload.pattern)
             return from_rendered(render_spmm(default_spmm(target, nr=nr, kb=kb, flavour=flavour)),
@@ -45,6 +51,23 @@ def kernel_source_for(target, schedules: dict):
         return from_rendered(render_nmgemm(params), workload)
 
     return kernel_source
+
+
+def _depthwise_source(model, workload, flavour: str):
+    """Returns codegen's dwconv kernel for one depthwise layer (None where codegen has none:
+    non-square kernels or strides, or a layer batch > 1 codegen does not build)."""
+    from codegen.render import DwconvParams, render_dwconv
+    from hwsim.cpu.codegen_kernels import DepthwiseGeometry, from_rendered
+    from models.fusion import epilogue_of
+
+    op = model.op(workload.layer)
+    (spec,) = model.input_specs(op.name)
+    if op.kernel[0] != op.kernel[1] or op.stride[0] != op.stride[1] or len(spec.shape) != 4 \
+            or spec.shape[0] != 1 or op.padding[0] != op.padding[1]:
+        return None
+    params = DwconvParams(flavour, op.kernel[0], op.stride[0], epilogue_of(model, op.name).activation)
+    geometry = DepthwiseGeometry(spec.shape[1], spec.shape[2], spec.shape[3], op.padding[0])
+    return from_rendered(render_dwconv(params), workload, geometry)
 
 
 def _block_of(spec: str | None) -> tuple[int, int]:
@@ -100,7 +123,7 @@ def simulate_cpu_command(args, source: str, specs: list[str]) -> int:
     patterns = [parse_pattern(spec, field="--sparsity") for spec in specs]
     base = load(args.model, dataset=args.dataset, input_size=args.input_size, batch=1)
     schedules = _schedules(getattr(args, "tuning_log", None), base, patterns)
-    kernel_source = kernel_source_for(target, schedules)
+    kernel_source = kernel_source_for(target, schedules, base if args.batch == 1 else None)
     documents = {}
     for spec, pattern in tqdm(list(zip(specs, patterns)), desc=f"simulate {target.name}",
                               unit="run", file=sys.stderr, disable=not sys.stderr.isatty()):

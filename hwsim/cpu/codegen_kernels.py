@@ -23,6 +23,7 @@ once per pixel tile and reads the rows of X its kept blocks name.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 from models.lowering import GemmWorkload
 from hwsim.cpu import memory_model
@@ -33,21 +34,37 @@ FLOAT_BYTES = 4
 LANES = {"scalar": 1, "neon": 4, "wasmsimd": 4, "avx2": 8, "avx512": 16}
 
 
+@dataclass(frozen=True)
+class DepthwiseGeometry:
+    """What a depthwise workload's GEMM sizes leave out: the input plane and its padding."""
+    channels: int
+    height: int
+    width: int
+    pad: int
+
+
 def kind_of(params) -> str:
-    """Returns 'nmgemm' or 'spmm' from a codegen params object's fields."""
+    """Returns 'nmgemm', 'spmm' or 'dwconv' from a codegen params object's fields."""
     if hasattr(params, "n") and hasattr(params, "m") and hasattr(params, "unroll"):
         return "nmgemm"
     if hasattr(params, "kb"):
         return "spmm"
+    if hasattr(params, "k") and hasattr(params, "stride"):
+        return "dwconv"
     raise ValueError(f"unknown codegen kernel parameters {params!r}")
 
 
-def from_rendered(rendered, workload: GemmWorkload) -> KernelSource:
+def from_rendered(rendered, workload: GemmWorkload, geometry: DepthwiseGeometry | None = None) -> KernelSource:
     """Returns the KernelSource of codegen's ``rendered`` kernel running ``workload``.
 
-    Workload axes: M = pixels (codegen's p), N = output channels (cout), K = reduction (k)."""
+    Workload axes: M = pixels (codegen's p), N = output channels (cout), K = reduction (k);
+    a depthwise kernel (dwconv) also needs the input plane (``geometry``)."""
     params = rendered.params
     kind = kind_of(params)
+    if kind == "dwconv":
+        if geometry is None:
+            raise ValueError(f"{rendered.name}: a depthwise kernel is costed with its input geometry")
+        return _dwconv(rendered, geometry)
     loops, parents, streams, tiles, threads, gather, pack = (_nmgemm if kind == "nmgemm" else _spmm)(params, workload)
     simd = {"wasmsimd": "wasm_simd128"}.get(params.isa, params.isa)
     return KernelSource(family=kind, simd=simd, schedule=KernelSchedule(_pixel_tile(params), _row_tile(params)),
@@ -147,3 +164,34 @@ def _kept_blocks(work: GemmWorkload, kb: int) -> float:
     """Returns the kept blocks of kb input channels per block row at the workload's density."""
     blocks = math.ceil(work.K / kb)
     return blocks * (work.density if work.sparse else 1.0)
+
+
+def _dwconv(rendered, geometry: DepthwiseGeometry) -> KernelSource:
+    """templates/dwconv.c.j2: per channel, copy the plane into a zero-padded one (memset +
+    a memcpy per row), then per output row a vector loop over ``lanes`` output columns
+    (stride 1 only) and a scalar loop over the rest, which the compiler may vectorize."""
+    params = rendered.params
+    lanes = LANES.get(params.isa, 1)
+    taps = params.k * params.k
+    c, h, w, pad = geometry.channels, geometry.height, geometry.width, geometry.pad
+    out_h = (h + 2 * pad - params.k) // params.stride + 1
+    out_w = (w + 2 * pad - params.k) // params.stride + 1
+    rows = c * out_h
+    vector = out_w // lanes if params.stride == 1 and lanes > 1 else 0
+    tail = out_w - vector * lanes
+    loops = []
+    if vector:
+        loops.append(LoopWork(taps * lanes, rows * vector))
+    if tail:
+        loops.append(LoopWork(taps, rows * tail, trips_per_entry=tail))
+    padded_bytes = (h + 2 * pad) * (w + 2 * pad) * FLOAT_BYTES
+    streams = (memory_model.Stream("weights", c * taps * FLOAT_BYTES, 1),
+               memory_model.Stream("panel", c * h * w * FLOAT_BYTES + c * padded_bytes, 1),
+               memory_model.Stream("output", c * out_h * out_w * FLOAT_BYTES, 1))
+    simd = {"wasmsimd": "wasm_simd128"}.get(params.isa, params.isa)
+    return KernelSource(family="dwconv", simd=simd, schedule=KernelSchedule(lanes, 1),
+                        function=rendered.name, c_source=rendered.source, loops=tuple(loops),
+                        parent_trips=(rows, c), streams=streams, memory_tiles=1, parallel_units=1,
+                        threads=1, origin="codegen",
+                        pack=PackShape(rows=h, row_bytes=w * FLOAT_BYTES, stride_bytes=w * FLOAT_BYTES,
+                                       tiles=c))

@@ -171,6 +171,30 @@ def _match(innermost: list, lanes: int):
     return None, 1
 
 
+def _vectorized_scalar_loop(innermost: list, work, run) -> tuple[object, float]:
+    """Returns (a compiled loop, total cycles) of a scalar source loop the compiler may
+    have vectorized: the widest compiled copy of V x its lanes with V <= its trips per
+    entry runs trips // V times per entry, the scalar copy the remainder (where the
+    remainder has no loop of its own, a vector iteration's cycles bound each element)."""
+    lanes, trips = work.mac_lanes, work.trips_per_entry
+    entries = work.iterations / trips
+    scalar = next((loop for loop, have in innermost if have == lanes), None)
+    widths = sorted(((have // lanes, loop) for loop, have in innermost
+                     if have % lanes == 0 and 1 < have // lanes <= trips), key=lambda entry: -entry[0])
+    if scalar is None and not widths:
+        raise RuntimeError(f"no loop does {lanes} multiply lanes (or a multiple) per iteration "
+                           f"(found {sorted({have for _, have in innermost})})")
+    scalar_cycles = run(scalar.text()).cycles_per_iteration if scalar is not None else None
+    if not widths:
+        return scalar, scalar_cycles * work.iterations
+    width, vector = widths[0]
+    vector_cycles = run(vector.text()).cycles_per_iteration
+    remainder = trips % width
+    per_entry = (trips // width) * vector_cycles + remainder * (
+        scalar_cycles if scalar_cycles is not None else vector_cycles)
+    return vector, per_entry * entries
+
+
 def cost_loops(target, kernel: KernelSource, cache_dir: Path) -> LoopCost:
     """Returns llvm-mca's cycles for the kernel's hot loop(s) and the loops around the first one."""
     text, triple, core, function = _assembly(target, kernel, cache_dir)
@@ -186,6 +210,13 @@ def cost_loops(target, kernel: KernelSource, cache_dir: Path) -> LoopCost:
         hot = None
         for work in kernel.loops:
             if work.iterations <= 0:
+                continue
+            if work.trips_per_entry:
+                loop, cycles = _vectorized_scalar_loop(innermost, work, run)
+                loop_cycles += cycles
+                if hot is None:
+                    hot, hot_cycles, hot_lanes = loop, cycles / work.iterations, work.mac_lanes
+                    hot_iterations = work.iterations
                 continue
             loop, multiple = _match(innermost, work.mac_lanes)
             if loop is None:

@@ -78,6 +78,9 @@ class LoopWork:
     mac_lanes: int
     iterations: float
     gathers: int = 0         # rows fetched through a loaded index per iteration (gather_bench)
+    # > 0: a scalar source loop of this many trips per entry that the compiler may have
+    # vectorized (mac_lanes x V lanes per compiled iteration, a scalar remainder after it)
+    trips_per_entry: int = 0
 
 
 @dataclass(frozen=True)
