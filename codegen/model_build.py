@@ -245,7 +245,7 @@ class _Planner:
         bias = (self.rng.standard_normal(cout) * 0.1).astype(np.float32) \
             if (folded or conv.bias) else None
         reference = reference_conv(w, bias, x, conv, act)
-        pointwise = conv.kernel == (1, 1) and conv.stride == (1, 1) and conv.padding == (0, 0)
+        pointwise = conv.is_pointwise
         pixels = reference.shape[1] * reference.shape[2]
         macs = int(np.count_nonzero(w2d)) * pixels
         nm = (self.pattern.n, self.pattern.m) if sparse and isinstance(self.pattern, (BDWP, NM)) \

@@ -97,6 +97,11 @@ class Conv2d:
         return self.groups > 1 and self.groups == self.in_channels
 
     @property
+    def is_pointwise(self) -> bool:
+        """A 1x1, stride-1, unpadded convolution: a plain GEMM over the CHW pixels."""
+        return self.kernel == (1, 1) and self.stride == (1, 1) and self.padding == (0, 0)
+
+    @property
     def weight_shape(self) -> Shape:
         return (self.out_channels, self.in_channels // self.groups, *self.kernel)
 

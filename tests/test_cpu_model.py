@@ -242,3 +242,31 @@ def test_codegen_depthwise_costed_monotone_and_above_peak(cache, channels, side,
     assert large.cycles >= small.cycles
     peak = target.vector_lanes_f32 * target.fma_units
     assert small.cycles >= small.macs / peak
+
+
+@pytest.mark.parametrize("name", ["snapdragon855", "host"])
+def test_kxk_conv_costs_its_im2col_gather(cache, name):
+    """codegen's KxK kernel builds its im2col panel itself (a division per element): the
+    same GEMM costs more as a conv kernel than with a packed panel, by a loop llvm-mca saw."""
+    import dataclasses as dc
+    from codegen.build import runnable_flavours
+    from codegen.layer import default_nmgemm
+    from codegen.render import render_nmgemm
+    from hwsim.cpu.codegen_kernels import from_rendered
+    target = _target(name)
+    params = default_nmgemm(1, 1, target, flavour=runnable_flavours(target)[-1], threads=1)
+    work = GemmWorkload("conv0", "FF", M=112 * 112, N=32, K=27, op_kind="conv2d")
+    gemm, conv = (simulate_cpu(target, [work], cache_dir=cache, cores=1,
+                               kernel_source=lambda w, s, t, p=p: from_rendered(render_nmgemm(p), w))[0]
+                  for p in (params, dc.replace(params, conv=True)))
+    assert conv.kernel.startswith("conv_") and gemm.kernel.startswith("gemm_")
+    assert conv.compute_cycles > gemm.compute_cycles
+
+
+def test_integer_divisions_are_counted_per_iteration():
+    from hwsim.cpu.asm_loops import AsmLoop, integer_divisions
+    x86 = AsmLoop(name="f:L0", function="f", index=0, depth=1, parent=None, innermost=True, region=None,
+                  body=("movq %rax, %rdx", "divq %r13", "addq $1, %rax", "jne .L3"), own_body=())
+    arm = dataclasses.replace(x86, body=("udiv x3, x5, x28", "msub x4, x3, x28, x5", "sdiv w1, w2, w3",
+                                         "b.ne .L3"))
+    assert integer_divisions(x86) == 1 and integer_divisions(arm) == 2

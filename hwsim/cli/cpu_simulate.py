@@ -11,6 +11,7 @@ which the records say.
 """
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import os
@@ -48,9 +49,21 @@ def kernel_source_for(target, schedules: dict, model=None):
         n, m = workload.nm if workload.sparse else (1, 1)
         key = f"{workload.N}x{workload.K}x{workload.M}:{n}:{m}"
         params = schedules.get(key) or default_nmgemm(n, m, target, flavour=flavour)
+        if _is_kxk_conv(model, workload):     # codegen's KxK kernel gathers its own im2col panel
+            params = dataclasses.replace(params, conv=True)
         return from_rendered(render_nmgemm(params), workload)
 
     return kernel_source
+
+
+def _is_kxk_conv(model, workload) -> bool:
+    """True for a forward convolution codegen runs as its KxK kernel (not a 1x1 GEMM)."""
+    from models.ir import Conv2d
+
+    if model is None or workload.phase != "FF" or workload.op_kind != "conv2d":
+        return False
+    op = model.op(workload.layer)
+    return isinstance(op, Conv2d) and not op.is_pointwise
 
 
 def _depthwise_source(model, workload, flavour: str):

@@ -243,6 +243,15 @@ def mac_lanes(instruction: str) -> int:
     return 0
 
 
+_DIVIDE = re.compile(r"(?:u|s)div|(?:i)?div[bwlq]?")
+
+
+def integer_divisions(loop: AsmLoop) -> int:
+    """Returns the integer divide instructions in one iteration of ``loop`` (x86 div/idiv,
+    aarch64 udiv/sdiv): the mark of index arithmetic such as an im2col gather."""
+    return sum(1 for text in loop.body if _DIVIDE.fullmatch(text.split(None, 1)[0].lower()))
+
+
 def loop_mac_lanes(loop: AsmLoop, own: bool = False) -> int:
     """Returns the multiply lanes one iteration of ``loop`` performs."""
     return sum(mac_lanes(text) for text in (loop.own_body if own else loop.body))

@@ -100,6 +100,9 @@ def _nmgemm(params, work: GemmWorkload):
     loops = [LoopWork(lanes * params.unroll, tiles * full_steps, picks * params.unroll)]
     if params.unroll > 1 and remainder:
         loops.append(LoopWork(lanes, tiles * remainder, picks))
+    if getattr(params, "conv", False):
+        # the im2col gather: every (row of k, pixel) of each column tile, a division each
+        loops.append(LoopWork(0, work.groups * work.K * work.M, divides=True))
     # parents of the group loop, innermost first: row tile, k-block, column tile
     parents = (tiles * k_blocks, col_tiles * k_blocks * work.groups, col_tiles * work.groups)
     density = n / m

@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import hashlib
 import math
-import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable, Iterable, Mapping
@@ -171,6 +170,16 @@ def _match(innermost: list, lanes: int):
     return None, 1
 
 
+def _dividing_loop_cycles(loops: list, function: str, run) -> float:
+    """Returns llvm-mca's cycles per iteration of the kernel's innermost dividing loop with
+    the fewest divisions (the per-element loop of an index computation)."""
+    dividing = [(asm_loops.integer_divisions(loop), loop.index, loop) for loop in loops if loop.innermost]
+    dividing = [entry for entry in dividing if entry[0] > 0]
+    if not dividing:
+        raise RuntimeError(f"{function}: no innermost loop divides (the im2col gather was expected)")
+    return run(min(dividing, key=lambda entry: entry[:2])[2].text()).cycles_per_iteration
+
+
 def _vectorized_scalar_loop(innermost: list, work, run) -> tuple[object, float]:
     """Returns (a compiled loop, total cycles) of a scalar source loop the compiler may
     have vectorized: the widest compiled copy of V x its lanes with V <= its trips per
@@ -210,6 +219,9 @@ def cost_loops(target, kernel: KernelSource, cache_dir: Path) -> LoopCost:
         hot = None
         for work in kernel.loops:
             if work.iterations <= 0:
+                continue
+            if work.divides:
+                loop_cycles += _dividing_loop_cycles(mine, function, run) * work.iterations
                 continue
             if work.trips_per_entry:
                 loop, cycles = _vectorized_scalar_loop(innermost, work, run)

@@ -81,6 +81,10 @@ class LoopWork:
     # > 0: a scalar source loop of this many trips per entry that the compiler may have
     # vectorized (mac_lanes x V lanes per compiled iteration, a scalar remainder after it)
     trips_per_entry: int = 0
+    # a loop that multiplies nothing but divides once or more per iteration: a KxK
+    # convolution's im2col gather ((pixel) / out_w per element); the kernel's innermost
+    # dividing loop with the fewest divisions is costed
+    divides: bool = False
 
 
 @dataclass(frozen=True)
