@@ -25,6 +25,20 @@ class Isa:
     _zero: str
     _max: str
     _min: str
+    # loads / stores of the first {n} lanes only (n < lanes): a vector tail with no scalar
+    # loop after it; empty where the ISA has no masked memory access (NEON, SIMD128)
+    _load_first: str = ""
+    _store_first: str = ""
+
+    @property
+    def masked_tails(self) -> bool:
+        return bool(self._load_first)
+
+    def load_first(self, ptr: str, count: str) -> str:
+        return self._load_first.format(p=ptr, n=count)
+
+    def store_first(self, ptr: str, value: str, count: str) -> str:
+        return self._store_first.format(p=ptr, v=value, n=count)
 
     def load(self, ptr: str) -> str:
         return self._load.format(p=ptr)
@@ -64,11 +78,17 @@ ISAS: dict[str, Isa] = {
     "avx2": Isa("avx2", 8, "#include <immintrin.h>", "__m256",
                 "_mm256_loadu_ps({p})", "_mm256_storeu_ps({p}, {v})", "_mm256_set1_ps({s})",
                 "_mm256_fmadd_ps({a}, {b}, {c})", "_mm256_setzero_ps()",
-                "_mm256_max_ps({a}, {b})", "_mm256_min_ps({a}, {b})"),
+                "_mm256_max_ps({a}, {b})", "_mm256_min_ps({a}, {b})",
+                "_mm256_maskload_ps({p}, _mm256_cmpgt_epi32(_mm256_set1_epi32((int) ({n})), "
+                "_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7)))",
+                "_mm256_maskstore_ps({p}, _mm256_cmpgt_epi32(_mm256_set1_epi32((int) ({n})), "
+                "_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7)), {v})"),
     "avx512": Isa("avx512", 16, "#include <immintrin.h>", "__m512",
                   "_mm512_loadu_ps({p})", "_mm512_storeu_ps({p}, {v})", "_mm512_set1_ps({s})",
                   "_mm512_fmadd_ps({a}, {b}, {c})", "_mm512_setzero_ps()",
-                  "_mm512_max_ps({a}, {b})", "_mm512_min_ps({a}, {b})"),
+                  "_mm512_max_ps({a}, {b})", "_mm512_min_ps({a}, {b})",
+                  "_mm512_maskz_loadu_ps((__mmask16) ((1u << ({n})) - 1u), {p})",
+                  "_mm512_mask_storeu_ps({p}, (__mmask16) ((1u << ({n})) - 1u), {v})"),
 }
 
 # Architectural vector registers per flavour (x86-64 AVX2 and wasm SIMD engines on x86: 16;

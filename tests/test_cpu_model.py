@@ -270,3 +270,27 @@ def test_integer_divisions_are_counted_per_iteration():
     arm = dataclasses.replace(x86, body=("udiv x3, x5, x28", "msub x4, x3, x28, x5", "sdiv w1, w2, w3",
                                          "b.ne .L3"))
     assert integer_divisions(x86) == 1 and integer_divisions(arm) == 2
+
+
+def test_the_model_applies_nmgemm_s_own_threading_rule():
+    """The kernel starts its OpenMP team only above a MAC threshold: the model must know the
+    same threshold (a small sparse layer runs on one thread even on a 2-core target)."""
+    from pathlib import Path
+    import codegen
+    from codegen.render import NmGemmParams, render_nmgemm
+    from hwsim.cpu.codegen_kernels import NMGEMM_PARALLEL_MACS, from_rendered
+    template = (Path(codegen.__file__).parent / "templates" / "nmgemm.c.j2").read_text()
+    import re
+    (threshold,) = re.findall(r"\(double\) p >= ([0-9.e+]+);", template)
+    assert float(threshold) == NMGEMM_PARALLEL_MACS
+    rendered = render_nmgemm(NmGemmParams(2, 8, "avx2", mr=4, nr=24, unroll=2, threads=2))
+    small = GemmWorkload("pw", "FF", M=12544, N=64, K=32, sparse=True, density=0.25, nm=(2, 8), pattern="2:8")
+    large = dataclasses.replace(small, N=256, K=256)
+    assert from_rendered(rendered, small).threads == 1
+    assert from_rendered(rendered, large).threads == 2
+
+
+def test_masked_tail_flavours_agree_with_codegen():
+    from codegen.isa import ISAS
+    from hwsim.cpu.codegen_kernels import MASKED_TAIL_FLAVOURS
+    assert set(MASKED_TAIL_FLAVOURS) == {name for name, isa in ISAS.items() if isa.masked_tails}

@@ -125,7 +125,19 @@ def _nmgemm(params, work: GemmWorkload):
     pack = None if getattr(params, "conv", False) else PackShape(
         rows=groups * m, row_bytes=params.nr * FLOAT_BYTES, stride_bytes=work.M * FLOAT_BYTES,
         tiles=col_tiles * work.groups)
-    return tuple(loops), parents, streams, col_tiles, max(1, getattr(params, "threads", 1)), gather, pack
+    return tuple(loops), parents, streams, col_tiles, _nmgemm_threads(params, work, groups, col_tiles), gather, pack
+
+
+# nmgemm.c.j2 starts its OpenMP team only with 2+ column tiles and this many kept MACs
+# (cout x groups x n x pixels): below it a woken thread costs more than it saves
+NMGEMM_PARALLEL_MACS = 16e6
+
+
+def _nmgemm_threads(params, work: GemmWorkload, groups: int, col_tiles: int) -> int:
+    """Returns the threads the kernel really runs ``work`` on (its ``if (parallel)`` clause)."""
+    threads = max(1, getattr(params, "threads", 1))
+    kept_macs = float(work.N) * work.groups * groups * params.n * work.M
+    return threads if col_tiles >= 2 and kept_macs >= NMGEMM_PARALLEL_MACS else 1
 
 
 def _spmm(params, work: GemmWorkload):
@@ -169,10 +181,16 @@ def _kept_blocks(work: GemmWorkload, kb: int) -> float:
     return blocks * (work.density if work.sparse else 1.0)
 
 
+# flavours whose dwconv ends a row with a masked vector instead of a scalar loop
+# (codegen.isa: the ISAs with masked loads and stores)
+MASKED_TAIL_FLAVOURS = ("avx2", "avx512")
+
+
 def _dwconv(rendered, geometry: DepthwiseGeometry) -> KernelSource:
     """templates/dwconv.c.j2: per channel, copy the plane into a zero-padded one (memset +
     a memcpy per row), then per output row a vector loop over ``lanes`` output columns
-    (stride 1 only) and a scalar loop over the rest, which the compiler may vectorize."""
+    (stride 1 only) and the rest as one masked vector (AVX2, AVX-512) or a scalar loop,
+    which the compiler may vectorize (and does, for stride 2)."""
     params = rendered.params
     lanes = LANES.get(params.isa, 1)
     taps = params.k * params.k
@@ -182,11 +200,18 @@ def _dwconv(rendered, geometry: DepthwiseGeometry) -> KernelSource:
     rows = c * out_h
     vector = out_w // lanes if params.stride == 1 and lanes > 1 else 0
     tail = out_w - vector * lanes
+    masked = params.stride == 1 and params.isa in MASKED_TAIL_FLAVOURS
     loops = []
-    if vector:
-        loops.append(LoopWork(taps * lanes, rows * vector))
-    if tail:
-        loops.append(LoopWork(taps, rows * tail, trips_per_entry=tail))
+    if masked:
+        # the masked tail is one more vector iteration per row, straight-line code in the
+        # row loop: costed as a vector-loop iteration, so the row loop's own body is not
+        # counted again (its loop control is a few instructions)
+        loops.append(LoopWork(taps * lanes, rows * (vector + (1 if tail else 0))))
+    else:
+        if vector:
+            loops.append(LoopWork(taps * lanes, rows * vector))
+        if tail:
+            loops.append(LoopWork(taps, rows * tail, trips_per_entry=tail))
     padded_bytes = (h + 2 * pad) * (w + 2 * pad) * FLOAT_BYTES
     streams = (memory_model.Stream("weights", c * taps * FLOAT_BYTES, 1),
                memory_model.Stream("panel", c * h * w * FLOAT_BYTES + c * padded_bytes, 1),
@@ -194,7 +219,7 @@ def _dwconv(rendered, geometry: DepthwiseGeometry) -> KernelSource:
     simd = {"wasmsimd": "wasm_simd128"}.get(params.isa, params.isa)
     return KernelSource(family="dwconv", simd=simd, schedule=KernelSchedule(lanes, 1),
                         function=rendered.name, c_source=rendered.source, loops=tuple(loops),
-                        parent_trips=(rows, c), streams=streams, memory_tiles=1, parallel_units=1,
+                        parent_trips=(0 if masked else rows, c), streams=streams, memory_tiles=1, parallel_units=1,
                         threads=1, origin="codegen",
                         pack=PackShape(rows=h, row_bytes=w * FLOAT_BYTES, stride_bytes=w * FLOAT_BYTES,
                                        tiles=c))
