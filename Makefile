@@ -51,6 +51,8 @@ bench: setup
 	$(BIN)/python bench/kernels.py
 	$(BIN)/python bench/sim_speed.py --quick
 	$(BIN)/python bench/sat_repro.py
+	$(BIN)/python bench/cpu_model.py
+	$(BIN)/python bench/cpu_model_whole.py
 
 clean:
 	rm -rf $(VENV) .venv-scalesim build .pytest_cache .hypothesis
