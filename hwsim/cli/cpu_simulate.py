@@ -42,14 +42,17 @@ def kernel_source_for(target, schedules: dict, model=None):
             return _depthwise_source(model, workload, flavour)
         if workload.op_kind not in ("conv2d", "dense") or workload.groups != 1:
             return None                       # grouped, attention, training BP/WU: hwsim.cpu's kernels
-        if workload.sparse and workload.nm is None:
+        kxk = _is_kxk_conv(model, workload)
+        if workload.sparse and workload.nm is None and not kxk:
             nr, kb = _block_of(workload.pattern)
             return from_rendered(render_spmm(default_spmm(target, nr=nr, kb=kb, flavour=flavour)),
                                  workload)
-        n, m = workload.nm if workload.sparse else (1, 1)
+        # N:M layers run the N:M kernel; a KxK convolution under a block / unstructured
+        # pattern runs codegen's dense KxK kernel on the masked weights (no sparse KxK kernel)
+        n, m = workload.nm if workload.sparse and workload.nm else (1, 1)
         key = f"{workload.N}x{workload.K}x{workload.M}:{n}:{m}"
         params = schedules.get(key) or default_nmgemm(n, m, target, flavour=flavour)
-        if _is_kxk_conv(model, workload):     # codegen's KxK kernel gathers its own im2col panel
+        if kxk:                               # codegen's KxK kernel gathers its own im2col panel
             params = dataclasses.replace(params, conv=True)
         return from_rendered(render_nmgemm(params), workload)
 

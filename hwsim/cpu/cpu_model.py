@@ -183,25 +183,26 @@ def _dividing_loop_cycles(loops: list, function: str, run) -> float:
 def _vectorized_scalar_loop(innermost: list, work, run) -> tuple[object, float]:
     """Returns (a compiled loop, total cycles) of a scalar source loop the compiler may
     have vectorized: the widest compiled copy of V x its lanes with V <= its trips per
-    entry runs trips // V times per entry, the scalar copy the remainder (where the
-    remainder has no loop of its own, a vector iteration's cycles bound each element)."""
+    entry runs trips // V times per entry and the scalar copy the remainder; where the
+    remainder has no loop of its own (the compiler wrote it as straight-line code), one
+    iteration of the narrowest vector copy per entry stands for it."""
     lanes, trips = work.mac_lanes, work.trips_per_entry
     entries = work.iterations / trips
     scalar = next((loop for loop, have in innermost if have == lanes), None)
-    widths = sorted(((have // lanes, loop) for loop, have in innermost
-                     if have % lanes == 0 and 1 < have // lanes <= trips), key=lambda entry: -entry[0])
-    if scalar is None and not widths:
+    vectors = sorted(((have // lanes, loop) for loop, have in innermost
+                      if have % lanes == 0 and have // lanes > 1), key=lambda entry: entry[0])
+    if scalar is None and not vectors:
         raise RuntimeError(f"no loop does {lanes} multiply lanes (or a multiple) per iteration "
                            f"(found {sorted({have for _, have in innermost})})")
-    scalar_cycles = run(scalar.text()).cycles_per_iteration if scalar is not None else None
-    if not widths:
-        return scalar, scalar_cycles * work.iterations
-    width, vector = widths[0]
-    vector_cycles = run(vector.text()).cycles_per_iteration
-    remainder = trips % width
-    per_entry = (trips // width) * vector_cycles + remainder * (
-        scalar_cycles if scalar_cycles is not None else vector_cycles)
-    return vector, per_entry * entries
+    fitting = [(width, loop) for width, loop in vectors if width <= trips]
+    width, vector = fitting[-1] if fitting else (trips + 1, None)
+    steps = trips // width if vector is not None else 0
+    remainder = trips - steps * width
+    per_entry = steps * run(vector.text()).cycles_per_iteration if vector is not None else 0.0
+    if remainder:
+        per_entry += (remainder * run(scalar.text()).cycles_per_iteration if scalar is not None
+                      else run(vectors[0][1].text()).cycles_per_iteration)
+    return (vector or scalar or vectors[0][1]), per_entry * entries
 
 
 def cost_loops(target, kernel: KernelSource, cache_dir: Path) -> LoopCost:
