@@ -29,6 +29,12 @@ class Isa:
     # loop after it; empty where the ISA has no masked memory access (NEON, SIMD128)
     _load_first: str = ""
     _store_first: str = ""
+    # lanes 0, 2, 4, ... of the 2 x lanes floats at {p} (a stride-2 row of taps); reads
+    # 2 x lanes floats, so the buffer needs lanes floats of slack past the last tap
+    _load_even: str = ""
+
+    def load_even(self, ptr: str) -> str:
+        return self._load_even.format(p=ptr)
 
     @property
     def masked_tails(self) -> bool:
@@ -70,11 +76,14 @@ ISAS: dict[str, Isa] = {
     "neon": Isa("neon", 4, "#include <arm_neon.h>", "float32x4_t",
                 "vld1q_f32({p})", "vst1q_f32({p}, {v})", "vdupq_n_f32({s})",
                 "vfmaq_f32({c}, {a}, {b})", "vdupq_n_f32(0.0f)",
-                "vmaxq_f32({a}, {b})", "vminq_f32({a}, {b})"),
+                "vmaxq_f32({a}, {b})", "vminq_f32({a}, {b})",
+                _load_even="vld2q_f32({p}).val[0]"),
     "wasmsimd": Isa("wasmsimd", 4, "#include <wasm_simd128.h>", "v128_t",
                     "wasm_v128_load({p})", "wasm_v128_store({p}, {v})", "wasm_f32x4_splat({s})",
                     "wasm_f32x4_add({c}, wasm_f32x4_mul({a}, {b}))", "wasm_f32x4_splat(0.0f)",
-                    "wasm_f32x4_pmax({a}, {b})", "wasm_f32x4_pmin({a}, {b})"),
+                    "wasm_f32x4_pmax({a}, {b})", "wasm_f32x4_pmin({a}, {b})",
+                    _load_even="wasm_i32x4_shuffle(wasm_v128_load({p}), wasm_v128_load(({p}) + 4), "
+                               "0, 2, 4, 6)"),
     "avx2": Isa("avx2", 8, "#include <immintrin.h>", "__m256",
                 "_mm256_loadu_ps({p})", "_mm256_storeu_ps({p}, {v})", "_mm256_set1_ps({s})",
                 "_mm256_fmadd_ps({a}, {b}, {c})", "_mm256_setzero_ps()",
@@ -82,13 +91,17 @@ ISAS: dict[str, Isa] = {
                 "_mm256_maskload_ps({p}, _mm256_cmpgt_epi32(_mm256_set1_epi32((int) ({n})), "
                 "_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7)))",
                 "_mm256_maskstore_ps({p}, _mm256_cmpgt_epi32(_mm256_set1_epi32((int) ({n})), "
-                "_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7)), {v})"),
+                "_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7)), {v})",
+                "_mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(_mm256_shuffle_ps("
+                "_mm256_loadu_ps({p}), _mm256_loadu_ps(({p}) + 8), 0x88)), 0xD8))"),
     "avx512": Isa("avx512", 16, "#include <immintrin.h>", "__m512",
                   "_mm512_loadu_ps({p})", "_mm512_storeu_ps({p}, {v})", "_mm512_set1_ps({s})",
                   "_mm512_fmadd_ps({a}, {b}, {c})", "_mm512_setzero_ps()",
                   "_mm512_max_ps({a}, {b})", "_mm512_min_ps({a}, {b})",
                   "_mm512_maskz_loadu_ps((__mmask16) ((1u << ({n})) - 1u), {p})",
-                  "_mm512_mask_storeu_ps({p}, (__mmask16) ((1u << ({n})) - 1u), {v})"),
+                  "_mm512_mask_storeu_ps({p}, (__mmask16) ((1u << ({n})) - 1u), {v})",
+                  "_mm512_permutex2var_ps(_mm512_loadu_ps({p}), _mm512_setr_epi32(0, 2, 4, 6, 8, 10, "
+                  "12, 14, 16, 18, 20, 22, 24, 26, 28, 30), _mm512_loadu_ps(({p}) + 16))"),
 }
 
 # Architectural vector registers per flavour (x86-64 AVX2 and wasm SIMD engines on x86: 16;

@@ -342,7 +342,9 @@ def test_dense_ops_match_numpy(flavour, target, build_dir):
         run_cases(render_pool(PoolParams(kind, flavour)), target, build_dir, cases)
     for stride in (1, 2):
         cases = []
-        for number, (c, h, w, pad) in enumerate([(3, 9, 30, 1), (2, 8, 8, 1), (4, 7, 5, 0)]):
+        # widths: partial vectors on every flavour, and at stride 2 a 16-lane vector too
+        for number, (c, h, w, pad) in enumerate([(3, 9, 30, 1), (2, 8, 8, 1), (4, 7, 5, 0),
+                                                 (2, 5, 67, 1)]):
             x = rng.standard_normal((c, h, w)).astype(np.float32)
             weights = rng.standard_normal((c, 3, 3)).astype(np.float32)
             bias = rng.standard_normal(c).astype(np.float32)

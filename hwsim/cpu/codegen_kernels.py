@@ -189,8 +189,8 @@ MASKED_TAIL_FLAVOURS = ("avx2", "avx512")
 def _dwconv(rendered, geometry: DepthwiseGeometry) -> KernelSource:
     """templates/dwconv.c.j2: per channel, copy the plane into a zero-padded one (memset +
     a memcpy per row), then per output row a vector loop over ``lanes`` output columns
-    (stride 1 only) and the rest as one masked vector (AVX2, AVX-512) or a scalar loop,
-    which the compiler may vectorize (and does, for stride 2)."""
+    (stride 1, and stride 2 from deinterleaved loads) and the rest as one masked vector
+    (AVX2, AVX-512, stride 1) or a scalar loop, which the compiler may vectorize."""
     params = rendered.params
     lanes = LANES.get(params.isa, 1)
     taps = params.k * params.k
@@ -198,7 +198,7 @@ def _dwconv(rendered, geometry: DepthwiseGeometry) -> KernelSource:
     out_h = (h + 2 * pad - params.k) // params.stride + 1
     out_w = (w + 2 * pad - params.k) // params.stride + 1
     rows = c * out_h
-    vector = out_w // lanes if params.stride == 1 and lanes > 1 else 0
+    vector = out_w // lanes if params.stride in (1, 2) and lanes > 1 else 0
     tail = out_w - vector * lanes
     masked = params.stride == 1 and params.isa in MASKED_TAIL_FLAVOURS
     loops = []
