@@ -203,7 +203,8 @@ class _Planner:
             elif isinstance(op, Pool2d):
                 self.pool(op, sources[0])
             elif isinstance(op, Elementwise) and op.function in ("relu", "relu6", "add"):
-                self.eltwise(op, sources)
+                for name in self.eltwise(op, sources):      # an add's relu runs in its kernel
+                    fused_into[name] = name
             elif isinstance(op, Reshape):
                 self.tensors[op.name] = sources[0].reshape(-1, 1, 1) if sources[0].ndim == 3 \
                     else sources[0]
@@ -323,7 +324,9 @@ class _Planner:
         self.add_case(render_pool(params), op.name, [op.name], "pool", {"x": x}, ints,
                       reference.reshape(channels, *reference.shape[1:]), 0, False, None)
 
-    def eltwise(self, op: Elementwise, sources: list[np.ndarray]) -> None:
+    def eltwise(self, op: Elementwise, sources: list[np.ndarray]) -> list[str]:
+        """Writes the case of an add (with the relu after it fused) or an activation; returns
+        the ops it absorbed."""
         function = op.function
         ops = [op.name]
         output = op.name
@@ -341,6 +344,7 @@ class _Planner:
                       (int(a.size),), reference, 0, False, None)
         if output != op.name:
             self.tensors[op.name] = self.tensors[output]
+        return ops[1:]
 
 
 # ---------------------------------------------------------------- build and run

@@ -51,3 +51,24 @@ def test_models_without_cpu_kernels_are_one_line(tmp_path, capsys):
     assert main(["run", str(tmp_path / "nothing")]) == 2
     assert "hwsim codegen" in capsys.readouterr().err
     assert main(["codegen", "--target", "pixel9", "--model", "mobilenet_v1", "--out", str(tmp_path)]) == 2
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("model,sparsity", [("resnet18", "2:8"), ("mobilenet_v2", "block:1x4:0.2")])
+def test_cpu_simulate_costs_the_layers_and_kernels_codegen_emits(model, sparsity, tmp_path, capsys):
+    """`hwsim simulate --arch host` and `hwsim codegen --target host` agree layer for layer:
+    the same fused layers (models.fusion), and for convolutions the same kernel variant."""
+    out = tmp_path / "build"
+    assert main(["codegen", "--target", "host", "--model", model, "--dataset", "cifar10",
+                 "--sparsity", sparsity, "--out", str(out)]) == 0
+    capsys.readouterr()
+    manifest = json.loads((out / "manifest.json").read_text())
+    emitted = [(case["ops"][0], case["kernel"]) for case in manifest["builds"]["sparse"]["layers"]]
+    assert main(["simulate", "--arch", "host", "--model", model, "--dataset", "cifar10",
+                 "--sparsity", sparsity, "--format", "json"]) == 0
+    costed = [(layer["name"], layer["kernel"]) for layer in json.loads(capsys.readouterr().out)["layers"]]
+    assert [name for name, _ in costed] == [name for name, _ in emitted]
+    for (name, predicted), (_, built) in zip(costed, emitted):
+        if built.startswith(("nmgemm", "gemm", "conv", "spmm", "dwconv")):
+            # the costed kernel is the built one up to its fused activation suffix
+            assert built.startswith(predicted), (name, predicted, built)
