@@ -190,7 +190,7 @@ def _dwconv(rendered, geometry: DepthwiseGeometry) -> KernelSource:
     """templates/dwconv.c.j2: per channel, copy the plane into a zero-padded one (memset +
     a memcpy per row), then per output row a vector loop over ``lanes`` output columns
     (stride 1, and stride 2 from deinterleaved loads) and the rest as one masked vector
-    (AVX2, AVX-512, stride 1) or a scalar loop, which the compiler may vectorize."""
+    (AVX2, AVX-512) or a scalar loop, which the compiler may vectorize."""
     params = rendered.params
     lanes = LANES.get(params.isa, 1)
     taps = params.k * params.k
@@ -200,7 +200,7 @@ def _dwconv(rendered, geometry: DepthwiseGeometry) -> KernelSource:
     rows = c * out_h
     vector = out_w // lanes if params.stride in (1, 2) and lanes > 1 else 0
     tail = out_w - vector * lanes
-    masked = params.stride == 1 and params.isa in MASKED_TAIL_FLAVOURS
+    masked = params.stride in (1, 2) and params.isa in MASKED_TAIL_FLAVOURS
     loops = []
     if masked:
         # the masked tail is one more vector iteration per row, straight-line code in the
@@ -221,5 +221,9 @@ def _dwconv(rendered, geometry: DepthwiseGeometry) -> KernelSource:
                         function=rendered.name, c_source=rendered.source, loops=tuple(loops),
                         parent_trips=(0 if masked else rows, c), streams=streams, memory_tiles=1, parallel_units=1,
                         threads=1, origin="codegen",
-                        pack=PackShape(rows=h, row_bytes=w * FLOAT_BYTES, stride_bytes=w * FLOAT_BYTES,
-                                       tiles=c))
+                        # per channel: the memset of the padded plane (costed as a copy of one
+                        # plane-sized row: the probe copies, a memset only writes, so an upper
+                        # bound) and the memcpy of each input row into it
+                        pack=(PackShape(rows=1, row_bytes=padded_bytes, stride_bytes=padded_bytes, tiles=c),
+                              PackShape(rows=h, row_bytes=w * FLOAT_BYTES, stride_bytes=w * FLOAT_BYTES,
+                                        tiles=c)))

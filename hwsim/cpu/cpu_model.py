@@ -313,7 +313,8 @@ def simulate_layer(target, workload: GemmWorkload, schedule: KernelSchedule | No
         serial = cost.loop_cycles + sum(
             cycles * trips for cycles, trips in zip(cost.parent_cycles_per_iteration, kernel.parent_trips or ()))
         if kernel.pack is not None and gather_bench.can_measure(target):
-            serial += gather_bench.pack_cycles(kernel.pack, cache_dir)   # memcpy: a call to llvm-mca
+            packs = kernel.pack if isinstance(kernel.pack, tuple) else (kernel.pack,)
+            serial += sum(gather_bench.pack_cycles(pack, cache_dir) for pack in packs)   # calls to llvm-mca
         threads = min(cores, kernel.threads)
         units = kernel.parallel_units or 1
         compute_cycles = serial * math.ceil(units / threads) / units

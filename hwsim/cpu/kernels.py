@@ -109,7 +109,7 @@ class KernelSource:
     threads: int = 1                    # threads the kernel itself starts (OpenMP)
     origin: str = "hwsim"               # hwsim (fallback kernels.py) | codegen
     gather: object = None               # gather_bench.GatherShape of the indexed row loads, if any
-    pack: object = None                 # gather_bench.PackShape of a memcpy panel packing, if any
+    pack: object = None                 # gather_bench.PackShape (or a tuple of them) of memcpy packing
 
 
 def default_schedule(family: str, simd: str) -> KernelSchedule:
