@@ -43,20 +43,30 @@ def kernel_source_for(target, schedules: dict, model=None):
         if workload.op_kind not in ("conv2d", "dense") or workload.groups != 1:
             return None                       # grouped, attention, training BP/WU: hwsim.cpu's kernels
         kxk = _is_kxk_conv(model, workload)
+        act = _activation(model, workload)     # the fused epilogue codegen renders in
         if workload.sparse and workload.nm is None and not kxk:
             nr, kb = _block_of(workload.pattern)
-            return from_rendered(render_spmm(default_spmm(target, nr=nr, kb=kb, flavour=flavour)),
-                                 workload)
+            params = dataclasses.replace(default_spmm(target, nr=nr, kb=kb, flavour=flavour), act=act)
+            return from_rendered(render_spmm(params), workload)
         # N:M layers run the N:M kernel; a KxK convolution under a block / unstructured
         # pattern runs codegen's dense KxK kernel on the masked weights (no sparse KxK kernel)
         n, m = workload.nm if workload.sparse and workload.nm else (1, 1)
         key = f"{workload.N}x{workload.K}x{workload.M}:{n}:{m}"
         params = schedules.get(key) or default_nmgemm(n, m, target, flavour=flavour)
-        if kxk:                               # codegen's KxK kernel gathers its own im2col panel
-            params = dataclasses.replace(params, conv=True)
+        # a KxK convolution is codegen's KxK kernel, which gathers its own im2col panel
+        params = dataclasses.replace(params, act=act, conv=kxk)
         return from_rendered(render_nmgemm(params), workload)
 
     return kernel_source
+
+
+def _activation(model, workload) -> str:
+    """Returns the activation codegen fuses into a forward layer's kernel ("none" otherwise)."""
+    from models.fusion import epilogue_of
+
+    if model is None or workload.phase != "FF":
+        return "none"
+    return epilogue_of(model, workload.layer).activation
 
 
 def _is_kxk_conv(model, workload) -> bool:
