@@ -296,3 +296,33 @@ def test_masked_tail_flavours_agree_with_codegen():
     from codegen.isa import ISAS
     from hwsim.cpu.codegen_kernels import MASKED_TAIL_FLAVOURS
     assert set(MASKED_TAIL_FLAVOURS) == {name for name, isa in ISAS.items() if isa.masked_tails}
+
+
+def test_vector_stores_are_counted_in_both_isas():
+    from hwsim.cpu.asm_loops import vector_stores
+    x86 = ["vmovups %zmm3, 64(%rsi)", "vmovups (%rsi), %zmm3", "vmovaps %zmm1, %zmm2", "movdqu %xmm0, (%rdi)",
+           "vfmadd231ps (%rcx), %zmm7, %zmm10"]
+    arm = ["str q0, [x1, #16]", "stp q1, q2, [x3]", "ldr q4, [x5]", "st1 {v0.4s, v1.4s}, [x6]", "str x1, [x2]"]
+    assert vector_stores(x86) == 2 and vector_stores(arm) == 5
+
+
+@pytest.mark.parametrize("name", ["host", "snapdragon855", "wasm32-simd128"])
+def test_tile_stores_are_added_once(cache, name):
+    """The output tile's stores, where the compiler put them outside the loop bodies llvm-mca
+    sees, are added (a short reduction makes them a large share); where the row loop's body
+    has them already they are not counted twice."""
+    from codegen.layer import default_nmgemm
+    from codegen.render import render_nmgemm
+    from hwsim.cpu.codegen_kernels import from_rendered
+    from hwsim.cpu.cpu_model import cost_loops
+    target = _target(name)
+    work = _nm(3136, 256, 16, 1, 8)
+    kernel = from_rendered(render_nmgemm(default_nmgemm(1, 8, target, threads=1)), work)
+    with_stores, without = (simulate_cpu(target, [work], cache_dir=cache, cores=1,
+                                         kernel_source=lambda *_, k=k: k)[0]
+                            for k in (kernel, dataclasses.replace(kernel, tile_stores=0)))
+    seen = cost_loops(target, kernel, cache).parent_vector_stores
+    if seen >= kernel.tile_stores:
+        assert with_stores.compute_cycles == without.compute_cycles
+    else:
+        assert with_stores.compute_cycles > without.compute_cycles

@@ -252,6 +252,26 @@ def integer_divisions(loop: AsmLoop) -> int:
     return sum(1 for text in loop.body if _DIVIDE.fullmatch(text.split(None, 1)[0].lower()))
 
 
+_VECTOR_STORE_X86 = re.compile(r"v?mov(?:u|a)p[sd]|v?movdq[au](?:32|64)?")
+
+
+def vector_stores(instructions) -> int:
+    """Returns the vector stores to memory among ``instructions`` (x86 vmovups/movdqu ... with a
+    memory destination, aarch64 str/stp/st1 of q registers)."""
+    count = 0
+    for text in instructions:
+        parts = text.split(None, 1)
+        mnemonic, operands = parts[0].lower(), (parts[1] if len(parts) > 1 else "")
+        if _VECTOR_STORE_X86.fullmatch(mnemonic) and operands.rstrip().endswith(")") \
+                and "%" in operands.split(",")[0]:
+            count += 1
+        elif mnemonic in ("str", "stp", "stur") and re.match(r"\s*q\d+", operands):
+            count += 2 if mnemonic == "stp" else 1
+        elif mnemonic == "st1" and ".4s" in operands:
+            count += operands.split("}")[0].count("v")
+    return count
+
+
 def loop_mac_lanes(loop: AsmLoop, own: bool = False) -> int:
     """Returns the multiply lanes one iteration of ``loop`` performs."""
     return sum(mac_lanes(text) for text in (loop.own_body if own else loop.body))

@@ -70,7 +70,17 @@ def from_rendered(rendered, workload: GemmWorkload, geometry: DepthwiseGeometry 
     return KernelSource(family=kind, simd=simd, schedule=KernelSchedule(_pixel_tile(params), _row_tile(params)),
                         function=rendered.name, c_source=rendered.source, loops=loops,
                         parent_trips=parents, streams=streams, memory_tiles=tiles,
-                        parallel_units=tiles, threads=threads, origin="codegen", gather=gather, pack=pack)
+                        parallel_units=tiles, threads=threads, origin="codegen", gather=gather, pack=pack,
+                        tile_stores=_tile_stores(params))
+
+
+def _tile_stores(params) -> float:
+    """Returns the vector stores of one register tile (per entry of the group / block loop:
+    nmgemm mr rows x nr pixels, or the partial sums of a k-block; spmm nr outputs x mr pixels)."""
+    lanes = LANES.get(params.isa, 1)
+    if kind_of(params) == "nmgemm":
+        return params.mr * max(1, params.nr // lanes)
+    return params.nr * max(1, params.mr // lanes)
 
 
 def _pixel_tile(params) -> int:

@@ -155,6 +155,27 @@ class LoopCost:
     mca_model: str
     loop_cycles: float = 0.0           # sum over the kernel's LoopWork of cycles x iterations
     hot_iterations: float = 0.0
+    parent_vector_stores: int = 0      # vector stores llvm-mca already saw in the first parent's body
+    store_cycles: float = 0.0          # llvm-mca's cycles per vector store of this kernel's width
+
+
+# One vector store of each width in the form compilers emit, for llvm-mca's store throughput.
+STORE_SNIPPETS = {
+    ("x86_64", 64): "vmovups %zmm{i}, {offset}(%rdi)",
+    ("x86_64", 32): "vmovups %ymm{i}, {offset}(%rdi)",
+    ("x86_64", 16): "movups %xmm{i}, {offset}(%rdi)",
+    ("aarch64", 16): "str q{i}, [x0, #{offset}]",
+}
+
+
+def store_cycles(triple: str, vector_bytes: int, run) -> float:
+    """Returns llvm-mca's cycles per vector store: 16 independent stores of ``vector_bytes``."""
+    isa = "aarch64" if triple.startswith("aarch64") else "x86_64"
+    snippet = STORE_SNIPPETS.get((isa, vector_bytes))
+    if snippet is None:
+        return 0.0
+    body = "\n".join(snippet.format(i=i, offset=i * vector_bytes) for i in range(16))
+    return run(body).cycles_per_iteration / 16
 
 
 def _match(innermost: list, lanes: int):
@@ -255,11 +276,21 @@ def cost_loops(target, kernel: KernelSource, cache_dir: Path) -> LoopCost:
     hot_result = run(hot.text())
     parents = []
     parent = by_name.get(hot.parent) if hot.parent else None
+    first_parent_stores = asm_loops.vector_stores(parent.own_body) if parent is not None else 0
     while parent is not None:
         parents.append(run(parent.text(own=True)).cycles_per_iteration)
         parent = by_name.get(parent.parent) if parent.parent else None
     model = mca.model_name(hot_result.model_resources) or core
-    return LoopCost(hot_cycles, hot_lanes, tuple(parents), core, model, loop_cycles, hot_iterations)
+    per_store = store_cycles(triple, _vector_bytes(kernel, triple), run) if kernel.tile_stores else 0.0
+    return LoopCost(hot_cycles, hot_lanes, tuple(parents), core, model, loop_cycles, hot_iterations,
+                    first_parent_stores, per_store)
+
+
+def _vector_bytes(kernel: KernelSource, triple: str) -> int:
+    """Returns the store width of a kernel's vectors on the costed machine code."""
+    if kernel.simd == "wasm_simd128" or triple.startswith("aarch64"):
+        return 16
+    return {"avx512": 64, "avx2": 32}.get(kernel.simd, 16)
 
 
 def gemm_trips(workload: GemmWorkload, family: str, schedule: KernelSchedule) -> tuple[float, list[float], int]:
@@ -312,6 +343,11 @@ def simulate_layer(target, workload: GemmWorkload, schedule: KernelSchedule | No
         hot_iterations = cost.hot_iterations
         serial = cost.loop_cycles + sum(
             cycles * trips for cycles, trips in zip(cost.parent_cycles_per_iteration, kernel.parent_trips or ()))
+        if kernel.tile_stores and kernel.parent_trips:
+            # the output tile's stores, where the compiler placed them outside the loop
+            # bodies llvm-mca saw (a block after the row loop's back edge)
+            missing = max(0.0, kernel.tile_stores - cost.parent_vector_stores)
+            serial += missing * kernel.parent_trips[0] * cost.store_cycles
         if kernel.pack is not None and gather_bench.can_measure(target):
             packs = kernel.pack if isinstance(kernel.pack, tuple) else (kernel.pack,)
             serial += sum(gather_bench.pack_cycles(pack, cache_dir) for pack in packs)   # calls to llvm-mca

@@ -110,6 +110,7 @@ class KernelSource:
     origin: str = "hwsim"               # hwsim (fallback kernels.py) | codegen
     gather: object = None               # gather_bench.GatherShape of the indexed row loads, if any
     pack: object = None                 # gather_bench.PackShape (or a tuple of them) of memcpy packing
+    tile_stores: float = 0.0            # vector stores of the output tile per entry of the hot loop's parent
 
 
 def default_schedule(family: str, simd: str) -> KernelSchedule:
