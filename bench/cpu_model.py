@@ -44,7 +44,6 @@ from hwsim.cpu.codegen_kernels import from_rendered                  # noqa: E40
 MOBILENET_POINTWISE = [(112 * 112, 32, 64), (56 * 56, 64, 128), (56 * 56, 128, 128), (28 * 28, 128, 256),
                        (28 * 28, 256, 256), (14 * 14, 256, 512), (14 * 14, 512, 512), (7 * 7, 512, 1024),
                        (7 * 7, 1024, 1024)]
-MOBILENET_POINTWISE_COUNT = {(14 * 14, 512, 512): 5}        # repeated layers (for the whole-model ratio)
 # MobileNet-v1 depthwise layers measured: (channels, input side, stride) of block3 and block2
 MOBILENET_DEPTHWISE_PLANES = [(128, 56, 1), (64, 112, 2)]
 BERT = [(128, 768, 768), (128, 3072, 768)]                  # (M tokens, N out, K in)

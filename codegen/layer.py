@@ -133,23 +133,6 @@ def run_spmm_layer(w: np.ndarray, x: np.ndarray, bias: np.ndarray | None, params
                        float(np.abs(y - reference).max()))
 
 
-def reference_depthwise(w: np.ndarray, bias: np.ndarray | None, x: np.ndarray, stride: int,
-                        pad: int, act: str = "none") -> np.ndarray:
-    """Returns numpy's depthwise convolution of ``x`` (c x h x w) by ``w`` (c x k x k)."""
-    c, k = w.shape[0], w.shape[-1]
-    padded = np.pad(x.astype(np.float64), ((0, 0), (pad, pad), (pad, pad)))
-    out_h = (padded.shape[1] - k) // stride + 1
-    out_w = (padded.shape[2] - k) // stride + 1
-    y = np.zeros((c, out_h, out_w))
-    for ky in range(k):
-        for kx in range(k):
-            window = padded[:, ky:ky + stride * out_h:stride, kx:kx + stride * out_w:stride]
-            y += w[:, ky, kx, None, None].astype(np.float64) * window
-    if bias is not None:
-        y += bias[:, None, None]
-    return _act(y, act)
-
-
 def run_dwconv_layer(w: np.ndarray, x: np.ndarray, bias: np.ndarray | None, params: DwconvParams,
                      pad: int, target: str | CpuTarget, workdir: Path, repeats: int = 5,
                      warmup: int = 1) -> LayerResult:
@@ -165,7 +148,10 @@ def run_dwconv_layer(w: np.ndarray, x: np.ndarray, bias: np.ndarray | None, para
     kernel_build.write_case(cases, "layer", {"weights": w, "bias": bias, "x": x},
                             (channels, height, width, pad))
     result = kernel_build.run(executable, target, cases, repeats=repeats, warmup=warmup)
-    reference = reference_depthwise(w, bias, x, params.stride, pad, params.act)
+    from codegen.model_build import reference_conv   # model_build imports this module
+    from models.ir import Conv2d
+    conv = Conv2d("dw", channels, channels, params.k, stride=params.stride, padding=pad, groups=channels)
+    reference = reference_conv(w.reshape(channels, 1, params.k, params.k), bias, x, conv, params.act)
     y = kernel_build.read_output(cases, "layer", "y", reference.shape)
     return LayerResult(kernel.name, kernel_build.as_target(target).name, tuple(result.times_s),
                        float(np.abs(y - reference).max()))

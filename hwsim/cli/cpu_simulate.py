@@ -84,14 +84,13 @@ def _depthwise_source(model, workload, flavour: str):
     non-square kernels or strides, or a layer batch > 1 codegen does not build)."""
     from codegen.render import DwconvParams, render_dwconv
     from hwsim.cpu.codegen_kernels import DepthwiseGeometry, from_rendered
-    from models.fusion import epilogue_of
 
     op = model.op(workload.layer)
     (spec,) = model.input_specs(op.name)
     if op.kernel[0] != op.kernel[1] or op.stride[0] != op.stride[1] or len(spec.shape) != 4 \
             or spec.shape[0] != 1 or op.padding[0] != op.padding[1]:
         return None
-    params = DwconvParams(flavour, op.kernel[0], op.stride[0], epilogue_of(model, op.name).activation)
+    params = DwconvParams(flavour, op.kernel[0], op.stride[0], _activation(model, workload))
     geometry = DepthwiseGeometry(spec.shape[1], spec.shape[2], spec.shape[3], op.padding[0])
     return from_rendered(render_dwconv(params), workload, geometry)
 
