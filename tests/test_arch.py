@@ -8,7 +8,7 @@ import textwrap
 import pytest
 
 from hwsim.arch import load_arch
-from hwsim.cli import main
+from cli import main
 from models.errors import UserError
 
 VALID = """\
@@ -144,7 +144,7 @@ def test_bad_flags(capsys):
 
 def test_cpu_target_is_dispatched_to_the_cpu_model(capsys):
     """A kind: cpu file goes to the CPU model (inference by default), not the array engine."""
-    from hwsim.cli import main
+    from cli import main
 
     assert main(["simulate", "--arch", "cortex-a55", "--model", "resnet9", "--dataset", "cifar10",
                  "--sparsity", "dense", "--format", "json"]) == 0
@@ -156,7 +156,7 @@ def test_cpu_target_is_dispatched_to_the_cpu_model(capsys):
 
 def test_subprocess_exit_code_and_one_line(tmp_path):
     path = write(tmp_path, VALID.replace("rows: 8", "rows: -8"))
-    process = subprocess.run([sys.executable, "-m", "hwsim", "simulate", "--arch", path],
+    process = subprocess.run([sys.executable, "-m", "cli", "simulate", "--arch", path],
                              capture_output=True, text=True, timeout=120)
     assert process.returncode == 2
     assert len(process.stderr.strip().splitlines()) == 1

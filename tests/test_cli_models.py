@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from hwsim.cli import main
+from cli import main
 
 PUBLISHED_GMACS = {"resnet18": 1.8, "resnet50": 4.1, "vgg16": 15.5, "mobilenet_v1": 0.57}
 
@@ -75,7 +75,7 @@ def test_malformed_files_exit_2_without_traceback(tmp_path):
     onnx_file = tmp_path / "bad.onnx"
     onnx_file.write_bytes(b"\x00not an onnx file")
     for path in (broken, csv, onnx_file):
-        result = subprocess.run([sys.executable, "-m", "hwsim", "models", "show", str(path)],
+        result = subprocess.run([sys.executable, "-m", "cli", "models", "show", str(path)],
                                 capture_output=True, text=True)
         assert result.returncode == 2, result.stderr
         assert str(path.name) in result.stderr and "Traceback" not in result.stderr
@@ -83,7 +83,7 @@ def test_malformed_files_exit_2_without_traceback(tmp_path):
 
 
 def test_every_subcommand_has_help_with_an_example(capsys):
-    from hwsim.cli import build_parser
+    from cli import build_parser
 
     parser = build_parser()
     subcommands = parser._subparsers._group_actions[0].choices

@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from hwsim.cli import main
+from cli import main
 from tests.conftest import require_tools
 
 TOOLS = {"snapdragon855": ("aarch64-linux-gnu-gcc", "llvm-mca"),
@@ -61,7 +61,7 @@ def test_the_tuner_predictor_ranks_register_blockings_by_their_llvm_mca_cycles()
     rendered kernel (a wider register block reuses each loaded weight across more columns)."""
     require_tools(*TOOLS["snapdragon855"])
     from codegen.schedule import Candidate, SparseOp, to_params
-    from hwsim.cli.cpu_simulate import mca_predictor
+    from cli.cpu_simulate import mca_predictor
     from targets.cpu import load_cpu_target
 
     target = load_cpu_target("snapdragon855")

@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from hwsim.cli import main
+from cli import main
 from tests.conftest import require_tools
 
 TARGETS = {"host": ("local", ("cc",)), "wasm32-simd128": ("wasmtime", ("clang", "wasm-ld")),

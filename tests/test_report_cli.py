@@ -1,7 +1,7 @@
 """`hwsim report`: the HTML page from a results folder."""
 from __future__ import annotations
 
-from hwsim.cli import main
+from cli import main
 
 
 def test_report_embeds_totals_and_plots(tmp_path, capsys):

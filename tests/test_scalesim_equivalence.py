@@ -111,7 +111,7 @@ def test_hwsim_simulate_cli_equals_scalesim_on_a_topology_csv(dataflow, tmp_path
     --mode infer --format json` gives SCALE-Sim's per-layer compute cycles."""
     import json
 
-    from hwsim.cli import main
+    from cli import main
 
     csv = tmp_path / "topo.csv"
     csv.write_text("Layer name, IFMAP Height, IFMAP Width, Filter Height, Filter Width, Channels, "

@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from hwsim.cli import main
+from cli import main
 from models.ir import save_model
 from tests.conftest import small_cnn
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import json
 
-from hwsim.cli import main
+from cli import main
 
 
 def test_sweep_grid_and_outputs(tmp_path, capsys):

@@ -10,7 +10,7 @@ import pytest
 import yaml
 from hypothesis import given, settings, strategies as st
 
-from hwsim.cli import main as hwsim_main
+from cli import main as hwsim_main
 from models.errors import UserError
 from targets.cpu import (BUNDLED_DIR, CacheSizes, CpuTarget, bundled_cpu_targets,
                          cpu_target_from_dict, load_cpu_target)

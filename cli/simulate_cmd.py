@@ -125,7 +125,7 @@ def _apply_switches(arch, args):
 
 def _simulate_cpu(args, source: str) -> int:
     """Hands a kind: cpu target to the CPU model (codegen's kernels costed by hwsim.cpu)."""
-    from hwsim.cli.cpu_simulate import simulate_cpu_command
+    from cli.cpu_simulate import simulate_cpu_command
     return simulate_cpu_command(args, source, _sparsities(args))
 
 

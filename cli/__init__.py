@@ -13,7 +13,7 @@ import sys
 
 from models.errors import UserError
 
-# Module names under hwsim.cli, in the order `hwsim --help` lists them.
+# Module names under cli, in the order `hwsim --help` lists them.
 SUBCOMMAND_MODULES = ("simulate_cmd", "sweep_cmd", "codegen_cmd", "run_cmd", "report_cmd",
                       "models_cmd", "targets_cmd")
 
@@ -45,9 +45,9 @@ def build_parser() -> argparse.ArgumentParser:
                                        parser_class=ArgumentParser)
     for module_name in SUBCOMMAND_MODULES:
         try:
-            module = importlib.import_module(f"hwsim.cli.{module_name}")
+            module = importlib.import_module(f"cli.{module_name}")
         except ModuleNotFoundError as error:
-            if error.name == f"hwsim.cli.{module_name}":
+            if error.name == f"cli.{module_name}":
                 continue      # subcommand not built yet
             raise
         module.register(subparsers, HelpFormatter)

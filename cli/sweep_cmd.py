@@ -74,7 +74,7 @@ def sweep_command(args) -> int:
     from tqdm import tqdm
 
     from hwsim.arch import parse_accelerator, read_target, target_kind
-    from hwsim.cli.simulate_cmd import _check_patterns
+    from cli.simulate_cmd import _check_patterns
     from hwsim.engine import im2col_reuse, simulate
     from models.loading import load
     from models.lowering import lower
