@@ -11,6 +11,11 @@ PYTEST_WORKERS ?= 2
 
 .PHONY: setup sysdeps run test test-phone bench clean
 
+# Each area adds its own set-up in mk/<area>.mk: extra environments it appends to
+# TEST_DEPS (built before the suite), system packages to APT_PACKAGES.
+TEST_DEPS := .venv-scalesim/.installed
+-include mk/*.mk
+
 setup: sysdeps $(STAMP)
 
 # System packages the toolchain tests need; installed when running as root,
@@ -32,7 +37,7 @@ $(STAMP): pyproject.toml
 run: setup
 	$(BIN)/hwsim simulate --arch targets/accelerators/sat.yaml --out reports/default
 
-test: setup .venv-scalesim/.installed
+test: setup $(TEST_DEPS)
 	$(BIN)/python -m pytest -q -n $(PYTEST_WORKERS) -m "not phone"
 
 # The adb runner on a real phone (USB debugging on, `adb devices` lists it).
