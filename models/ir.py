@@ -198,7 +198,8 @@ class Pool2d:
 
 
 ELEMENTWISE_FUNCTIONS = {"relu": 1, "relu6": 1, "gelu": 1, "sigmoid": 1, "tanh": 1,
-                         "softmax": 1, "add": 2, "mul": 2}
+                         "softmax": 1, "add": 2, "mul": 2,
+                         "hardsigmoid": 1, "hardswish": 1}   # MobileNet-v3's (ONNX import)
 
 
 @dataclass(frozen=True)
@@ -216,8 +217,16 @@ class Elementwise:
     def infer(self, inputs: Sequence[TensorSpec]) -> TensorSpec:
         specs = _expect_inputs(self, inputs, ELEMENTWISE_FUNCTIONS[self.function])
         if any(spec.shape != specs[0].shape for spec in specs):
-            raise UserError(f"operand shapes differ: {[s.shape for s in specs]}",
-                            field=self.name, fix="make both operands the same shape")
+            # a squeeze-excite gate (N, C, 1, 1) scales (N, C, H, W): the second operand
+            # may broadcast to the first (numpy rules), never the other way round
+            second = specs[-1].shape
+            first = specs[0].shape
+            if len(specs) != 2 or len(second) > len(first) or any(
+                    b not in (1, a) for a, b in zip(first[::-1], second[::-1])):
+                raise UserError(f"operand shapes differ: {[s.shape for s in specs]}",
+                                field=self.name,
+                                fix="make both operands the same shape (or the second "
+                                    "broadcast to the first)")
         return specs[0]
 
 
@@ -282,6 +291,52 @@ class Transpose:
 
 
 @dataclass(frozen=True)
+class Concat:
+    """Joins its inputs along ``axis`` (>= 1: the batch is never joined); no MACs."""
+    name: str
+    axis: int = 1
+    kind: str = field(default="concat", init=False)
+
+    def infer(self, inputs: Sequence[TensorSpec]) -> TensorSpec:
+        if len(inputs) < 1:
+            raise UserError("concat takes at least 1 input", field=self.name,
+                            fix="connect the tensors to join")
+        rank = len(inputs[0].shape)
+        axis = self.axis % rank if rank else 0
+        if axis == 0 or any(len(s.shape) != rank or s.shape[:axis] != inputs[0].shape[:axis]
+                            or s.shape[axis + 1:] != inputs[0].shape[axis + 1:]
+                            for s in inputs):
+            raise UserError(f"cannot join {[s.shape for s in inputs]} on axis {self.axis}",
+                            field=self.name, fix="join tensors that agree off the axis, "
+                                                 "never on the batch axis")
+        shape = list(inputs[0].shape)
+        shape[axis] = sum(s.shape[axis] for s in inputs)
+        return TensorSpec(tuple(shape), inputs[0].dtype)
+
+
+@dataclass(frozen=True)
+class Slice:
+    """Keeps ``start:stop`` of ``axis`` (>= 1), one output of an ONNX Split; no MACs."""
+    name: str
+    axis: int
+    start: int
+    stop: int
+    kind: str = field(default="slice", init=False)
+
+    def infer(self, inputs: Sequence[TensorSpec]) -> TensorSpec:
+        (x,) = _expect_inputs(self, inputs, 1)
+        rank = len(x.shape)
+        axis = self.axis % rank if rank else 0
+        if axis == 0 or not 0 <= self.start < self.stop <= x.shape[axis]:
+            raise UserError(f"slice {self.start}:{self.stop} of axis {self.axis} does not fit "
+                            f"{x.shape}", field=self.name,
+                            fix="slice inside the axis, never the batch axis")
+        shape = list(x.shape)
+        shape[axis] = self.stop - self.start
+        return TensorSpec(tuple(shape), x.dtype)
+
+
+@dataclass(frozen=True)
 class Embedding:
     """Looks token ids (N, seq) up in a (vocab_size, dim) table -> (N, seq, dim).
 
@@ -317,10 +372,10 @@ class Embedding:
 
 OP_TYPES: dict[str, type] = {cls.__dataclass_fields__["kind"].default: cls for cls in
                              (Input, Conv2d, Dense, BatchMatmul, Pool2d, Elementwise, Norm,
-                              Reshape, Transpose, Embedding)}
+                              Reshape, Transpose, Embedding, Concat, Slice)}
 WEIGHT_OPS = (Conv2d, Dense)
 Op = (Input | Conv2d | Dense | BatchMatmul | Pool2d | Elementwise | Norm | Reshape | Transpose
-      | Embedding)
+      | Embedding | Concat | Slice)
 
 
 def _expect_inputs(op, inputs: Sequence[TensorSpec], count: int) -> Sequence[TensorSpec]:
@@ -361,11 +416,16 @@ def weight_count(op: Op) -> int:
 
 
 class Model:
-    """A named DAG of ops; node attribute ``op``, edge attributes ``tensor`` and ``index``."""
+    """A named DAG of ops; node attribute ``op``, edge attributes ``tensor`` and ``index``.
 
-    def __init__(self, name: str, graph: nx.DiGraph):
+    ``weights`` holds a model's own tensors where a file brought them (ONNX import):
+    op name -> {"weight": ..., "bias": ...} for Conv2d/Dense in the op's weight layout,
+    {"scale", "shift", "mean", "var", "epsilon"} for a Norm. Empty for the zoo."""
+
+    def __init__(self, name: str, graph: nx.DiGraph, weights: dict | None = None):
         self.name = name
         self.graph = graph
+        self.weights: dict[str, dict[str, Any]] = dict(weights or {})
 
     # -- traversal
     def ops(self) -> Iterator[Op]:
@@ -424,7 +484,9 @@ class Model:
                     include_depthwise or not (isinstance(op, Conv2d) and op.is_depthwise)):
                 op = dataclasses.replace(op, sparsity=pattern)
             builder.add_node(op, self.input_names(op.name))
-        return builder.build()
+        model = builder.build()
+        model.weights = dict(self.weights)
+        return model
 
     def __repr__(self) -> str:
         return f"Model({self.name!r}, {self.graph.number_of_nodes()} ops)"
