@@ -6,7 +6,21 @@ else is an internal bug and keeps its traceback (STYLE.md, habit 4).
 from __future__ import annotations
 
 import difflib
+import re
 from typing import Iterable
+
+# C0/C1 controls, DEL, and the bidi overrides/isolates a terminal or editor would act on.
+_UNPRINTABLE = re.compile("[\x00-\x1f\x7f-\x9f\u200b-\u200f\u202a-\u202e\u2066-\u2069\u2028\u2029]")
+
+
+def printable(text: str, limit: int = 2000) -> str:
+    """Returns ``text`` with control characters shown as escapes (``\\x1b``), cut to ``limit``.
+
+    Error lines and table cells echo what input files say; an escape sequence there
+    must not reach the terminal raw (it could rewrite the screen or the title)."""
+    text = _UNPRINTABLE.sub(lambda match: match.group().encode("unicode_escape").decode("ascii"),
+                            str(text))
+    return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
 class UserError(Exception):
@@ -22,11 +36,11 @@ class UserError(Exception):
 
     def one_line(self) -> str:
         """Returns 'source: field: message (fix: ...)' with the missing parts left out."""
-        where = ": ".join(part for part in (self.source, self.field) if part)
-        text = f"{where}: {self.message}" if where else self.message
+        where = ": ".join(str(part) for part in (self.source, self.field) if part)
+        text = f"{where}: {self.message}" if where else str(self.message)
         if self.fix:
             text += f" (fix: {self.fix})"
-        return text
+        return printable(text)
 
     def located(self, source: str) -> "UserError":
         """Returns a copy that names ``source`` when the error did not name one yet."""

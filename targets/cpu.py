@@ -11,14 +11,12 @@ and sysfs (targets/features.py) when the file is loaded, never assumed.
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from models.errors import UserError, suggest
+from models.inputs import Reader, read_yaml
 from targets.features import (HostFeatures, choose_llvm_core, detect_host_features, llvm_mca_cpus,
                               preferred_llvm_cores, vector_fma_units)
 
@@ -121,71 +119,32 @@ _TVM_TARGET_KEYS = ("kind", "mtriple", "mcpu", "mattr", "mabi", "mfloat-abi", "n
 _DETECTABLE = ("core", "vector_bits", "simd", "fma_units", "clock_mhz", "cores", "caches_kb")
 
 
-class _Checker:
-    """Turns a parsed YAML mapping into checked values; every error names the file and field."""
+# Each numeric field's sane range (models/inputs.py LIMITS states them, with units).
+_FIELD_LIMITS = {"vector_bits": "vector_bits", "fma_units": "fma_units", "clock_mhz": "clock_mhz",
+                 "cores": "cores", "tvm_target.num-cores": "cores", "caches_kb.l1d": "cache_kb",
+                 "caches_kb.l2": "cache_kb", "caches_kb.l3": "cache_kb",
+                 "cache_line_bytes": "cache_line_bytes", "dram_gbps": "dram_gbps"}
+
+
+class _Checker(Reader):
+    """The shared field reader (models.inputs.Reader) with the CPU schema's ranges."""
 
     def __init__(self, source: str):
-        self.source = source
-
-    def fail(self, field_name: str, message: str, fix: str | None = None) -> UserError:
-        return UserError(message, source=self.source, field=field_name, fix=fix)
-
-    def keys(self, mapping: Any, known: tuple[str, ...], where: str,
-             required: tuple[str, ...] = ()) -> dict:
-        if not isinstance(mapping, dict):
-            raise self.fail(where or "(top level)", f"expected a mapping, got {type(mapping).__name__}",
-                            f"write it as key: value pairs with keys {', '.join(known)}")
-        for key in mapping:
-            if key not in known:
-                name = f"{where}.{key}" if where else str(key)
-                raise self.fail(name, f"unknown key '{key}'", suggest(str(key), known))
-        for key in required:
-            if key not in mapping:
-                name = f"{where}.{key}" if where else key
-                raise self.fail(name, "missing required key", f"add '{key}:'")
-        return mapping
-
-    def string(self, value: Any, name: str) -> str:
-        if not isinstance(value, str) or not value.strip():
-            raise self.fail(name, f"expected a non-empty string, got {value!r}")
-        return value
-
-    def choice(self, value: Any, name: str, allowed: tuple[str, ...]) -> str:
-        if value not in allowed:
-            raise self.fail(name, f"'{value}' is not one of {', '.join(allowed)}",
-                            suggest(str(value), allowed))
-        return value
+        super().__init__(source, _FIELD_LIMITS)
 
     def positive(self, value: Any, name: str, kind: type = float) -> float | int:
-        is_number = isinstance(value, (int, float)) and not isinstance(value, bool)
-        if kind is int and not (isinstance(value, int) and not isinstance(value, bool)):
-            raise self.fail(name, f"expected a positive integer, got {value!r}")
-        if not is_number or not math.isfinite(value) or value <= 0:
-            raise self.fail(name, f"expected a positive number, got {value!r}")
-        return kind(value)
-
-    def string_list(self, value: Any, name: str) -> tuple[str, ...]:
-        if value is None:
-            return ()
-        if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
-            raise self.fail(name, f"expected a list of strings, got {value!r}",
-                            "write it as [-O3, -flag]")
-        return tuple(value)
+        return self.integer(value, name) if kind is int else self.number(value, name)
 
 
 def _read_yaml(path: Path) -> Any:
     try:
-        text = path.read_text()
-    except OSError as error:
-        raise UserError(f"cannot read: {error.strerror}", source=str(path),
-                        fix="check the path; bundled targets: " + ", ".join(bundled_cpu_targets()))
-    try:
-        return yaml.safe_load(text)
-    except yaml.YAMLError as error:
-        mark = getattr(error, "problem_mark", None)
-        where = f"line {mark.line + 1}" if mark else None
-        raise UserError(f"not valid YAML: {getattr(error, 'problem', error)}", source=str(path),
-                        field=where, fix="fix the YAML syntax")
+        return read_yaml(path, what="CPU target description")
+    except UserError as error:
+        if not path.exists():
+            raise UserError("cannot read: no such file", source=str(path),
+                            fix="check the path; bundled targets: " + ", ".join(bundled_cpu_targets())
+                            ) from None
+        raise
 
 
 def _resolve_tvm_target(checker: _Checker, raw: Any, features: HostFeatures | None) -> dict:
