@@ -26,9 +26,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from models.errors import UserError, suggest
+from models.inputs import read_yaml
 
 DATAFLOWS = ("os", "ws", "is")
 KINDS = ("accelerator", "cpu")
@@ -179,16 +178,7 @@ def read_target(path_or_name: str) -> tuple[str, dict[str, Any]]:
     """Returns (source path, parsed mapping) of a target YAML; malformed YAML names its line."""
     path = resolve_target_path(path_or_name)
     source = str(path)
-    try:
-        document = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as error:
-        mark = getattr(error, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
-        problem = getattr(error, "problem", None) or str(error).splitlines()[0]
-        raise UserError(f"malformed YAML: {where}{problem}", source=source,
-                        fix="check the indentation and the ':' after every key") from None
-    except (OSError, UnicodeDecodeError) as error:
-        raise UserError(f"cannot read the file: {error}", source=source) from None
+    document = read_yaml(path, what="accelerator description")
     if not isinstance(document, dict):
         raise UserError("the file must be a mapping of keys to values", source=source,
                         fix="start with 'kind: accelerator' and 'name: ...'")
