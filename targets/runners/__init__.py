@@ -1,7 +1,7 @@
 """Runners: how a built program (or a TVM module) gets run on a target.
 
 ``get_runner(name, target)`` returns an object with ``run(executable, args, workdir,
-*, timeout_s) -> RunResult``; names: local, qemu, wasmtime, node, adb, rpc://HOST:PORT.
+*, timeout_s) -> RunResult``; names: local, qemu, wasmtime, node, chromium, adb, rpc://HOST:PORT.
 Programs follow the protocol in targets/runners/base.py (files in workdir, an
 ``HWSIM_TIMES [...]`` line on stdout).
 """
@@ -13,7 +13,7 @@ from models.errors import UserError, suggest
 from targets.cpu import CpuTarget
 from targets.runners.base import RunError, RunResult, Runner, parse_times
 
-RUNNER_NAMES = ("local", "qemu", "wasmtime", "node", "adb", "rpc://HOST:PORT")
+RUNNER_NAMES = ("local", "qemu", "wasmtime", "node", "chromium", "adb", "rpc://HOST:PORT")
 # platform.machine() spellings of each ISA, for "can local run this?".
 MACHINE_ISAS = {"x86_64": "x86_64", "amd64": "x86_64", "aarch64": "aarch64", "arm64": "aarch64"}
 
@@ -34,7 +34,7 @@ def get_runner(name: str | None, target: CpuTarget, **options) -> Runner:
     if name == "rpc":
         raise UserError("the rpc runner needs an address", field="runner",
                         fix="write rpc://HOST:PORT, e.g. rpc://127.0.0.1:9090")
-    wasm_runners = ("wasmtime", "node")
+    wasm_runners = ("wasmtime", "node", "chromium")
     if name in wasm_runners and target.isa != "wasm32" or \
             name not in wasm_runners and name in ("local", "qemu", "adb") and target.isa == "wasm32":
         raise UserError(f"runner '{name}' cannot run {target.isa} programs", field="runner",
@@ -59,6 +59,9 @@ def get_runner(name: str | None, target: CpuTarget, **options) -> Runner:
     if name == "node":
         from targets.runners.node import NodeRunner
         return NodeRunner(target=target.name, **options)
+    if name == "chromium":
+        from targets.runners.chromium import ChromiumRunner
+        return ChromiumRunner(target=target.name, **options)
     if name == "adb":
         if target.isa != "aarch64":
             raise UserError(f"the adb runner runs aarch64 programs, not {target.isa}", field="runner")
@@ -97,6 +100,9 @@ def runner_problems(name: str | None, target: CpuTarget) -> list[str]:
         major = node_major(node_path)
         if major is None or major < MIN_NODE_MAJOR:
             return [f"node {major} found, node:wasi preview1 needs >= {MIN_NODE_MAJOR}"]
+    if name == "chromium":
+        from targets.runners.chromium import chromium_problems
+        return chromium_problems(runner.chromium, runner.node)
     if name == "adb":
         from targets.runners.adb import adb_devices
         adb_path = shutil.which(runner.adb)
