@@ -151,20 +151,16 @@ def run_all(arch, args, specs, patterns) -> list:
     """Returns one SimResult per pattern (a progress bar on stderr when it is a terminal)."""
     from tqdm import tqdm
 
-    from hwsim.engine import im2col_reuse, simulate
+    from hwsim.evaluate import lower_workload, simulate_workload
     from models.loading import load
-    from models.lowering import lower
 
     base = load(args.model, dataset=args.dataset, input_size=args.input_size, batch=1)
-    reuse = im2col_reuse(base)
     results = []
     progress = tqdm(list(zip(specs, patterns)), desc="simulate", unit="run", file=sys.stderr,
                     disable=not sys.stderr.isatty() or len(specs) < 2, leave=False)
-    for spec, pattern in progress:
-        model = base.with_sparsity(pattern)
-        workloads = lower(model, mode=args.mode, batch=args.batch)
-        results.append(simulate(arch, workloads, model_name=base.name, sparsity=spec,
-                                mode=args.mode, batch=args.batch, input_reuse=reuse))
+    for spec, _pattern in progress:
+        workload = lower_workload(args.model, spec, mode=args.mode, batch=args.batch, base=base)
+        results.append(simulate_workload(arch, workload, objective=getattr(args, "map", None)))
     return results
 
 

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from models.errors import UserError, suggest
-from models.inputs import read_yaml
+from models.inputs import Reader, Section, read_yaml
 
 DATAFLOWS = ("os", "ws", "is")
 KINDS = ("accelerator", "cpu")
@@ -193,68 +193,44 @@ def target_kind(document: dict[str, Any]) -> str:
     return document.get("kind", "accelerator")
 
 
-class _Reader:
-    """Checks one mapping's keys and value types, naming the dotted field on error."""
+# Each numeric field's sane range (models/inputs.py LIMITS states them, with units).
+_FIELD_LIMITS = {"clock_mhz": "clock_mhz", "word_bytes": "word_bytes", "index_bits": "index_bits",
+                 "array.rows": "array_dim", "array.cols": "array_dim",
+                 "sparsity.group_size": "group_size",
+                 "sparsity.select_groups_per_cycle": "select_groups_per_cycle",
+                 "memory.ifmap_sram_kb": "sram_kb", "memory.filter_sram_kb": "sram_kb",
+                 "memory.ofmap_sram_kb": "sram_kb", "memory.dram_gbps": "dram_gbps",
+                 "energy_pj.mac": "energy_pj", "energy_pj.sram_byte": "energy_pj",
+                 "energy_pj.dram_byte": "energy_pj", "energy_pj.select_group": "energy_pj"}
+
+
+class _Reader(Section):
+    """One mapping read by the shared field reader (models.inputs) with this schema's ranges."""
 
     def __init__(self, mapping: Any, source: str, prefix: str, known: tuple[str, ...]):
-        self.source, self.prefix = source, prefix
-        if not isinstance(mapping, dict):
-            raise UserError(f"expected a mapping, got {type(mapping).__name__}", source=source,
-                            field=prefix or None, fix=f"give the keys {', '.join(known)}")
-        for key in mapping:
-            if key not in known:
-                raise UserError(f"unknown key '{key}'", source=source, field=self.path(str(key)),
-                                fix=suggest(str(key), known))
-        self.mapping = mapping
-
-    def path(self, key: str) -> str:
-        return f"{self.prefix}.{key}" if self.prefix else key
-
-    def error(self, key: str, message: str, fix: str) -> UserError:
-        return UserError(message, source=self.source, field=self.path(key), fix=fix)
+        super().__init__(mapping, Reader(source, _FIELD_LIMITS), prefix, known)
 
     def _get(self, key: str, default: Any, required: bool) -> Any:
-        if key not in self.mapping or self.mapping[key] is None:
-            if required:
-                raise self.error(key, "missing", f"add '{key}:'")
-            return default
-        return self.mapping[key]
+        return self.get(key, default, required)
 
     def positive_int(self, key: str, default: int | None = None, required: bool = True) -> int:
         value = self._get(key, default, required and default is None)
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise self.error(key, f"expected a whole number, got {value!r}", "e.g. 32")
-        if value <= 0:
-            raise self.error(key, f"{value} must be positive", "use a size > 0")
-        return value
+        return self.reader.integer(value, self.path(key))
 
     def positive_number(self, key: str, default: float | None = None, required: bool = True) -> float:
         value = self._get(key, default, required and default is None)
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value):
-            raise self.error(key, f"expected a number, got {value!r}", "e.g. 19.2")
-        if value <= 0 or math.isinf(value):
-            raise self.error(key, f"{value} must be positive and finite", "use a value > 0")
-        return float(value)
+        return self.reader.number(value, self.path(key))
 
     def non_negative_number(self, key: str, default: float | None = None) -> float:
-        value = self._get(key, default, default is None)
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value):
-            raise self.error(key, f"expected a number, got {value!r}", "e.g. 0.5")
-        if value < 0 or math.isinf(value):
-            raise self.error(key, f"{value} must be >= 0 and finite", "use a value >= 0")
-        return float(value)
+        return self.reader.number(self._get(key, default, default is None), self.path(key),
+                                  positive=False)
 
     def boolean(self, key: str, default: bool) -> bool:
-        value = self._get(key, default, False)
-        if not isinstance(value, bool):
-            raise self.error(key, f"expected true or false, got {value!r}", "write true or false")
-        return value
+        return self.reader.boolean(self._get(key, default, False), self.path(key))
 
     def text(self, key: str, default: str | None = None) -> str:
-        value = self._get(key, default, default is None)
-        if not isinstance(value, str) or not value.strip():
-            raise self.error(key, f"expected a non-empty string, got {value!r}", "e.g. name: my-array")
-        return value
+        return self.reader.string(self._get(key, default, default is None), self.path(key),
+                                  "name: my-array")
 
 
 TOP_KEYS = ("kind", "name", "description", "clock_mhz", "word_bytes", "index_bits", "array",
@@ -353,3 +329,59 @@ def load_arch(path_or_name: str) -> Accelerator:
         raise UserError(f"'{source}' describes a {target_kind(document)}, not an accelerator",
                         source=source, field="kind", fix="give an accelerator description")
     return parse_accelerator(document, source)
+
+
+# ---------------------------------------------------------------- writing YAML
+
+
+def accelerator_document(arch: Accelerator) -> dict[str, Any]:
+    """Returns the YAML mapping that ``parse_accelerator`` turns back into ``arch``.
+
+    Every field is written out (defaults too), so the document stands alone:
+    ``parse_accelerator(accelerator_document(a), src) == replace(a, source=src)``."""
+    document: dict[str, Any] = {"kind": "accelerator", "name": arch.name}
+    if arch.description:
+        document["description"] = arch.description
+    document.update({
+        "clock_mhz": arch.clock_mhz, "word_bytes": arch.word_bytes,
+        "array": {"rows": arch.array.rows, "cols": arch.array.cols},
+        "dataflow": arch.dataflow})
+    if arch.sparsity is not None:
+        document["sparsity"] = {"group_size": arch.sparsity.group_size,
+                                "modes": arch.sparsity.mode_names(),
+                                "select_groups_per_cycle": arch.sparsity.select_groups_per_cycle}
+        document["index_bits"] = arch.index_bits
+    document["memory"] = {key: getattr(arch.memory, key) for key in MEMORY_KEYS}
+    energy = arch.energy
+    document["energy_pj"] = {"mac": energy.mac_pj, "sram_byte": energy.sram_byte_pj,
+                             "dram_byte": energy.dram_byte_pj, "select_group": energy.select_group_pj}
+    document["dataflow_options"] = {key: getattr(arch.options, key) for key in OPTION_KEYS}
+    return document
+
+
+def accelerator_to_yaml(arch: Accelerator, header: str = "") -> str:
+    """Returns YAML text that re-loads (``load_arch``) to exactly ``arch`` (floats round-trip).
+
+    ``header`` lines are written first as comments (e.g. where a design came from)."""
+    import yaml
+    comments = "".join(f"# {line}\n" if line else "#\n" for line in header.splitlines())
+    return comments + yaml.safe_dump(accelerator_document(arch), sort_keys=False,
+                                     default_flow_style=None, width=100)
+
+
+def with_overrides(arch: Accelerator, overrides: dict[str, Any]) -> Accelerator:
+    """Returns ``arch`` with dotted YAML fields replaced ({"array.rows": 64}), validated again.
+
+    The change goes through the document, so every check of ``parse_accelerator``
+    applies (a UserError names the field)."""
+    import copy
+    document = copy.deepcopy(accelerator_document(arch))
+    for path, value in overrides.items():
+        node = document
+        parts = path.split(".")
+        for part in parts[:-1]:
+            if not isinstance(node.get(part), dict):
+                node[part] = {}
+            node = node[part]
+        node[parts[-1]] = copy.deepcopy(value)
+    return parse_accelerator(document, arch.source or "<overrides>")

@@ -29,6 +29,7 @@ Everything is numpy over folds; one ResNet-50 training step takes well under a s
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -92,6 +93,12 @@ class SimResult:
     mode: str
     batch: int
     layers: tuple[LayerResult, ...]
+    area: Any = None          # hwsim.area.AreaBreakdown when the arch has a technology
+    mapping: str | None = None  # the mapper's objective, None = the engine's own choices
+
+    @property
+    def area_mm2(self) -> float | None:
+        return None if self.area is None else self.area.total_mm2
 
     @property
     def total_cycles(self) -> int:
@@ -133,6 +140,22 @@ class SimResult:
             totals[layer.phase] = totals.get(layer.phase, 0) + layer.total_cycles
         return totals
 
+    def cost_figures(self) -> dict:
+        """Returns area, EDP, perf/mm2 and power: the cost axes beside cycles and energy.
+
+        perf_per_mm2 is effective GOPS/mm2 (2 ops per dense MAC per second)."""
+        seconds, energy_j = self.seconds, self.energy_j
+        area_mm2 = self.area_mm2
+        dense_macs = sum(layer.dense_macs for layer in self.layers)
+        figures = {"mapping": self.mapping, "area_mm2": area_mm2,
+                   "edp_j_s": energy_j * seconds,
+                   "perf_per_mm2": (2 * dense_macs / seconds / 1e9 / area_mm2
+                                    if area_mm2 and seconds > 0 else None),
+                   "power_w": energy_j / seconds if seconds > 0 else 0.0}
+        if self.area is not None:
+            figures["area"] = self.area.as_dict()
+        return figures
+
     def summary_dict(self) -> dict:
         """Returns the summary.json document (ARCHITECTURE.md, 'Results')."""
         options = self.arch.options
@@ -147,6 +170,7 @@ class SimResult:
             "dataflow": self.arch.dataflow, "clock_mhz": self.arch.clock_mhz,
             "array": {"rows": self.arch.array.rows, "cols": self.arch.array.cols},
             "dataflow_options": asdict(options),
+            **self.cost_figures(),
             "layers": [layer.as_dict() for layer in self.layers],
         }
 
