@@ -15,7 +15,7 @@ from models.errors import UserError
 
 # Module names under cli, in the order `hwsim --help` lists them.
 SUBCOMMAND_MODULES = ("simulate_cmd", "sweep_cmd", "codegen_cmd", "run_cmd", "report_cmd",
-                      "models_cmd", "targets_cmd")
+                      "models_cmd", "targets_cmd", "explore_cmd")
 
 EXIT_OK, EXIT_INTERNAL, EXIT_BAD_INPUT = 0, 1, 2
 
