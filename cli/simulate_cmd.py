@@ -59,12 +59,12 @@ def register(subparsers, formatter_class) -> None:
     parser.add_argument("--out", default=None, metavar="DIR",
                         help="write DIR/summary.json, DIR/report.md and PNG plots")
     switches = parser.add_argument_group("dataflow switches (override the YAML's dataflow_options)")
-    switches.add_argument("--no-interleave", action="store_true",
-                          help="fixed orientation, every fold pays its own fill and drain")
-    switches.add_argument("--on-the-fly-weights", action="store_true",
-                          help="select N:M weights from dense ones at every tile load")
-    switches.add_argument("--no-overlap", action="store_true",
-                          help="no offline schedule: DRAM transfers serialise with compute")
+    from dataclasses import fields
+
+    from hwsim.arch import DataflowOptions
+    for option in fields(DataflowOptions):     # one flag per option, from the dataclass
+        switches.add_argument(option.metadata["flag"], dest=f"switch_off_{option.name}",
+                              action="store_true", help=option.metadata["help"])
     switches.add_argument("--dram-gbps", type=float, default=None, help="override memory.dram_gbps")
     parser.set_defaults(handler=simulate_command)
 
@@ -108,11 +108,9 @@ def _check_patterns(arch, specs: list[str]) -> list:
 def _apply_switches(arch, args):
     """Returns the accelerator with the command-line overrides applied."""
     options = arch.options
-    options = dataclasses.replace(
-        options,
-        interleave=options.interleave and not args.no_interleave,
-        pregenerate_sparse_weights=options.pregenerate_sparse_weights and not args.on_the_fly_weights,
-        offline_schedule=options.offline_schedule and not args.no_overlap)
+    options = dataclasses.replace(options, **{
+        option.name: getattr(options, option.name) and not getattr(args, f"switch_off_{option.name}")
+        for option in dataclasses.fields(options)})
     arch = dataclasses.replace(arch, options=options)
     if args.dram_gbps is not None:
         if not args.dram_gbps > 0:

@@ -22,14 +22,15 @@ from __future__ import annotations
 
 import math
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 from models.errors import UserError, suggest
 from models.inputs import Reader, Section, read_yaml
 
-DATAFLOWS = ("os", "ws", "is")
+from hwsim.dataflow import DATAFLOWS  # noqa: E402  (the one list of dataflows)
+
 KINDS = ("accelerator", "cpu")
 
 
@@ -111,9 +112,21 @@ class DataflowOptions:
     (off the critical path) instead of selected from dense weights at every tile load.
     ``offline_schedule``: double-buffered prefetch of the next tile (and the next
     layer's first tile) during compute; off, every transfer serialises with compute."""
-    interleave: bool = True
-    pregenerate_sparse_weights: bool = True
-    offline_schedule: bool = True
+    interleave: bool = field(default=True, metadata={
+        "flag": "--no-interleave", "on": "interleave on", "off": "interleave off",
+        "help": "fixed orientation, every fold pays its own fill and drain"})
+    pregenerate_sparse_weights: bool = field(default=True, metadata={
+        "flag": "--on-the-fly-weights", "on": "weights pre-generated",
+        "off": "weights selected on the fly",
+        "help": "select N:M weights from dense ones at every tile load"})
+    offline_schedule: bool = field(default=True, metadata={
+        "flag": "--no-overlap", "on": "offline schedule on", "off": "offline schedule off",
+        "help": "no offline schedule: DRAM transfers serialise with compute"})
+
+    def describe(self) -> str:
+        """Returns the switches as the report's header shows them ("interleave on, ...")."""
+        return ", ".join(option.metadata["on" if getattr(self, option.name) else "off"]
+                         for option in fields(self))
 
 
 @dataclass(frozen=True)
@@ -129,12 +142,18 @@ class Accelerator:
     options: DataflowOptions = field(default_factory=DataflowOptions)
     sparsity: SparsitySupport | None = None
     index_bits: int = 0
+    dataflows: tuple[str, ...] = ()     # a reconfigurable array's dataflows ((): just ``dataflow``)
     source: str | None = None
     description: str = ""
 
     @property
     def dram_bytes_per_cycle(self) -> float:
         return self.memory.dram_gbps * 1e9 / (self.clock_mhz * 1e6)
+
+    @property
+    def supported_dataflows(self) -> tuple[str, ...]:
+        """Returns the dataflows the mapper may choose among (the default first)."""
+        return self.dataflows or (self.dataflow,)
 
     def sparse_mode_names(self) -> list[str]:
         return self.sparsity.mode_names() if self.sparsity else []
@@ -239,7 +258,8 @@ ARRAY_KEYS = ("rows", "cols")
 SPARSITY_KEYS = ("group_size", "modes", "select_groups_per_cycle")
 MEMORY_KEYS = ("ifmap_sram_kb", "filter_sram_kb", "ofmap_sram_kb", "dram_gbps")
 ENERGY_KEYS = ("mac", "sram_byte", "dram_byte", "select_group")
-OPTION_KEYS = ("interleave", "pregenerate_sparse_weights", "offline_schedule")
+# Derived from the dataclass: adding an option is one field (+ the code that uses it).
+OPTION_KEYS = tuple(option.name for option in fields(DataflowOptions))
 
 
 def _parse_mode(text: Any, reader: _Reader, group_size: int) -> tuple[int, int]:
@@ -258,15 +278,32 @@ def _parse_mode(text: Any, reader: _Reader, group_size: int) -> tuple[int, int]:
     return n, m
 
 
+def _parse_dataflows(top: _Reader, value: Any) -> tuple[str, tuple[str, ...]]:
+    """Returns (the default dataflow, all it supports): ``os`` or a list ``[os, ws]``.
+
+    A list declares a reconfigurable array: the first entry runs when no mapper
+    chooses (``hwsim simulate`` without --map), the mapper may pick any of them."""
+    entries = value if isinstance(value, list) else [value]
+    if not entries:
+        raise top.error("dataflow", "empty dataflow list", f"e.g. dataflow: [os, ws] ({', '.join(DATAFLOWS)})")
+    names = []
+    for entry in entries:
+        if not isinstance(entry, str) or entry.strip().lower() not in DATAFLOWS:
+            raise top.error("dataflow", f"unknown dataflow {entry!r}",
+                            suggest(str(entry), DATAFLOWS) if isinstance(entry, str)
+                            else f"use {', '.join(DATAFLOWS)}")
+        names.append(entry.strip().lower())
+    names = list(dict.fromkeys(names))
+    return names[0], (tuple(names) if isinstance(value, list) else ())
+
+
 def parse_accelerator(document: dict[str, Any], source: str) -> Accelerator:
     """Returns the validated Accelerator of a parsed YAML mapping (kind: accelerator)."""
     top = _Reader(document, source, "", TOP_KEYS)
     name = top.text("name")
     array_reader = _Reader(top._get("array", None, True), source, "array", ARRAY_KEYS)
     array = ArrayShape(array_reader.positive_int("rows"), array_reader.positive_int("cols"))
-    dataflow = top.text("dataflow", "os").lower()
-    if dataflow not in DATAFLOWS:
-        raise top.error("dataflow", f"unknown dataflow '{dataflow}'", suggest(dataflow, DATAFLOWS))
+    dataflow, dataflows = _parse_dataflows(top, document.get("dataflow", "os"))
     word_bytes = top.positive_int("word_bytes", 2)
 
     sparsity = None
@@ -310,15 +347,15 @@ def parse_accelerator(document: dict[str, Any], source: str) -> Accelerator:
 
     options_reader = _Reader(document.get("dataflow_options") or {}, source, "dataflow_options",
                              OPTION_KEYS)
-    options = DataflowOptions(options_reader.boolean("interleave", True),
-                              options_reader.boolean("pregenerate_sparse_weights", True),
-                              options_reader.boolean("offline_schedule", True))
+    options = DataflowOptions(**{option.name: options_reader.boolean(option.name, option.default)
+                                 for option in fields(DataflowOptions)})
     description = document.get("description") or ""
     if not isinstance(description, str):
         raise top.error("description", "expected a string", "quote the description")
     return Accelerator(name=name, clock_mhz=top.positive_number("clock_mhz"), word_bytes=word_bytes,
                        array=array, dataflow=dataflow, memory=memory, energy=energy,
-                       options=options, sparsity=sparsity, index_bits=index_bits, source=source,
+                       options=options, sparsity=sparsity, index_bits=index_bits, dataflows=dataflows,
+                       source=source,
                        description=description.strip())
 
 
@@ -345,7 +382,7 @@ def accelerator_document(arch: Accelerator) -> dict[str, Any]:
     document.update({
         "clock_mhz": arch.clock_mhz, "word_bytes": arch.word_bytes,
         "array": {"rows": arch.array.rows, "cols": arch.array.cols},
-        "dataflow": arch.dataflow})
+        "dataflow": list(arch.dataflows) if arch.dataflows else arch.dataflow})
     if arch.sparsity is not None:
         document["sparsity"] = {"group_size": arch.sparsity.group_size,
                                 "modes": arch.sparsity.mode_names(),

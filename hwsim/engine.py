@@ -221,6 +221,7 @@ class GemmSchedule:
     index_bytes: float
     select_groups: float
     extra: dict = field(default_factory=dict)
+    dataflow: str = ""
 
 
 def _sparse_words(arch: Accelerator, workload: GemmWorkload) -> tuple[int, float]:
@@ -254,91 +255,148 @@ def im2col_reuse(model) -> dict[str, float]:
     return reuse
 
 
-def schedule_gemm(arch: Accelerator, workload: GemmWorkload, transposed: bool,
-                  outer: str | None = None, reuse: float = 1.0) -> GemmSchedule:
-    """Returns the schedule of ``workload`` in one orientation and loop order.
+@dataclass(frozen=True)
+class Orientation:
+    """Which way a GEMM meets the array: C = A.B as lowered, or C^T = B^T.A^T (M and N swap).
 
-    ``transposed`` runs C^T = B^T . A^T (M and N swap, the weights feed the other
-    side). ``outer`` None picks the loop order: the one with fewer DRAM bytes when
-    offline scheduling is on, SCALE-Sim's default otherwise. ``reuse``: im2col
-    elements per unique feature-map element of this GEMM's im2col operand."""
-    options = arch.options
-    K_eff, weight_bytes = _sparse_words(arch, workload)
-    M_o, N_o = (workload.N, workload.M) if transposed else (workload.M, workload.N)
-    plan = _dataflow().plan_folds(M_o, N_o, K_eff, arch.array.rows, arch.array.cols, arch.dataflow)
-    folds = plan.row_folds * plan.col_folds
+    ``sparse_role``: the operand holding N:M weights ('A' once transposed, else 'B').
+    ``expanded_role``: the im2col operand (A or B) when the buffers hold the raw
+    feature map instead (``reuse`` != 1); None otherwise."""
+    transposed: bool
+    M: int
+    N: int
+    sparse_role: str | None
+    expanded_role: str | None
 
-    word = arch.word_bytes
-    memory = arch.memory
+    @property
+    def name(self) -> str:
+        return "NxM" if self.transposed else "MxN"
+
+
+def orient(workload: GemmWorkload, transposed: bool, reuse: float = 1.0) -> Orientation:
+    """Returns the GEMM's orientation: its array-facing M, N and where the special operands sit."""
     sparse_role = ("A" if transposed else "B") if workload.sparse else None
-    shapes = {"A": M_o * workload.K, "B": workload.K * N_o, "C": M_o * N_o}
-    buffers = {"A": memory.ifmap_bytes, "B": memory.filter_bytes, "C": memory.ofmap_bytes}
-    cuts = OPERAND_CUTS[arch.dataflow]
-    operands = []
-    index_share = 0.0
     expanded_role = IM2COL_ROLE.get(workload.phase) if reuse != 1.0 else None
     if transposed and expanded_role in ("A", "B"):
         expanded_role = "B" if expanded_role == "A" else "A"
+    M, N = (workload.N, workload.M) if transposed else (workload.M, workload.N)
+    return Orientation(transposed, M, N, sparse_role, expanded_role)
+
+
+def _operands(arch: Accelerator, workload: GemmWorkload, orientation: Orientation, dataflow: str,
+              K_eff: int, weight_bytes: float, reuse: float) -> tuple[list[Operand], float]:
+    """Returns the three operands as the memory system sees them, and the index share of a
+    compressed weight byte (0 when dense)."""
+    word = arch.word_bytes
+    memory = arch.memory
+    M_o, N_o = orientation.M, orientation.N
+    shapes = {"A": M_o * workload.K, "B": workload.K * N_o, "C": M_o * N_o}
+    buffers = {"A": memory.ifmap_bytes, "B": memory.filter_bytes, "C": memory.ofmap_bytes}
+    cuts = OPERAND_CUTS[dataflow]
+    operands = []
+    index_share = 0.0
     for role in ("A", "B", "C"):
         footprint = dram = float(shapes[role] * word)
         array_bytes = None
-        if role == expanded_role:
+        if role == orientation.expanded_role:
             array_bytes = footprint
             footprint = dram = footprint / reuse
-        if role == sparse_role:
+        if role == orientation.sparse_role:
             kept = shapes[role] / workload.K * K_eff
             footprint = kept * weight_bytes
             index_share = (weight_bytes - word) / weight_bytes
-            dram = footprint if options.pregenerate_sparse_weights else float(shapes[role] * word)
+            dram = footprint if arch.options.pregenerate_sparse_weights else float(shapes[role] * word)
         operands.append(Operand(role, cuts[role], footprint, dram, buffers[role],
                                 is_output=role == "C",
                                 accumulates=role == "C" and cuts[role] != "tile",
                                 array_bytes=array_bytes))
+    return operands, index_share
 
-    row_axis = fold_axis(plan.spatial_rows, arch.array.rows, plan.row_folds)
-    col_axis = fold_axis(plan.spatial_cols, arch.array.cols, plan.col_folds)
-    if outer is None:
-        candidates = [default_outer(arch.dataflow)]
-        if options.offline_schedule:
-            candidates.append("col" if candidates[0] == "row" else "row")
-        # Ties (to the byte) keep SCALE-Sim's order, whatever the float summation order.
-        traffic = min((fold_traffic(row_axis, col_axis, operands, order)
-                       for order in candidates), key=lambda t: round(t.dram_bytes))
-    else:
-        traffic = fold_traffic(row_axis, col_axis, operands, outer)
-    # The traffic arrays run in the chosen (outer, inner) order; fold cycles are equal
-    # across the grid except the first fold's fill, so they need no reordering.
 
-    reps = len(traffic.weights)
+def _fold_cycles(plan, interleave: bool, reps: int, groups: int) -> np.ndarray:
+    """Returns the compute cycles of each representative fold, all groups in a row.
+
+    With ``interleave`` folds run back to back: one fill/drain per GEMM, steady state
+    ``temporal`` cycles per fold; without it each fold pays its own."""
+    folds = plan.row_folds * plan.col_folds
     per_fold = np.full(reps, float(plan.cycles_per_fold))
-    if options.interleave:
-        # Back-to-back folds: fill/drain of one fold hides under its neighbours'.
+    if interleave:
         per_fold[:] = plan.temporal
         per_fold[0] += plan.cycles_per_fold - plan.temporal
     # SCALE-Sim reports the last busy cycle's index (folds x per-fold - 1): keep its total.
     per_fold[-1] -= folds * plan.cycles_per_fold - plan.compute_cycles
-
-    select_groups = np.zeros(reps)
-    if sparse_role and not options.pregenerate_sparse_weights:
-        # Every dense weight fetched goes through the top-n selector on its way in.
-        select_groups = traffic.loads_by_role[sparse_role] / (word * workload.nm[1])
-    select_cycles = select_groups / arch.sparsity.select_groups_per_cycle if sparse_role else select_groups
-
-    groups = workload.groups
     compute = np.tile(per_fold, groups)
-    if options.interleave and groups > 1:
+    if interleave and groups > 1:
         # One fill for the whole GEMM: the later groups start at steady state.
         compute[reps::reps] -= plan.cycles_per_fold - plan.temporal
+    return compute
+
+
+def _selection_costs(arch: Accelerator, workload: GemmWorkload, traffic, sparse_role: str | None
+                     ) -> tuple[np.ndarray, np.ndarray]:
+    """Returns (top-n groups selected, selector cycles) per fold: the on-the-fly sparse mode's cost.
+
+    Pre-generated weights cost nothing here (they are charged once per step to WU)."""
+    select_groups = np.zeros(len(traffic.weights))
+    if sparse_role and not arch.options.pregenerate_sparse_weights:
+        # Every dense weight fetched goes through the top-n selector on its way in.
+        select_groups = traffic.loads_by_role[sparse_role] / (arch.word_bytes * workload.nm[1])
+    select_cycles = (select_groups / arch.sparsity.select_groups_per_cycle if sparse_role
+                     else select_groups)
+    return select_groups, select_cycles
+
+
+def _loop_order(arch: Accelerator, dataflow: str, row_axis, col_axis, operands, outer: str | None):
+    """Returns the fold traffic in the given loop order, or (None) the engine's choice:
+    SCALE-Sim's order, or with offline scheduling whichever moves fewer DRAM bytes."""
+    if outer is not None:
+        return fold_traffic(row_axis, col_axis, operands, outer)
+    candidates = [default_outer(dataflow)]
+    if arch.options.offline_schedule:
+        candidates.append("col" if candidates[0] == "row" else "row")
+    # Ties (to the byte) keep SCALE-Sim's order, whatever the float summation order.
+    return min((fold_traffic(row_axis, col_axis, operands, order) for order in candidates),
+               key=lambda t: round(t.dram_bytes))
+
+
+def schedule_gemm(arch: Accelerator, workload: GemmWorkload, transposed: bool,
+                  outer: str | None = None, reuse: float = 1.0,
+                  dataflow: str | None = None) -> GemmSchedule:
+    """Returns the schedule of ``workload`` in one orientation, dataflow and loop order.
+
+    ``transposed`` runs C^T = B^T . A^T (M and N swap, the weights feed the other
+    side). ``outer`` None picks the loop order (``_loop_order``). ``reuse``: im2col
+    elements per unique feature-map element of this GEMM's im2col operand.
+    ``dataflow`` None is the arch's default one."""
+    dataflow = dataflow or arch.dataflow
+    K_eff, weight_bytes = _sparse_words(arch, workload)
+    orientation = orient(workload, transposed, reuse)
+    plan = _dataflow().plan_folds(orientation.M, orientation.N, K_eff, arch.array.rows,
+                                  arch.array.cols, dataflow)
+    operands, index_share = _operands(arch, workload, orientation, dataflow, K_eff, weight_bytes,
+                                      reuse)
+    row_axis = fold_axis(plan.spatial_rows, arch.array.rows, plan.row_folds)
+    col_axis = fold_axis(plan.spatial_cols, arch.array.cols, plan.col_folds)
+    traffic = _loop_order(arch, dataflow, row_axis, col_axis, operands, outer)
+    # The traffic arrays run in the chosen (outer, inner) order; fold cycles are equal
+    # across the grid except the first fold's fill, so they need no reordering.
+    reps = len(traffic.weights)
+    groups = workload.groups
+    compute = _fold_cycles(plan, arch.options.interleave, reps, groups)
+    sparse_role = orientation.sparse_role
+    select_groups, select_cycles = _selection_costs(arch, workload, traffic, sparse_role)
     sparse_dram = float((traffic.loads_by_role[sparse_role] * traffic.weights).sum()) if sparse_role else 0.0
-    index_bytes = sparse_dram * index_share if options.pregenerate_sparse_weights else 0.0
+    index_bytes = sparse_dram * index_share if arch.options.pregenerate_sparse_weights else 0.0
     return GemmSchedule(
-        orientation="NxM" if transposed else "MxN", loop_order=f"{traffic.outer}-outer",
-        folds=folds * groups, weights=np.tile(traffic.weights, groups), compute_cycles=compute,
+        orientation=orientation.name, loop_order=f"{traffic.outer}-outer",
+        folds=plan.row_folds * plan.col_folds * groups, weights=np.tile(traffic.weights, groups),
+        compute_cycles=compute,
         load_bytes=np.tile(traffic.load_bytes, groups), store_bytes=np.tile(traffic.store_bytes, groups),
         select_cycles=np.tile(select_cycles, groups),
         sram_bytes=traffic.sram_bytes * groups, dram_bytes=traffic.dram_bytes * groups,
         index_bytes=index_bytes * groups,
-        select_groups=float((select_groups * traffic.weights).sum()) * groups)
+        select_groups=float((select_groups * traffic.weights).sum()) * groups,
+        dataflow=dataflow)
 
 
 def _local_cycles(arch: Accelerator, schedule: GemmSchedule) -> float:

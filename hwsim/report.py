@@ -95,9 +95,7 @@ def text_report(results: list[SimResult]) -> str:
     options = arch.options
     lines = [f"{first.model} on {arch.name} ({arch.array.rows}x{arch.array.cols} {arch.dataflow.upper()}, "
              f"{arch.clock_mhz:g} MHz, {arch.memory.dram_gbps:g} GB/s DRAM), {first.mode}, "
-             f"batch {first.batch}; interleave {'on' if options.interleave else 'off'}, "
-             f"weights {'pre-generated' if options.pregenerate_sparse_weights else 'selected on the fly'}, "
-             f"offline schedule {'on' if options.offline_schedule else 'off'}",
+             f"batch {first.batch}; {options.describe()}",
              "", layer_table(results), "", totals_table(results)]
     if len(results) > 1:
         for result in results[1:]:
