@@ -1,0 +1,31 @@
+"""Baseline engines: the ONNX file we write computes what numpy-free engines agree on."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from models.loading import load
+from targets.engines import mnn_host, onnxruntime_host
+from targets.engines.onnx_file import write_onnx
+from targets.engines.timing import Timing, interleaved
+
+
+def test_interleaved_timing_has_every_repeat():
+    calls = {"a": lambda: sum(range(100)), "b": lambda: sum(range(1000))}
+    timings = interleaved(calls, repeats=5, warmup=1)
+    assert all(len(t.times_s) == 5 and t.median_s > 0 for t in timings.values())
+    assert Timing((1.0, 2.0, 3.0)).median_s == 2.0
+
+
+def test_onnxruntime_and_mnn_agree_on_our_onnx_file(tmp_path):
+    if onnxruntime_host.problems():
+        pytest.skip("; ".join(onnxruntime_host.problems()))
+    path = write_onnx(load("resnet18", dataset="cifar10"), tmp_path / "r18.onnx")
+    x = np.random.default_rng(1).standard_normal((1, 3, 32, 32)).astype(np.float32)
+    y1 = onnxruntime_host.run(path, x, 1)[0]
+    y2 = onnxruntime_host.run(path, x, 2)[0]
+    np.testing.assert_allclose(y1, y2, rtol=1e-4, atol=1e-4)
+    if mnn_host.problems():
+        pytest.skip("; ".join(mnn_host.problems()))
+    y3 = mnn_host.run(path, x, 1).reshape(y1.shape)
+    np.testing.assert_allclose(y3, y1, rtol=1e-3, atol=1e-3 * float(np.abs(y1).max()))
