@@ -194,10 +194,10 @@ def arm_speedups(cache_dir: Path) -> list[dict]:
     """Returns predicted dense/sparse MobileNet-v1 (224x224, batch 1) time ratios on ARM cores.
 
     Every layer is costed as ``hwsim simulate --arch`` costs it: codegen's kernels chosen by
-    cli.cpu_simulate.kernel_source_for (nmgemm dense, spmm for unstructured sparsity,
+    hwsim.cpu.codegen_source.kernel_source_for (nmgemm dense, spmm for unstructured sparsity,
     dwconv for the depthwise layers, NEON, one thread), epilogues fused as codegen fuses them."""
     from targets.cpu import load_cpu_target
-    from cli.cpu_simulate import kernel_source_for
+    from hwsim.cpu.codegen_source import kernel_source_for
     from hwsim.cpu.model_sim import model_workloads
     from models.patterns import parse_pattern
     from models.zoo import build as build_zoo_model

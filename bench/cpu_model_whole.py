@@ -10,7 +10,7 @@ build, every layer's kernel with its fused epilogue), runs both builds (``hwsim 
 code: per-layer times, every layer checked against numpy) --batches times and keeps each
 layer's lowest median, and predicts the same layers with hwsim.cpu exactly as
 ``hwsim simulate --arch`` does (codegen's kernels through
-cli.cpu_simulate.kernel_source_for). wasm is costed on this x86 core (Cranelift's
+hwsim.cpu.codegen_source.kernel_source_for). wasm is costed on this x86 core (Cranelift's
 code, the host's caches and its measured clock), as bench/cpu_model.py does.
 
 Printed: per layer predicted and measured ms with the error, then per build the totals,
@@ -34,7 +34,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 from cpu_model import measure_clock_mhz                        # noqa: E402
 from codegen.model_build import build_model, run_build         # noqa: E402
-from cli.cpu_simulate import kernel_source_for           # noqa: E402
+from hwsim.cpu.codegen_source import kernel_source_for     # noqa: E402
 from hwsim.cpu.cpu_model import mca_core, simulate_cpu         # noqa: E402
 from hwsim.cpu.model_sim import model_workloads                # noqa: E402
 from models.fileio import write_atomic                         # noqa: E402

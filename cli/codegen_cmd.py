@@ -60,7 +60,7 @@ def _tuned_schedules(args, layers_model, target, pattern, log_path: Path) -> dic
         from codegen.schedule import timing_is_real
         predictor = None
         if not timing_is_real(target):
-            from cli.cpu_simulate import mca_predictor
+            from hwsim.cpu.codegen_source import mca_predictor
             predictor = mca_predictor(target)     # qemu timing is emulated: rank by llvm-mca
         tune(list(ops.values()), target, log_path, budget=args.budget, predictor=predictor)
     log = TuningLog(log_path)

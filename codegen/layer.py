@@ -19,8 +19,10 @@ import numpy as np
 from codegen import build as kernel_build
 from codegen.isa import VECTOR_REGISTERS, get_isa
 from codegen.packing import pack_block_sparse, pack_nm
+from codegen.reference import apply_activation, reference_conv
 from codegen.render import (DwconvParams, NmGemmParams, SpmmParams, render_dwconv, render_nmgemm,
                             render_spmm)
+from models.ir import Conv2d
 from targets.cpu import CpuTarget
 
 # Register tiles chosen before any tuning (the scheduler's log overrides them): wide pixel
@@ -85,12 +87,6 @@ def default_spmm(target: str | CpuTarget, nr: int = 1, kb: int = 1,
     return SpmmParams(flavour, mr=DEFAULT_SPMM_PIXELS[flavour], nr=nr, kb=kb)
 
 
-def _act(y: np.ndarray, act: str) -> np.ndarray:
-    if act in ("relu", "relu6"):
-        y = np.maximum(y, 0.0)
-    return np.minimum(y, 6.0) if act == "relu6" else y
-
-
 def run_nmgemm_layer(w: np.ndarray, x: np.ndarray, bias: np.ndarray | None, params: NmGemmParams,
                      target: str | CpuTarget, workdir: Path, repeats: int = 5, warmup: int = 1
                      ) -> LayerResult:
@@ -107,7 +103,7 @@ def run_nmgemm_layer(w: np.ndarray, x: np.ndarray, bias: np.ndarray | None, para
                                              "bias": bias, "x": x}, (w.shape[0], w.shape[1], x.shape[1]))
     result = kernel_build.run(executable, target, cases, repeats=repeats, warmup=warmup)
     y = kernel_build.read_output(cases, "layer", "y", (w.shape[0], x.shape[1]))
-    reference = _act(w @ x + (0 if bias is None else bias[:, None]), params.act)
+    reference = apply_activation(w @ x + (0 if bias is None else bias[:, None]), params.act)
     return LayerResult(kernel.name, kernel_build.as_target(target).name, tuple(result.times_s),
                        float(np.abs(y - reference).max()))
 
@@ -128,7 +124,7 @@ def run_spmm_layer(w: np.ndarray, x: np.ndarray, bias: np.ndarray | None, params
                             (w.shape[0], w.shape[1], x.shape[1]))
     result = kernel_build.run(executable, target, cases, repeats=repeats, warmup=warmup)
     y = kernel_build.read_output(cases, "layer", "y", (w.shape[0], x.shape[1]))
-    reference = _act(w @ x + (0 if bias is None else bias[:, None]), params.act)
+    reference = apply_activation(w @ x + (0 if bias is None else bias[:, None]), params.act)
     return LayerResult(kernel.name, kernel_build.as_target(target).name, tuple(result.times_s),
                        float(np.abs(y - reference).max()))
 
@@ -148,8 +144,6 @@ def run_dwconv_layer(w: np.ndarray, x: np.ndarray, bias: np.ndarray | None, para
     kernel_build.write_case(cases, "layer", {"weights": w, "bias": bias, "x": x},
                             (channels, height, width, pad))
     result = kernel_build.run(executable, target, cases, repeats=repeats, warmup=warmup)
-    from codegen.model_build import reference_conv   # model_build imports this module
-    from models.ir import Conv2d
     conv = Conv2d("dw", channels, channels, params.k, stride=params.stride, padding=pad, groups=channels)
     reference = reference_conv(w.reshape(channels, 1, params.k, params.k), bias, x, conv, params.act)
     y = kernel_build.read_output(cases, "layer", "y", reference.shape)

@@ -61,7 +61,7 @@ def test_the_tuner_predictor_ranks_register_blockings_by_their_llvm_mca_cycles()
     rendered kernel (a wider register block reuses each loaded weight across more columns)."""
     require_tools(*TOOLS["snapdragon855"])
     from codegen.schedule import Candidate, SparseOp, to_params
-    from cli.cpu_simulate import mca_predictor
+    from hwsim.cpu.codegen_source import mca_predictor
     from targets.cpu import load_cpu_target
 
     target = load_cpu_target("snapdragon855")

@@ -127,5 +127,34 @@ def bound_counts(records: list[LayerRecord]) -> dict:
     return counts
 
 
-__all__ = ["model_workloads", "simulate_model_on_cpu", "summary_dict", "layer_row", "bound_counts",
+def simulate_runs(target, base_model, specs: list[str], patterns: list, *, mode: str, batch: int,
+                  kernel_source, cache_dir: str | Path, tuned_layers: int = 0,
+                  progress: bool = False) -> tuple[dict, dict, dict]:
+    """Returns (documents by spec, speedup by spec, the output document) of one CPU run per
+    pattern: summary.json documents with the bounds and tuned-layer count; the output is the
+    one document, or {"runs", "speedup", "baseline"} when several patterns run side by side
+    (speedup = the first run's cycles / that run's cycles)."""
+    import sys
+
+    from tqdm import tqdm
+
+    documents = {}
+    for spec, pattern in tqdm(list(zip(specs, patterns)), desc=f"simulate {target.name}",
+                              unit="run", file=sys.stderr, disable=not progress):
+        workloads = model_workloads(base_model.with_sparsity(pattern), mode, batch)
+        records = simulate_model_on_cpu(target, workloads, kernel_source=kernel_source,
+                                        cache_dir=cache_dir)
+        document = summary_dict(target, records, model=base_model.name, sparsity=spec, mode=mode,
+                                batch=batch, workloads=workloads)
+        document["bounds"] = bound_counts(records)
+        document["tuned_layers"] = tuned_layers
+        documents[spec] = document
+    first = next(iter(documents.values()))
+    speedups = {spec: first["total_cycles"] / doc["total_cycles"] for spec, doc in documents.items()}
+    output = documents[specs[0]] if len(specs) == 1 else \
+        {"runs": documents, "speedup": speedups, "baseline": specs[0]}
+    return documents, speedups, output
+
+
+__all__ = ["model_workloads", "simulate_model_on_cpu", "simulate_runs", "summary_dict", "layer_row", "bound_counts",
            "check_runnable", "RUNNABLE_PATTERNS"]
