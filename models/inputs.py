@@ -441,7 +441,8 @@ class Reader:
             if isinstance(value, float) and value.is_integer() and abs(value) <= MAX_INT:
                 value = int(value)
             else:
-                raise self.fail(field, f"expected a positive integer, got {_short(value)}", "e.g. 32")
+                raise self.fail(field, f"expected a whole number (a positive integer), got {_short(value)}",
+                                "e.g. 32")
         if value < minimum:
             raise self.fail(field, f"{value} must be {'positive' if minimum == 1 else f'>= {minimum}'}",
                             f"use a value >= {minimum}")
