@@ -47,6 +47,14 @@ OPERAND_CUTS = {"os": {"A": "row", "B": "col", "C": "tile"},
                 "is": {"A": "tile", "B": "row", "C": "col"}}
 
 
+def area_of(arch: Accelerator):
+    """Returns the arch's AreaBreakdown (hwsim.area) when it names a technology, else None."""
+    if getattr(arch, "technology", None) is None:
+        return None
+    from hwsim.area import accelerator_area
+    return accelerator_area(arch)
+
+
 def _dataflow():
     """Returns the hwsim.dataflow module (imported late: it is owned by another module)."""
     from hwsim import dataflow
@@ -79,6 +87,7 @@ class LayerResult:
     orientation: str
     loop_order: str
     folds: int
+    dataflow: str = ""
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -502,7 +511,7 @@ def simulate(arch: Accelerator, workloads: list[GemmWorkload], *, model_name: st
                     if arch.options.pregenerate_sparse_weights and arch.sparsity else {})
 
     if not schedules:
-        return SimResult(arch, model_name, sparsity, mode, batch, ())
+        return SimResult(arch, model_name, sparsity, mode, batch, (), area=area_of(arch))
     compute_per_gemm, stall_per_gemm = _timeline(arch, schedules, pregenerated)
     if arch.options.interleave:
         # Orientations are chosen GEMM by GEMM, but the step is one timeline in which
@@ -516,6 +525,21 @@ def simulate(arch: Accelerator, workloads: list[GemmWorkload], *, model_name: st
                                                                            stall_per_gemm):
             schedules, compute_per_gemm, stall_per_gemm = upright, upright_compute, upright_stall
 
+    return result_of(arch, workloads, schedules, pregenerated, compute_per_gemm, stall_per_gemm,
+                     model_name=model_name, sparsity=sparsity, mode=mode, batch=batch)
+
+
+def pregenerated_bytes(arch: Accelerator, workloads: list[GemmWorkload]) -> dict:
+    """Returns the step's pre-generation transfers ({} when weights are selected on the fly)."""
+    return (_pregeneration_bytes(arch, workloads)
+            if arch.options.pregenerate_sparse_weights and arch.sparsity else {})
+
+
+def result_of(arch: Accelerator, workloads: list[GemmWorkload], schedules: list[GemmSchedule],
+              pregenerated: dict, compute_per_gemm: np.ndarray, stall_per_gemm: np.ndarray, *,
+              model_name: str, sparsity: str, mode: str, batch: int,
+              mapping: str | None = None) -> SimResult:
+    """Returns the SimResult of scheduled GEMMs on their timeline (energy by event counts)."""
     layers = []
     for index, (workload, schedule) in enumerate(zip(workloads, schedules)):
         compute_cycles = int(round(compute_per_gemm[index]))
@@ -536,5 +560,7 @@ def simulate(arch: Accelerator, workloads: list[GemmWorkload], *, model_name: st
             sram_bytes=int(round(sram_bytes)), dram_bytes=int(round(dram_bytes)),
             index_bytes=int(round(schedule.index_bytes)), select_groups=int(round(select_groups)),
             energy_pj=float(energy), orientation=schedule.orientation,
-            loop_order=schedule.loop_order, folds=schedule.folds))
-    return SimResult(arch, model_name, sparsity, mode, batch, tuple(layers))
+            loop_order=schedule.loop_order, folds=schedule.folds,
+            dataflow=schedule.dataflow or arch.dataflow))
+    return SimResult(arch, model_name, sparsity, mode, batch, tuple(layers),
+                     area=area_of(arch), mapping=mapping)
