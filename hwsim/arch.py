@@ -12,6 +12,7 @@ A file looks like this (every key is documented on its dataclass below)::
     memory: {ifmap_sram_kb: 512, filter_sram_kb: 512, ofmap_sram_kb: 256, dram_gbps: 19.2}
     energy_pj: {mac: 1.0, sram_byte: 5.0, dram_byte: 100.0}
     dataflow_options: {interleave: true, pregenerate_sparse_weights: true, offline_schedule: true}
+    technology: 28nm                 # optional: a bundled node (targets/technology) or a path; gives area
 
 Unknown keys are errors with the closest known key suggested; every error is a
 ``UserError`` naming the file and the dotted field (``memory.dram_gbps``).
@@ -29,6 +30,7 @@ from typing import Any
 from models.errors import UserError, suggest
 from models.inputs import Reader, Section, read_yaml
 
+from hwsim.area import Technology, load_technology
 from hwsim.dataflow import DATAFLOWS  # noqa: E402  (the one list of dataflows)
 
 KINDS = ("accelerator", "cpu")
@@ -145,6 +147,7 @@ class Accelerator:
     dataflows: tuple[str, ...] = ()     # a reconfigurable array's dataflows ((): just ``dataflow``)
     source: str | None = None
     description: str = ""
+    technology: Technology | None = None   # area figures (hwsim.area); None: no area reported
 
     @property
     def dram_bytes_per_cycle(self) -> float:
@@ -253,7 +256,7 @@ class _Reader(Section):
 
 
 TOP_KEYS = ("kind", "name", "description", "clock_mhz", "word_bytes", "index_bits", "array",
-            "dataflow", "sparsity", "memory", "energy_pj", "dataflow_options")
+            "dataflow", "sparsity", "memory", "energy_pj", "dataflow_options", "technology")
 ARRAY_KEYS = ("rows", "cols")
 SPARSITY_KEYS = ("group_size", "modes", "select_groups_per_cycle")
 MEMORY_KEYS = ("ifmap_sram_kb", "filter_sram_kb", "ofmap_sram_kb", "dram_gbps")
@@ -352,11 +355,15 @@ def parse_accelerator(document: dict[str, Any], source: str) -> Accelerator:
     description = document.get("description") or ""
     if not isinstance(description, str):
         raise top.error("description", "expected a string", "quote the description")
+    technology = None
+    if document.get("technology") is not None:
+        technology = load_technology(top.text("technology"), source)
+        technology.mac_area_um2(word_bytes * 8)   # the node must price this operand width
     return Accelerator(name=name, clock_mhz=top.positive_number("clock_mhz"), word_bytes=word_bytes,
                        array=array, dataflow=dataflow, memory=memory, energy=energy,
                        options=options, sparsity=sparsity, index_bits=index_bits, dataflows=dataflows,
                        source=source,
-                       description=description.strip())
+                       description=description.strip(), technology=technology)
 
 
 def load_arch(path_or_name: str) -> Accelerator:
@@ -393,6 +400,8 @@ def accelerator_document(arch: Accelerator) -> dict[str, Any]:
     document["energy_pj"] = {"mac": energy.mac_pj, "sram_byte": energy.sram_byte_pj,
                              "dram_byte": energy.dram_byte_pj, "select_group": energy.select_group_pj}
     document["dataflow_options"] = {key: getattr(arch.options, key) for key in OPTION_KEYS}
+    if arch.technology is not None:
+        document["technology"] = arch.technology.reference
     return document
 
 

@@ -97,6 +97,11 @@ def text_report(results: list[SimResult]) -> str:
              f"{arch.clock_mhz:g} MHz, {arch.memory.dram_gbps:g} GB/s DRAM), {first.mode}, "
              f"batch {first.batch}; {options.describe()}",
              "", layer_table(results), "", totals_table(results)]
+    if first.area is not None:
+        parts = first.area.as_dict()
+        lines.append(f"area at {parts['technology']}: {parts['total_mm2']:.3g} mm2 (PE array "
+                     f"{parts['pe_array_mm2']:.3g}, N:M select {parts['nm_select_mm2']:.3g}, SRAM "
+                     f"{parts['sram_mm2']:.3g}, DRAM PHY {parts['dram_phy_mm2']:.3g})")
     if len(results) > 1:
         for result in results[1:]:
             lines.append(f"{result.sparsity} vs {first.sparsity}: {first.total_cycles / result.total_cycles:.2f}x "
