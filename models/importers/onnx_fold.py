@@ -268,10 +268,16 @@ def fold(proto, input_size: int | None = None) -> Folded:
         dtype = str(helper.tensor_dtype_to_np_dtype(elem)) if elem else "float32"
         inputs.append((value_info.name, shape, dtype))
     del model_copy.graph.value_info[:]
-    del model_copy.graph.initializer[:]     # shapes only: no copy of the weights
+    # shapes only: weights go in as typed inputs; small constants (axes, reshape
+    # targets) stay values so that shape inference can use them
+    del model_copy.graph.initializer[:]
+    from onnx import numpy_helper
     for name, value in constants.items():
-        model_copy.graph.input.append(helper.make_tensor_value_info(
-            name, helper.np_dtype_to_tensor_dtype(value.dtype), list(value.shape)))
+        if value.size <= SMALL_CONSTANT_ELEMENTS:
+            model_copy.graph.initializer.append(numpy_helper.from_array(value, name))
+        else:
+            model_copy.graph.input.append(helper.make_tensor_value_info(
+                name, helper.np_dtype_to_tensor_dtype(value.dtype), list(value.shape)))
     try:
         inferred = onnx.shape_inference.infer_shapes(model_copy, check_type=False,
                                                      strict_mode=False, data_prop=True)
