@@ -26,7 +26,8 @@ from models.errors import UserError
 NEVER_FOLDED = {"RandomNormal", "RandomUniform", "RandomNormalLike", "RandomUniformLike",
                 "Multinomial", "Bernoulli", "If", "Loop", "Scan"}
 SHAPE_ONLY = {"Shape", "Size"}          # read only the (static) shape of their input
-FOLD_LIMIT_ELEMENTS = 1 << 26           # a folded tensor larger than this is a mistake
+FOLD_LIMIT_ELEMENTS = 1 << 28           # a folded tensor larger than this is a mistake
+                                        # (VGG's first FC weight is 102.8M elements)
 MAX_ONNX_FILE_BYTES = 4 << 30
 
 
@@ -185,9 +186,17 @@ class Folded:
 
 
 def _evaluate(node, feeds: dict[str, Any], opsets: dict[str, int]) -> list[np.ndarray]:
+    """Runs one node in a one-node model of the file's opsets (a bare NodeProto would be
+    run at the newest opset: Unsqueeze's axes attribute of opset < 13 then fails)."""
+    from onnx import TypeProto, helper
     from onnx.reference import ReferenceEvaluator
 
-    return ReferenceEvaluator(node, opsets=opsets).run(None, feeds)
+    graph = helper.make_graph(
+        [node], "fold", [helper.make_value_info(name, TypeProto()) for name in feeds],
+        [helper.make_value_info(name, TypeProto()) for name in node.output if name])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid(domain, version)
+                                                    for domain, version in opsets.items()])
+    return ReferenceEvaluator(model).run(None, feeds)
 
 
 def _to_array(tensor, where: str) -> np.ndarray:

@@ -237,6 +237,22 @@ def binary(ctx, node, attrs, where):
     ctx.emit(node, Elementwise(ctx.name(node), node.op_type.lower()), [a, b])
 
 
+def sum_op(ctx, node, attrs, where):
+    """Sum (opset < 7 exports' residual add) of activations: a chain of adds."""
+    if any(name in ctx.constants for name in node.input if name):
+        raise UserError("Sum with a constant operand", field=where,
+                        fix="the IR adds only activations; fold the constant into a bias")
+    sources = [ctx.activation(node, i, where) for i, name in enumerate(node.input) if name]
+    if len(sources) == 1:
+        ctx.alias(node, sources[0])
+        return
+    base, total = ctx.name(node), sources[0]
+    for index, source in enumerate(sources[1:], start=1):
+        last = index == len(sources) - 1
+        total = ctx.emit(node, Elementwise(base if last else f"{base}.{index}", "add"),
+                         [total, source], output=node.output[0] if last else None)
+
+
 UNARY = {"Relu": "relu", "Sigmoid": "sigmoid", "Tanh": "tanh", "Gelu": "gelu",
          "HardSigmoid": "hardsigmoid", "HardSwish": "hardswish"}
 
@@ -470,7 +486,7 @@ def passthrough(ctx, node, attrs, where):
 
 HANDLERS: dict[str, Callable] = {
     "Conv": conv, "Gemm": gemm, "MatMul": matmul,
-    "Add": binary, "Mul": binary, "Sub": binary, "Div": binary,
+    "Add": binary, "Mul": binary, "Sub": binary, "Div": binary, "Sum": sum_op,
     **{op: unary for op in UNARY}, "Softmax": softmax, "Clip": clip,
     "MaxPool": pool, "AveragePool": pool,
     "GlobalAveragePool": global_pool, "GlobalMaxPool": global_pool,
