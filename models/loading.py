@@ -16,7 +16,8 @@ def load(spec: str, *, dataset: str | None = None, input_size: int | None = None
     that does not look like a path is a zoo name.
 
     ``dataset`` and ``input_size`` size zoo models only (files carry their own
-    shapes: giving them for a file is an error); ``batch`` sets a zoo model's batch and a SCALE-Sim topology's (JSON and
+    shapes: giving them for a file is an error, except ``input_size`` for an ONNX file
+    whose H, W or sequence axis is symbolic); ``batch`` sets a zoo model's batch and a SCALE-Sim topology's (JSON and
     ONNX models keep the batch they were saved with: ``lowering.lower`` rescales it)."""
     from models import zoo
 
@@ -28,7 +29,7 @@ def load(spec: str, *, dataset: str | None = None, input_size: int | None = None
         raise UserError("is a folder, not a model file", source=spec, fix=FORMATS_FIX)
     if os.path.isfile(spec):
         for value, flag in ((dataset, "--dataset"), (input_size, "--input-size")):
-            if value is not None:
+            if value is not None and not (flag == "--input-size" and suffix == ".onnx"):
                 raise UserError(f"{flag} sizes zoo models only; a file has its own shapes",
                                 source=spec, field=flag, fix=f"leave {flag} out for files")
         if suffix == ".json":
@@ -39,7 +40,7 @@ def load(spec: str, *, dataset: str | None = None, input_size: int | None = None
             return load_topology(spec, batch=batch)
         if suffix == ".onnx":
             from models.importers.onnx_import import load_onnx
-            return load_onnx(spec)
+            return load_onnx(spec, input_size=input_size)   # fills symbolic H, W / length
         raise UserError(f"cannot tell the format of a '{suffix or 'suffix-less'}' file",
                         source=spec, fix=FORMATS_FIX)
     if looks_like_path:

@@ -203,3 +203,26 @@ def test_unsupported_ops_listed_once_with_counts():
     line = error.value.one_line()
     assert "unsupported ONNX ops: Einsum (2), NonZero (1)" in line
     assert line.count("Einsum") == 1 + ("Einsum" in error.value.fix) and "\n" not in line
+
+
+def test_symbolic_spatial_axes_take_input_size(tmp_path):
+    """A dynamo export with dynamic H, W: refused with a fix naming --input-size, which
+    then works through models.loading.load (the CLI's path)."""
+    from models.loading import load
+
+    inits: list = []
+    graph = helper.make_graph(
+        [helper.make_node("Conv", ["x", _init(inits, "w", (4, 3, 3, 3))], ["c"], name="conv",
+                          pads=[1, 1, 1, 1]),
+         helper.make_node("ReduceMean", ["c"], ["y"], name="gap", axes=[2, 3], keepdims=0)],
+        "dyn", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 3, "h", "w"])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["n", 4])], inits)
+    path = tmp_path / "dyn.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    with pytest.raises(UserError, match="--input-size") as error:
+        load(str(path))
+    assert "dyn.onnx" in error.value.one_line()
+    model = load(str(path), input_size=16)
+    assert model.output_spec("conv").shape == (1, 4, 16, 16)
+    assert model.output_spec("gap").shape == (1, 4)
+    assert model.macs() == 256 * 4 * 27
