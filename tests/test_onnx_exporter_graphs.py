@@ -226,3 +226,17 @@ def test_symbolic_spatial_axes_take_input_size(tmp_path):
     assert model.output_spec("conv").shape == (1, 4, 16, 16)
     assert model.output_spec("gap").shape == (1, 4)
     assert model.macs() == 256 * 4 * 27
+
+
+def test_opset_12_softmax_over_channels_is_reshaped_around_the_last_axis():
+    """SqueezeNet's Softmax(axis=1) on (N, C, 1, 1) at opset < 13 runs over C*1*1."""
+    graph = helper.make_graph(
+        [helper.make_node("Softmax", ["x"], ["y"], name="prob", axis=1)], "sm",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 10, 1, 1])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 10, 1, 1])])
+    model = model_from_onnx(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 12)]))
+    assert model.output_spec("prob").shape == (1, 10)
+    assert model.op("prob").function == "softmax"
+    assert model.output_spec("prob.unflat").shape == (1, 10, 1, 1)
+    with pytest.raises(UserError, match="Softmax over axis 1"):
+        model_from_onnx(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]))

@@ -270,11 +270,22 @@ def unary(ctx, node, attrs, where):
 def softmax(ctx, node, attrs, where):
     x = ctx.activation(node, 0, where)
     rank = len(ctx.shape(x))
-    axis = int(attrs.get("axis", -1))
-    if axis % rank != rank - 1 and not (ctx.opset < 13 and axis % rank == rank - 1):
+    shape = ctx.shape(x)
+    axis = int(attrs.get("axis", 1 if ctx.opset < 13 else -1)) % rank
+    if axis == rank - 1:
+        ctx.emit(node, Elementwise(ctx.name(node), "softmax"), [x])
+        return
+    if ctx.opset >= 13 or axis == 0:
         raise UserError(f"Softmax over axis {axis} of a {rank}-D tensor", field=where,
                         fix="the IR's softmax runs over the last axis; transpose first")
-    ctx.emit(node, Elementwise(ctx.name(node), "softmax"), [x])
+    # opset < 13: one softmax over all axes from ``axis`` on (the input seen as 2-D):
+    # exactly a softmax over the last axis of (N, prod(shape[1:axis]), prod(shape[axis:]))
+    name = ctx.name(node)
+    rows = (math.prod(shape[1:axis]),) if axis > 1 else ()
+    flat = ctx.emit(node, Reshape(f"{name}.flat", (*rows, math.prod(shape[axis:]))), [x],
+                    output=None)
+    probs = ctx.emit(node, Elementwise(name, "softmax"), [flat], output=None)
+    ctx.emit(node, Reshape(f"{name}.unflat", tuple(shape[1:])), [probs])
 
 
 def clip(ctx, node, attrs, where):
