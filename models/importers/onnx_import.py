@@ -118,6 +118,11 @@ class _Context:
                 raise UserError("reads a Pad output, which the IR folds only into a Conv",
                                 field=where, fix="pad inside the Conv (its pads attribute)")
             ir_sources.append(self.produced[tensor])
+        if len(set(ir_sources)) != len(ir_sources):
+            raise UserError("reads one tensor twice (" + ", ".join(f"'{t}'" for t in sources)
+                            + " carry the same values)", field=where,
+                            fix="the IR's binary ops take two different tensors; x+x or x*x "
+                                "is not expressible (scale by a constant instead)")
         try:
             spec = op.infer([self.specs[s] for s in ir_sources])
         except UserError as error:
