@@ -90,6 +90,7 @@ class RayBackend:
                      configure_logging=False)
         else:
             target = address or os.environ.get("RAY_ADDRESS") or "auto"
+            _check_answers(target)
             try:
                 ray.init(address=target, log_to_driver=False, configure_logging=False)
             except (ConnectionError, RuntimeError, ValueError) as error:
@@ -136,6 +137,26 @@ class _RayEvaluator:
 
     def evaluate(self, point: dict) -> dict:
         return self.evaluator.evaluate(point)
+
+
+def _check_answers(target: str, timeout_s: float = 3.0) -> None:
+    """Raises UserError when a host:port Ray address does not accept a connection.
+
+    ray.init on a dead address retries for minutes (and may follow a stale
+    /tmp/ray cluster file elsewhere), so the address is probed first."""
+    address = target.split("://", 1)[-1]
+    host, _, port = address.rpartition(":")
+    if not host or not port.isdigit():
+        return
+    import socket
+    try:
+        with socket.create_connection((host, int(port)), timeout=timeout_s):
+            return
+    except OSError as error:
+        raise UserError(f"no Ray cluster answers at '{target}' ({error.strerror or error})",
+                        field="--ray",
+                        fix="start one with `ray start --head --node-ip-address 127.0.0.1`, "
+                            "set RAY_ADDRESS to its address, or use --ray local") from None
 
 
 def ray_available() -> bool:

@@ -50,7 +50,7 @@ def simulate_design(arch, workloads, *, model_name: str, sparsity: str, mode: st
                       batch=batch, input_reuse=input_reuse)
     area = _area_function()
     area_mm2 = None
-    if area is not None:
+    if area is not None and getattr(arch, "technology", None) is not None:  # no technology: no area
         value = area(arch)
         area_mm2 = float(getattr(value, "total_mm2", value))
     return DesignCost(result.total_cycles, result.energy_j, area_mm2, result.seconds)
