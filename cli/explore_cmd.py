@@ -22,6 +22,7 @@ def register(subparsers, formatter_class) -> None:
                "  hwsim explore --arch sat --space my_space.yaml --model resnet50 --dataset imagenet "
                "--batch 32 \\\n      --objectives cycles,energy,area --budget 2000 --ray local "
                "--workers 2 --out reports/explore-r50\n"
+               "  hwsim explore --arch sat --space explore/spaces/sat_small.yaml --map edp --out reports/explore-mapped\n"
                "  hwsim simulate --arch reports/explore/front/p00-1a2b3c4d.yaml --model resnet18 "
                "--sparsity 2:8   # one front design\n"
                "bundled spaces: explore/spaces/*.yaml")
@@ -44,6 +45,10 @@ def register(subparsers, formatter_class) -> None:
     parser.add_argument("--workers", type=int, default=None,
                         help="worker processes / Ray actors (default 1; --ray local 2; "
                              "--ray auto: the cluster's CPUs)")
+    parser.add_argument("--map", choices=("fixed", "cycles", "energy", "edp"), default=None,
+                        help="cost every point with the mapper minimising this (sets 'mapping' in "
+                             "the base YAML, so each front YAML carries it); or make it an axis: "
+                             "'mapping: [fixed, edp]' in the space")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.set_defaults(handler=explore_command)
 
@@ -75,6 +80,8 @@ def explore_command(args) -> int:
     if target_kind(document) != "accelerator":
         raise UserError("explore searches accelerator descriptions", source=source, field="kind",
                         fix="give an accelerator YAML, e.g. --arch sat")
+    if args.map is not None:
+        document = {**document, "mapping": args.map}
     models = [name.strip() for name in args.model.split(",") if name.strip()] if args.model else None
     space = read_space(_space_path(args.space), document, source,
                        {"models": models, "dataset": args.dataset, "batch": args.batch,

@@ -29,6 +29,7 @@ def register(subparsers, formatter_class) -> None:
                "  hwsim simulate --arch sat --compare dense,2:8,1:8 --out reports/sat-r18\n"
                "  hwsim simulate --arch sat --sparsity 2:8 --format json\n"
                "  hwsim simulate --arch sat --no-overlap --on-the-fly-weights\n"
+               "  hwsim simulate --arch sat --map edp --sparsity 2:8   # the mapper picks each GEMM's mapping\n"
                "  hwsim simulate --arch systolic-32x32-ws --model my_topology.csv --mode infer\n"
                "  hwsim simulate --arch snapdragon855 --model mobilenet_v1 --mode infer --compare dense,2:4,2:8,1:8\n"
                "  hwsim simulate --arch wasm32-simd128 --model mobilenet_v1 --mode infer --sparsity 2:8 --out r/wasm\n"
@@ -53,6 +54,10 @@ def register(subparsers, formatter_class) -> None:
     parser.add_argument("--compare", default=None,
                         help=f"comma-separated patterns to run side by side (default {DEFAULT_COMPARE} "
                              "when --sparsity is not given)")
+    parser.add_argument("--map", choices=("fixed", "cycles", "energy", "edp"), default=None,
+                        help="accelerators: choose each GEMM's orientation, dataflow (among the "
+                             "YAML's dataflow list) and loop order to minimise this (hwsim.mapper); "
+                             "fixed: the engine's own plan. Default: the YAML's mapping, else fixed")
     parser.add_argument("--tuning-log", default=None, metavar="FILE",
                         help="CPU targets: take each layer's schedule from this tuning log")
     parser.add_argument("--format", choices=("table", "json"), default="table")
@@ -140,6 +145,9 @@ def simulate_command(args) -> int:
         raise UserError(f"batch {args.batch} must be >= 1", field="--batch", fix="use e.g. --batch 1")
     specs = _sparsities(args)
     patterns = _check_patterns(arch, specs)
+    if args.map is not None:      # the command line wins over the YAML's mapping
+        from hwsim.arch import parse_mapping
+        arch = dataclasses.replace(arch, mapping=parse_mapping(args.map, None, "--map"))
     results = run_all(arch, args, specs, patterns)
     _emit(results, args)
     return 0
@@ -158,7 +166,7 @@ def run_all(arch, args, specs, patterns) -> list:
                     disable=not sys.stderr.isatty() or len(specs) < 2, leave=False)
     for spec, _pattern in progress:
         workload = lower_workload(args.model, spec, mode=args.mode, batch=args.batch, base=base)
-        results.append(simulate_workload(arch, workload, objective=getattr(args, "map", None)))
+        results.append(simulate_workload(arch, workload, objective=arch.mapping))
     return results
 
 

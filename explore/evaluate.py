@@ -1,8 +1,9 @@
 """Costs one design point: the accelerator it names, running the weighted workload.
 
-``simulate_design`` is the one seam to the simulator: today hwsim.engine.simulate
-(cycles, energy) plus hwsim.area when it exists; when hwsim grows a library entry
-point with the mapper (``hwsim.evaluate``), only that function changes.
+``simulate_design`` is the one seam to the simulator: hwsim.engine.simulate, or
+hwsim.mapper.simulate_mapped when the point's accelerator names a ``mapping``
+(the YAML key `hwsim simulate` reads too, so a front YAML re-simulates the same),
+plus hwsim.area when the accelerator has a technology.
 """
 from __future__ import annotations
 
@@ -43,11 +44,18 @@ def _area_function():
 
 def simulate_design(arch, workloads, *, model_name: str, sparsity: str, mode: str, batch: int,
                     input_reuse: dict[str, float]) -> DesignCost:
-    """Returns cycles, energy and area of ``arch`` running ``workloads`` (the seam to hwsim)."""
+    """Returns cycles, energy and area of ``arch`` running ``workloads`` (the seam to hwsim).
+
+    ``arch.mapping`` set (cycles | energy | edp): each GEMM mapped by hwsim.mapper."""
     from hwsim.engine import simulate
 
-    result = simulate(arch, workloads, model_name=model_name, sparsity=sparsity, mode=mode,
-                      batch=batch, input_reuse=input_reuse)
+    names = dict(model_name=model_name, sparsity=sparsity, mode=mode, batch=batch,
+                 input_reuse=input_reuse)
+    if getattr(arch, "mapping", None):
+        from hwsim.mapper import simulate_mapped
+        result = simulate_mapped(arch, workloads, objective=arch.mapping, **names)
+    else:
+        result = simulate(arch, workloads, **names)
     area = _area_function()
     area_mm2 = None
     if area is not None and getattr(arch, "technology", None) is not None:  # no technology: no area

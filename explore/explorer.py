@@ -50,6 +50,15 @@ def check_area_available(space: Space, objectives: tuple[str, ...]) -> None:
         raise UserError("this hwsim has no area model (hwsim.area) yet", field="--objectives",
                         fix="leave area out, e.g. --objectives cycles,energy, and drop "
                             "area_mm2 constraints")
+    axis = next((a for a in space.axes if a.path == "technology"), None)
+    priced = all(v is not None for v in axis.values) if axis else \
+        space.base_document.get("technology") is not None
+    if wants and not priced:
+        raise UserError(f"area needs a technology node, and '{space.base_source}' names none "
+                        "(an FPGA design has no mm2 of its own)", source=space.source,
+                        field="axes.technology",
+                        fix="add the axis 'technology: [28nm]' (or 7nm) to the space, or leave "
+                            "area out: --objectives cycles,energy")
 
 
 def reference_points(space: Space) -> list[dict]:
@@ -67,6 +76,8 @@ def reference_points(space: Space) -> list[dict]:
                 node = space.base_document
                 for part in axis.path.split("."):
                     node = node.get(part) if isinstance(node, dict) else None
+                if node is None and len(axis.values) == 1:
+                    node = axis.values[0]     # a setting of the whole space (e.g. technology)
                 if node is None:
                     break
                 point[axis.path] = node

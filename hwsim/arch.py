@@ -13,6 +13,7 @@ A file looks like this (every key is documented on its dataclass below)::
     energy_pj: {mac: 1.0, sram_byte: 5.0, dram_byte: 100.0}
     dataflow_options: {interleave: true, pregenerate_sparse_weights: true, offline_schedule: true}
     technology: 28nm                 # optional: a bundled node (targets/technology) or a path; gives area
+    mapping: edp                     # optional: fixed (default) | cycles | energy | edp (hwsim.mapper)
 
 Unknown keys are errors with the closest known key suggested; every error is a
 ``UserError`` naming the file and the dotted field (``memory.dram_gbps``).
@@ -148,6 +149,7 @@ class Accelerator:
     source: str | None = None
     description: str = ""
     technology: Technology | None = None   # area figures (hwsim.area); None: no area reported
+    mapping: str | None = None   # the mapper's objective (cycles | energy | edp); None: fixed mapping
 
     @property
     def dram_bytes_per_cycle(self) -> float:
@@ -256,7 +258,11 @@ class _Reader(Section):
 
 
 TOP_KEYS = ("kind", "name", "description", "clock_mhz", "word_bytes", "index_bits", "array",
-            "dataflow", "sparsity", "memory", "energy_pj", "dataflow_options", "technology")
+            "dataflow", "sparsity", "memory", "energy_pj", "dataflow_options", "technology",
+            "mapping")
+# ``mapping:`` values: "fixed" runs the engine's own plan (today's results, SCALE-Sim equal);
+# the others run hwsim.mapper with that objective (``hwsim simulate --map`` overrides it).
+MAPPINGS = ("fixed", "cycles", "energy", "edp")
 ARRAY_KEYS = ("rows", "cols")
 SPARSITY_KEYS = ("group_size", "modes", "select_groups_per_cycle")
 MEMORY_KEYS = ("ifmap_sram_kb", "filter_sram_kb", "ofmap_sram_kb", "dram_gbps")
@@ -359,11 +365,24 @@ def parse_accelerator(document: dict[str, Any], source: str) -> Accelerator:
     if document.get("technology") is not None:
         technology = load_technology(top.text("technology"), source)
         technology.mac_area_um2(word_bytes * 8)   # the node must price this operand width
+    mapping = parse_mapping(document.get("mapping"), source)
     return Accelerator(name=name, clock_mhz=top.positive_number("clock_mhz"), word_bytes=word_bytes,
                        array=array, dataflow=dataflow, memory=memory, energy=energy,
                        options=options, sparsity=sparsity, index_bits=index_bits, dataflows=dataflows,
                        source=source,
-                       description=description.strip(), technology=technology)
+                       description=description.strip(), technology=technology, mapping=mapping)
+
+
+def parse_mapping(value: Any, source: str | None, field: str = "mapping") -> str | None:
+    """Returns the mapper objective a ``mapping:`` value names (None for fixed or absent)."""
+    if value is None:
+        return None
+    if not isinstance(value, str) or value.strip().lower() not in MAPPINGS:
+        raise UserError(f"unknown mapping {value!r}", source=source, field=field,
+                        fix=suggest(str(value), MAPPINGS) if isinstance(value, str)
+                        else f"use one of {', '.join(MAPPINGS)}")
+    value = value.strip().lower()
+    return None if value == "fixed" else value
 
 
 def load_arch(path_or_name: str) -> Accelerator:
@@ -402,6 +421,8 @@ def accelerator_document(arch: Accelerator) -> dict[str, Any]:
     document["dataflow_options"] = {key: getattr(arch.options, key) for key in OPTION_KEYS}
     if arch.technology is not None:
         document["technology"] = arch.technology.reference
+    if arch.mapping is not None:
+        document["mapping"] = arch.mapping
     return document
 
 

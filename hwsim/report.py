@@ -42,11 +42,20 @@ def _cycles(value: float) -> str:
     return f"{value / 1e6:.3f}M" if value >= 1e6 else f"{value / 1e3:.1f}k"
 
 
+def mapping_label(layer) -> str:
+    """Returns a GEMM's mapping as the table shows it: dataflow/orientation/loop order
+    ("ws/NxM/row": weight stationary, C^T = B^T.A^T on the array, row folds outer)."""
+    return f"{layer.dataflow}/{layer.orientation}/{layer.loop_order.split('-')[0]}"
+
+
 def layer_table(results: list[SimResult]) -> str:
-    """Returns the per-GEMM table: shape, then per run total cycles (stall share) and utilisation."""
+    """Returns the per-GEMM table: shape, then per run total cycles (stall share) and utilisation
+    (and, for a run the mapper planned, each GEMM's chosen mapping)."""
     names = [result.sparsity for result in results]
+    mapped = [result.mapping is not None for result in results]
     header = f"{'layer':<24} {'ph':<2} {'M':>7} {'N':>5} {'K':>6} " + " ".join(
-        f"{name + ' cyc':>12} {'stall':>5} {'util':>5}" for name in names)
+        f"{name + ' cyc':>12} {'stall':>5} {'util':>5}" + (f" {'mapping':<14}" if on else "")
+        for name, on in zip(names, mapped))
     if len(results) > 1:
         header += f" {'speedup':>7}"
     lines = [header, "-" * len(header)]
@@ -56,11 +65,15 @@ def layer_table(results: list[SimResult]) -> str:
         line += " ".join(
             f"{_cycles(row.total_cycles) + ('*' if row.sparse else ' '):>12} "
             f"{(row.stall_cycles / row.total_cycles if row.total_cycles else 0):>5.0%} "
-            f"{row.utilization:>5.0%}" for row in rows)
+            f"{row.utilization:>5.0%}" + (f" {mapping_label(row):<14}" if on else "")
+            for row, on in zip(rows, mapped))
         if len(results) > 1:
             line += f" {first.total_cycles / rows[-1].total_cycles if rows[-1].total_cycles else 0:>6.2f}x"
         lines.append(line)
     lines.append("(* = ran in N:M sparse mode; stall = share of the GEMM's cycles spent waiting on DRAM)")
+    if any(mapped):
+        lines.append("(mapping = dataflow/orientation/outer loop the mapper chose: MxN as lowered, "
+                     "NxM transposed; col|row folds outer)")
     return "\n".join(lines)
 
 
@@ -95,7 +108,9 @@ def text_report(results: list[SimResult]) -> str:
     options = arch.options
     lines = [f"{first.model} on {arch.name} ({arch.array.rows}x{arch.array.cols} {arch.dataflow.upper()}, "
              f"{arch.clock_mhz:g} MHz, {arch.memory.dram_gbps:g} GB/s DRAM), {first.mode}, "
-             f"batch {first.batch}; {options.describe()}",
+             f"batch {first.batch}; {options.describe()}"
+             + (f"; mapper: minimise {first.mapping} over {', '.join(arch.supported_dataflows)}"
+                if first.mapping else ""),
              "", layer_table(results), "", totals_table(results)]
     if first.area is not None:
         parts = first.area.as_dict()

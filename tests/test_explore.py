@@ -195,3 +195,61 @@ def test_ray_head_front_equals_in_process(tmp_path):
     finally:
         subprocess.run([ray_cli, "stop", "--force"], capture_output=True, timeout=120)
     assert _front(tmp_path / "ray") == _front(tmp_path / "inline")
+
+
+# ---------------------------------------------------------------- the mapper and area in explore
+
+MAPPED = """
+workload: {mode: train, batch: 2, dataset: cifar10, models: [{name: resnet9}]}
+axes:
+  array.rows: [16, 32]
+  dataflow: [os, [os, ws, is]]
+  mapping: [fixed, cycles]
+  model.sparsity: ["2:8"]
+  technology: [28nm]
+"""
+
+
+def test_mapping_axis_front_yamls_reproduce_with_simulate_and_area(tmp_path, capsys):
+    """A mapped design's YAML carries 'mapping:', so the printed command alone reproduces it."""
+    out = tmp_path / "out"
+    assert main(["explore", "--arch", "sat", "--space", _space_file(tmp_path, MAPPED), "--out", str(out),
+                 "--objectives", "cycles,energy,area", "--no-progress"]) == 0
+    capsys.readouterr()
+    records = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
+    by_point = {json.dumps(r["point"], sort_keys=True): r["metrics"] for r in records}
+    for record in records:
+        if record["point"]["mapping"] == "cycles":     # mapped is never slower than fixed
+            fixed = by_point[json.dumps({**record["point"], "mapping": "fixed"}, sort_keys=True)]
+            assert record["metrics"]["cycles"] <= fixed["cycles"]
+    reconf = by_point[json.dumps({"array.rows": 16, "dataflow": ["os", "ws", "is"], "mapping": "cycles",
+                                  "model.sparsity": "2:8", "technology": "28nm"}, sort_keys=True)]
+    plain = by_point[json.dumps({"array.rows": 16, "dataflow": ["os", "ws", "is"], "mapping": "fixed",
+                                 "model.sparsity": "2:8", "technology": "28nm"}, sort_keys=True)]
+    assert reconf["cycles"] < plain["cycles"]
+    document = json.load(open(out / "front.json"))
+    assert any(d["point"]["mapping"] == "cycles" for d in document["front"])
+    for design in document["front"]:
+        text = open(design["yaml"]).read()
+        assert ("mapping: cycles" in text) == (design["point"]["mapping"] == "cycles")
+        assert main(design["simulate"][0].split()[1:]) == 0
+        simulated = json.loads(capsys.readouterr().out)
+        assert simulated["total_cycles"] == design["metrics"]["cycles"]
+        assert simulated["energy_j"] * 1e3 == design["metrics"]["energy_mj"]
+        assert simulated["area_mm2"] == design["metrics"]["area_mm2"]
+
+
+def test_map_option_sets_the_base_yaml_and_area_without_a_node_is_refused(tmp_path, capsys):
+    space = _space_file(tmp_path, TINY)
+    assert main(["explore", "--arch", "sat", "--space", space, "--out", str(tmp_path / "a"),
+                 "--objectives", "cycles,area", "--no-progress"]) == 2
+    error = capsys.readouterr().err
+    assert len(error.strip().splitlines()) == 1 and "technology" in error
+    assert _explore(tmp_path, space, tmp_path / "m", "--map", "edp") == 0
+    capsys.readouterr()
+    document = json.load(open(tmp_path / "m" / "front.json"))
+    design = document["front"][0]
+    assert "mapping: edp" in open(design["yaml"]).read()
+    assert main(design["simulate"][0].split()[1:]) == 0
+    simulated = json.loads(capsys.readouterr().out)
+    assert simulated["mapping"] == "edp" and simulated["total_cycles"] == design["metrics"]["cycles"]

@@ -81,3 +81,71 @@ def test_bad_dataflow_lists(value, words):
         with_overrides(load_arch("sat"), {"dataflow": value})
     for word in words:
         assert word in str(error.value.message) + str(error.value.field)
+
+
+# ---------------------------------------------------------------- `hwsim simulate --map`
+
+
+def _simulate(capsys, *argv):
+    from cli import main
+    code = main(["simulate", *argv])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+@pytest.fixture
+def reconfigurable_yaml(tmp_path):
+    from hwsim.arch import accelerator_to_yaml
+    path = tmp_path / "reconf.yaml"
+    path.write_text(accelerator_to_yaml(with_overrides(load_arch("sat"), {"dataflow": ["os", "ws", "is"]})))
+    return path
+
+
+RUN = ["--model", "resnet9", "--dataset", "cifar10", "--batch", "2", "--sparsity", "2:8"]
+
+
+def test_simulate_map_never_worse_and_reports_each_gemms_mapping(capsys, reconfigurable_yaml):
+    import json
+    results = {}
+    for choice in (None, "cycles", "energy", "edp"):
+        extra = ["--map", choice] if choice else []
+        code, out, _ = _simulate(capsys, "--arch", str(reconfigurable_yaml), *RUN, "--format", "json", *extra)
+        assert code == 0
+        results[choice] = json.loads(out)
+    assert results[None]["mapping"] is None
+    assert results["cycles"]["mapping"] == "cycles"
+    assert results["cycles"]["total_cycles"] <= results[None]["total_cycles"]
+    assert results["energy"]["energy_j"] <= results[None]["energy_j"] * (1 + 1e-12)
+    edp = {k: v["total_cycles"] * v["energy_j"] for k, v in results.items()}
+    assert edp["edp"] <= edp[None] * (1 + 1e-12)
+    used = {layer["dataflow"] for layer in results["cycles"]["layers"]}
+    assert used <= {"os", "ws", "is"} and used - {"os"}      # the mapper used the other dataflows
+    code, out, _ = _simulate(capsys, "--arch", str(reconfigurable_yaml), *RUN, "--map", "cycles")
+    assert code == 0 and "mapper: minimise cycles over os, ws, is" in out
+    layer = results["cycles"]["layers"][0]
+    first = next(line for line in out.splitlines() if line.startswith(layer["name"] + " "))
+    assert f"{layer['dataflow']}/{layer['orientation']}/{layer['loop_order'].split('-')[0]}" in first
+
+
+def test_yaml_mapping_equals_the_flag_and_fixed_is_todays_result(capsys, tmp_path, reconfigurable_yaml):
+    mapped_yaml = tmp_path / "mapped.yaml"
+    mapped_yaml.write_text(reconfigurable_yaml.read_text() + "mapping: edp\n")
+    outputs = {}
+    for name, argv in {"flag": ["--arch", str(reconfigurable_yaml), "--map", "edp"],
+                       "yaml": ["--arch", str(mapped_yaml)],
+                       "fixed": ["--arch", str(mapped_yaml), "--map", "fixed"],
+                       "plain": ["--arch", str(reconfigurable_yaml)]}.items():
+        code, out, _ = _simulate(capsys, *argv, *RUN)
+        assert code == 0
+        outputs[name] = out.replace(str(mapped_yaml), "X").replace(str(reconfigurable_yaml), "X")
+    assert outputs["flag"] == outputs["yaml"]
+    assert outputs["fixed"] == outputs["plain"] and "mapping" not in outputs["plain"]
+    assert load_arch(str(mapped_yaml)).mapping == "edp"
+
+
+def test_bad_mapping_value_is_one_line(capsys, tmp_path, reconfigurable_yaml):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(reconfigurable_yaml.read_text() + "mapping: edpp\n")
+    code, _, err = _simulate(capsys, "--arch", str(bad), *RUN)
+    assert code == 2 and len(err.strip().splitlines()) == 1
+    assert "mapping" in err and "did you mean 'edp'" in err and "bad.yaml" in err
