@@ -89,9 +89,15 @@ from models.errors import UserError
 # ---------------------------------------------------------------- validation at the edge
 
 
+MAX_GROUP = 1024     # models.inputs LIMITS['group_size']
+
+
 def _check_nm(n: int, m: int, field: str) -> None:
     if m < 1:
         raise UserError(f"group size m={m} must be >= 1", field=field, fix="use e.g. 2:8")
+    if m > MAX_GROUP:          # a group longer than any layer's reduction is a typo
+        raise UserError(f"group size m={m if m < 10 ** 12 else 'a huge number'} is over {MAX_GROUP}",
+                        field=field, fix="use e.g. 2:8 (m is at most 1024)")
     if not 1 <= n <= m:
         raise UserError(f"n={n} must satisfy 1 <= n <= m={m}", field=field,
                         fix=f"keep at most {m} of every {m}, e.g. {max(1, m // 4)}:{m}")
