@@ -14,6 +14,7 @@ A file looks like this (every key is documented on its dataclass below)::
     dataflow_options: {interleave: true, pregenerate_sparse_weights: true, offline_schedule: true}
     technology: 28nm                 # optional: a bundled node (targets/technology) or a path; gives area
     mapping: edp                     # optional: fixed (default) | cycles | energy | edp (hwsim.mapper)
+    fpga: {board: vcu1525}           # optional: estimated DSP/LUT/BRAM use on that board (hwsim.fpga)
 
 Unknown keys are errors with the closest known key suggested; every error is a
 ``UserError`` naming the file and the dotted field (``memory.dram_gbps``).
@@ -32,6 +33,7 @@ from models.errors import UserError, suggest
 from models.inputs import Reader, Section, read_yaml
 
 from hwsim.area import Technology, load_technology
+from hwsim.fpga import FpgaSpec, parse_fpga, spec_document
 from hwsim.dataflow import DATAFLOWS  # noqa: E402  (the one list of dataflows)
 
 KINDS = ("accelerator", "cpu")
@@ -150,6 +152,7 @@ class Accelerator:
     description: str = ""
     technology: Technology | None = None   # area figures (hwsim.area); None: no area reported
     mapping: str | None = None   # the mapper's objective (cycles | energy | edp); None: fixed mapping
+    fpga: FpgaSpec | None = None     # the FPGA board it is built on (hwsim.fpga); None: an ASIC
 
     @property
     def dram_bytes_per_cycle(self) -> float:
@@ -259,7 +262,7 @@ class _Reader(Section):
 
 TOP_KEYS = ("kind", "name", "description", "clock_mhz", "word_bytes", "index_bits", "array",
             "dataflow", "sparsity", "memory", "energy_pj", "dataflow_options", "technology",
-            "mapping")
+            "mapping", "fpga")
 # ``mapping:`` values: "fixed" runs the engine's own plan (today's results, SCALE-Sim equal);
 # the others run hwsim.mapper with that objective (``hwsim simulate --map`` overrides it).
 MAPPINGS = ("fixed", "cycles", "energy", "edp")
@@ -366,11 +369,13 @@ def parse_accelerator(document: dict[str, Any], source: str) -> Accelerator:
         technology = load_technology(top.text("technology"), source)
         technology.mac_area_um2(word_bytes * 8)   # the node must price this operand width
     mapping = parse_mapping(document.get("mapping"), source)
+    fpga = parse_fpga(document["fpga"], source) if document.get("fpga") is not None else None
     return Accelerator(name=name, clock_mhz=top.positive_number("clock_mhz"), word_bytes=word_bytes,
                        array=array, dataflow=dataflow, memory=memory, energy=energy,
                        options=options, sparsity=sparsity, index_bits=index_bits, dataflows=dataflows,
                        source=source,
-                       description=description.strip(), technology=technology, mapping=mapping)
+                       description=description.strip(), technology=technology, mapping=mapping,
+                       fpga=fpga)
 
 
 def parse_mapping(value: Any, source: str | None, field: str = "mapping") -> str | None:
@@ -423,6 +428,8 @@ def accelerator_document(arch: Accelerator) -> dict[str, Any]:
         document["technology"] = arch.technology.reference
     if arch.mapping is not None:
         document["mapping"] = arch.mapping
+    if arch.fpga is not None:
+        document["fpga"] = spec_document(arch.fpga)
     return document
 
 

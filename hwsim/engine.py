@@ -163,6 +163,9 @@ class SimResult:
                    "power_w": energy_j / seconds if seconds > 0 else 0.0}
         if self.area is not None:
             figures["area"] = self.area.as_dict()
+        if getattr(self.arch, "fpga", None) is not None:
+            from hwsim.fpga import fpga_estimate
+            figures["fpga"] = fpga_estimate(self.arch).as_dict()
         return figures
 
     def summary_dict(self) -> dict:

@@ -117,6 +117,9 @@ def text_report(results: list[SimResult]) -> str:
         lines.append(f"area at {parts['technology']}: {parts['total_mm2']:.3g} mm2 (PE array "
                      f"{parts['pe_array_mm2']:.3g}, N:M select {parts['nm_select_mm2']:.3g}, SRAM "
                      f"{parts['sram_mm2']:.3g}, DRAM PHY {parts['dram_phy_mm2']:.3g})")
+    if arch.fpga is not None:
+        from hwsim.fpga import describe, fpga_estimate
+        lines.append(describe(fpga_estimate(arch)))
     if len(results) > 1:
         for result in results[1:]:
             lines.append(f"{result.sparsity} vs {first.sparsity}: {first.total_cycles / result.total_cycles:.2f}x "
