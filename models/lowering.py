@@ -29,6 +29,7 @@ import math
 from dataclasses import dataclass
 
 from models.errors import UserError
+from models.inputs import check_range, limit
 from models.ir import BatchMatmul, Conv2d, Dense, Embedding, Input, Model, Op
 from models.patterns import BDWP, NM, SparsityPattern
 
@@ -122,8 +123,13 @@ def _lower_batch_matmul(op: BatchMatmul, model: Model, batch_scale: float, mode:
                         ) -> tuple[list[GemmWorkload], list[GemmWorkload]]:
     out = model.output_spec(op.name)
     a = model.input_specs(op.name)[0]
-    groups = round(math.prod(out.shape[:-2]) * batch_scale)
     m, n, k = out.shape[-2], out.shape[-1], a.shape[-1]
+    if len(out.shape) == 2:
+        # (M, K) x (K, N): the leading axis is both the batch and M, so one real GEMM
+        # whose rows scale with the batch (like a dense layer's), never 0 groups.
+        groups, m = 1, max(1, round(m * batch_scale))
+    else:
+        groups = max(1, round(math.prod(out.shape[:-2]) * batch_scale))
     common = dict(layer=op.name, groups=groups, op_kind="batch_matmul")
     forward = [GemmWorkload(phase="FF", M=m, N=n, K=k, operand="A.B", **common)]
     if mode == "infer":
@@ -147,8 +153,13 @@ def lower(model: Model, mode: str = "infer", batch: int | None = None) -> list[G
         raise UserError(f"unknown mode '{mode}'", field="mode", fix="use 'infer' or 'train'")
     model_batch = model.batch
     batch = model_batch if batch is None else batch
+    if isinstance(batch, bool) or not isinstance(batch, int):
+        raise UserError(f"batch {batch!r} is not a whole number", field="batch", fix="e.g. --batch 32")
     if batch < 1:
         raise UserError(f"batch {batch} must be >= 1", field="batch", fix="use a positive batch")
+    # A batch beyond the sane range would make every figure (and the simulator's per-fold
+    # work) huge: refused up front with the range, not by running out of memory.
+    check_range(batch, limit("batch"), source=None, field="--batch")
     batch_scale = batch / model_batch
     input_names = {op.name for op in model.ops() if isinstance(op, Input)}
     needs_grad = _ops_needing_input_grad(model, input_names)

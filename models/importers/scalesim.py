@@ -21,8 +21,10 @@ allows repeats, IR op names must be unique. Errors name the file's line.
 from __future__ import annotations
 
 import csv
+import io
 
-from models.errors import UserError
+from models.errors import UserError, printable
+from models.inputs import check_range, limit, read_text
 from models.ir import Conv2d, GraphBuilder, Model
 from models.patterns import NM
 
@@ -38,16 +40,25 @@ def _cells(row: list[str]) -> list[str]:
     return cells
 
 
+# Each column's sane range (models/inputs.py LIMITS): a 10^30 or 2^63 size is refused here
+# with the range, not by a MemoryError when the simulator sizes its folds.
+_COLUMN_LIMITS = {"IFMAP Height": "spatial", "IFMAP Width": "spatial", "Filter Height": "kernel",
+                  "Filter Width": "kernel", "Channels": "channels", "Num Filter": "channels",
+                  "Strides": "kernel", "M": "dim", "N": "dim", "K": "dim"}
+
+
 def _positive(value: str, path: str, line: int, column: str) -> int:
-    try:
-        number = int(value)
-    except ValueError:
-        raise UserError(f"'{value}' is not an integer", source=path,
-                        field=f"line {line}, column '{column}'",
-                        fix="give whole numbers for sizes") from None
+    where = f"line {line}, column '{column}'"
+    if not value.lstrip("+-").isdigit() or not value.isascii():
+        raise UserError(f"'{printable(value[:30])}' is not a whole number", source=path, field=where,
+                        fix="give whole numbers for sizes")
+    if len(value) > 19:
+        raise UserError(f"a {len(value)}-digit size is too large", source=path, field=where,
+                        fix=f"give a value in {limit(_COLUMN_LIMITS.get(column, 'dim')).describe()}")
+    number = int(value)
     if number < 1:
-        raise UserError(f"{column} is {number}", source=path, field=f"line {line}, column '{column}'",
-                        fix="sizes must be >= 1")
+        raise UserError(f"{column} is {number}", source=path, field=where, fix="sizes must be >= 1")
+    check_range(number, limit(_COLUMN_LIMITS.get(column, "dim")), source=path, field=where)
     return number
 
 
@@ -65,15 +76,15 @@ def _sparsity(value: str | None, path: str, line: int) -> NM | None:
 
 def load_topology(path: str, batch: int = 1) -> Model:
     """Returns the topology as a model of independent layers (batch multiplies the ifmap count)."""
+    text = read_text(path, what="SCALE-Sim topology CSV")
+    csv_error = csv.Error
     try:
-        with open(path, newline="", encoding="utf-8") as handle:
-            reader = csv.reader(handle)
-            rows = [(reader.line_num, row) for row in reader if any(cell.strip() for cell in row)]
-    except OSError as error:
-        raise UserError(f"cannot read: {error.strerror}", source=path, fix="check the path") from None
-    except UnicodeDecodeError:
-        raise UserError("not a text CSV file", source=path,
-                        fix="give a SCALE-Sim topology CSV") from None
+        reader = csv.reader(io.StringIO(text, newline=""))
+        rows = [(reader.line_num, row) for row in reader if any(cell.strip() for cell in row)]
+    except csv_error as error:     # e.g. a field over the csv module's 128 KiB field limit
+        raise UserError(f"not a readable CSV: {printable(str(error))}", source=path,
+                        field=f"line {reader.line_num + 1}",
+                        fix="give a SCALE-Sim topology CSV (short comma-separated fields)") from None
     if len(rows) < 2:
         raise UserError("no layers (a header row and at least one layer row are needed)",
                         source=path, fix=f"columns: {', '.join(CONV_COLUMNS)}")
@@ -88,7 +99,7 @@ def load_topology(path: str, batch: int = 1) -> Model:
                         field=f"line {header_line}",
                         fix=f"conv format: {', '.join(CONV_COLUMNS)}; GEMM format: "
                             f"{', '.join(GEMM_COLUMNS)}")
-    name = path.rsplit("/", 1)[-1].rsplit(".", 1)[0]
+    name = str(path).rsplit("/", 1)[-1].rsplit(".", 1)[0] or "topology"
     builder = GraphBuilder(name)
     used: set[str] = set()
     for line, row in rows[1:]:
@@ -107,10 +118,17 @@ def load_topology(path: str, batch: int = 1) -> Model:
         pattern = _sparsity(cells[len(columns)] if len(cells) > len(columns) else None, path, line)
         if kind == "gemm":
             m, n, k = sizes
+            check_range(m * k, limit("tensor_elements"), source=path,
+                        field=f"line {line}, M x K")
             x = builder.input(f"{layer}.input", (batch, 1, m, k))
             op = Conv2d(layer, 1, n, (1, k), sparsity=pattern)
         else:
             height, width, filter_h, filter_w, channels, filters, stride = sizes
+            check_range(channels * height * width, limit("tensor_elements"), source=path,
+                        field=f"line {line}, ifmap Channels x Height x Width")
+            if "DP" in base:
+                check_range(channels * filters, limit("channels"), source=path,
+                            field=f"line {line}, Channels x Num Filter (depthwise)")
             if filter_h > height or filter_w > width:
                 raise UserError(f"filter {filter_h}x{filter_w} is larger than the ifmap "
                                 f"{height}x{width}", source=path, field=f"line {line}",
