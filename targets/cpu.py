@@ -11,19 +11,21 @@ and sysfs (targets/features.py) when the file is loaded, never assumed.
 """
 from __future__ import annotations
 
+import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from models.errors import UserError, suggest
+from models.errors import UserError, printable, suggest
 from models.inputs import Reader, read_yaml
 from targets.features import (HostFeatures, choose_llvm_core, detect_host_features, llvm_mca_cpus,
                               preferred_llvm_cores, vector_fma_units)
+from targets.simd import SIMDS, simd_level
 
 BUNDLED_DIR = Path(__file__).parent / "cpus"
 
 ISAS = ("aarch64", "wasm32", "x86_64")
-SIMDS = ("neon", "wasm_simd128", "avx2", "avx512", "scalar")
 RUNNERS = ("local", "qemu", "wasmtime", "node", "browser", "rpc", "adb")
 # Which runners can execute which ISA's programs (local runs what the host runs).
 RUNNERS_FOR_ISA = {
@@ -182,7 +184,7 @@ def cpu_target_from_dict(raw: Any, source: str, *,
     if raw["kind"] != "cpu":
         raise check.fail("kind", f"expected 'cpu', got {raw['kind']!r}",
                          "accelerator files are loaded by hwsim, not as CPU targets")
-    name = check.string(raw["name"], "name")
+    name = _target_name(check, raw["name"])
     isa = check.choice(raw["isa"], "isa", ISAS)
 
     detected = [key for key in _DETECTABLE if raw.get(key) == DETECT]
@@ -206,7 +208,7 @@ def cpu_target_from_dict(raw: Any, source: str, *,
     clock_mhz = detectable("clock_mhz", check.positive, lambda: _detected_mhz(check, features))
     caches = detectable("caches_kb", lambda v, k: _caches(check, v),
                         lambda: _detected_caches(check, features))
-    expected_bits = {"neon": 128, "wasm_simd128": 128, "avx2": 256, "avx512": 512}.get(simd)
+    expected_bits = simd_level(simd).vector_bits      # targets/simd.py (None: scalar, any width)
     if expected_bits and vector_bits != expected_bits:
         raise check.fail("vector_bits", f"{simd} registers have {expected_bits} bits, not {vector_bits}",
                          f"set vector_bits: {expected_bits}")
@@ -256,16 +258,93 @@ def _detected_mhz(check: _Checker, features: HostFeatures) -> float:
     return features.mhz
 
 
+# ---------------------------------------------------------------- what a target file may run
+#
+# A target file is data: loading it, or compiling with it, must run nothing but a C compiler
+# found by name on PATH with flags that only tune code generation. A shared or downloaded
+# file cannot name another program (``cc: /tmp/x``), a wrapper (``-wrapper``), a plugin
+# (``-fplugin=``), another tool directory (``-B``), a specs or response file (``-specs=``,
+# ``@file``) or a linker of its choice. Flags are allowed by pattern (an allow-list); a user who
+# trusts a file that needs more sets HWSIM_TRUST_TOOLCHAIN=1 in their own environment.
+
+TRUST_ENV = "HWSIM_TRUST_TOOLCHAIN"
+# gcc / clang / cc, optionally versioned (gcc-12) or prefixed by a cross triple
+# (aarch64-linux-gnu-gcc, wasm32-wasi-clang), and emscripten's emcc.
+_COMPILER_NAME = re.compile(r"(?:[a-z0-9_]+(?:-[a-z0-9_]+){0,4}-)?(?:gcc|clang|cc)(?:-[0-9]+(?:\.[0-9]+)*)?"
+                            r"|emcc")
+_SAFE_VALUE = r"[A-Za-z0-9_.+,=-]*"
+_SAFE_CFLAGS = re.compile("|".join([
+    r"-O[0-3sgz]?|-Ofast",
+    r"-m(?!llvm)[a-z0-9][a-z0-9_.+-]*(?:=[A-Za-z0-9_.+,-]+)?",     # -mcpu=, -mavx2, -msimd128
+    r"-f(?!plugin|pass-plugin|use-ld|load|dump|profile|debug-prefix|record|crash|save)"
+    r"[a-z0-9][a-z0-9-]*(?:=[A-Za-z0-9_.+,-]+)?",                  # -ffast-math, -fopenmp
+    r"-W(?![lap],)[a-z0-9][a-z0-9=-]*|-w",                          # warnings, not -Wl/-Wa/-Wp
+    r"-D[A-Za-z_][A-Za-z0-9_]*(?:=[A-Za-z0-9_.+-]*)?|-U[A-Za-z_][A-Za-z0-9_]*",
+    r"-std=[a-z0-9+]+|-g[0-3]?|-pthread|-pipe|-static|-s|-DNDEBUG",
+    r"--target=[a-z0-9_.-]+",
+    r"--sysroot=/(?:usr|opt)/[A-Za-z0-9_./+-]+",                   # a system sysroot only
+    DETECT,
+]))
+_SAFE_LDFLAGS = re.compile("|".join([
+    r"-l[A-Za-z0-9_+.-]+", r"-static|-s|-pthread|-nostartfiles|-nostdlib|-rdynamic",
+    r"-Wl(?:,(?![-]*(?:plugin|dynamic-linker|rpath|script|T$|wrap))[A-Za-z0-9_=.-]+)+",
+    r"-O[0-3sz]?|-m(?!llvm)[a-z0-9][a-z0-9_.+-]*(?:=[A-Za-z0-9_.+,-]+)?",
+    r"-fuse-ld=(?:lld|gold|bfd|mold)|-fopenmp|-flto",
+]))
+
+
+def _trusted() -> bool:
+    return os.environ.get(TRUST_ENV, "") == "1"
+
+
+def _compiler(check: _Checker, value: Any) -> str:
+    cc = check.string(value, "toolchain.cc")
+    if _COMPILER_NAME.fullmatch(cc) or (_trusted() and os.path.isabs(cc)):
+        return cc
+    raise check.fail("toolchain.cc", f"'{printable(cc[:80])}' is not a C compiler name",
+                     "name a compiler found on PATH: gcc, clang, aarch64-linux-gnu-gcc, emcc, "
+                     f"clang-15, ... (a path only with {TRUST_ENV}=1 in your environment)")
+
+
+def _flags(check: _Checker, value: Any, field: str, allowed: re.Pattern) -> tuple[str, ...]:
+    flags = check.string_list(value, field)
+    if _trusted():
+        return flags
+    for index, flag in enumerate(flags):
+        if not allowed.fullmatch(flag):
+            raise check.fail(f"{field}[{index}]", f"'{printable(flag[:80])}' is not allowed in a "
+                             "target file (it could run or load other programs)",
+                             "use optimisation, -m/-f code-generation, -D and warning flags; "
+                             f"set {TRUST_ENV}=1 in your environment to trust this file")
+    return flags
+
+
 def _toolchain(check: _Checker, raw: Any, features: HostFeatures | None) -> Toolchain:
     check.keys(raw, _TOOLCHAIN_KEYS, "toolchain", required=("cc", "debian_package"))
-    cflags = check.string_list(raw.get("cflags"), "toolchain.cflags")
+    cflags = _flags(check, raw.get("cflags"), "toolchain.cflags", _SAFE_CFLAGS)
     if features is not None and DETECT in cflags:
         # The host's -march=native, spelled out from the flags the CPU reports.
         cflags = tuple(flag for item in cflags
                        for flag in (features.compiler_flags() if item == DETECT else (item,)))
-    return Toolchain(cc=check.string(raw["cc"], "toolchain.cc"), cflags=cflags,
-                     ldflags=check.string_list(raw.get("ldflags"), "toolchain.ldflags"),
-                     debian_package=check.string(raw["debian_package"], "toolchain.debian_package"))
+    package = check.string(raw["debian_package"], "toolchain.debian_package")
+    if not re.fullmatch(r"[a-z0-9][a-z0-9+.-]*", package):
+        raise check.fail("toolchain.debian_package", f"'{printable(package[:80])}' is not a "
+                         "Debian package name", "e.g. gcc-aarch64-linux-gnu")
+    return Toolchain(cc=_compiler(check, raw["cc"]), cflags=cflags,
+                     ldflags=_flags(check, raw.get("ldflags"), "toolchain.ldflags", _SAFE_LDFLAGS),
+                     debian_package=package)
+
+
+# A target's name becomes part of file names (tuning-NAME.jsonl, cache folders).
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]{0,63}")
+
+
+def _target_name(check: _Checker, value: Any) -> str:
+    name = check.string(value, "name")
+    if not _NAME.fullmatch(name) or ".." in name:
+        raise check.fail("name", f"'{printable(name[:80])}' cannot name files (letters, digits, "
+                         "'.', '_', '+', '-' only; no '/' or '..')", "e.g. name: my-board")
+    return name
 
 
 # ---------------------------------------------------------------- loading
