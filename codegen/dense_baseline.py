@@ -238,3 +238,236 @@ def build_for_target(cout: int, k: int, p: int, target: CpuTarget, outdir: Path,
     build_executable(target, [wrapper_path, harness_path, obj], executable,
                      extra_cflags=("-std=gnu11", f"-I{tvm_ffi_include()}"))
     return executable, wrapper
+
+
+# ---------------------------------------------------------------- hwsim run: the best dense per layer
+
+
+BASELINES = ("codegen", "blas", "tvm")   # what `hwsim run --baselines` may name
+
+
+@dataclass(frozen=True)
+class Spread:
+    """Median and spread of one thing's timed runs (seconds)."""
+    times_s: tuple[float, ...]
+
+    @property
+    def median_s(self) -> float:
+        return float(np.median(self.times_s)) if self.times_s else float("nan")
+
+    @property
+    def iqr_s(self) -> float:
+        if not self.times_s:
+            return float("nan")
+        low, high = np.percentile(self.times_s, [25, 75])
+        return float(high - low)
+
+    def as_dict(self) -> dict:
+        return {"median_s": self.median_s, "iqr_s": self.iqr_s,
+                "min_s": min(self.times_s) if self.times_s else None,
+                "max_s": max(self.times_s) if self.times_s else None, "n": len(self.times_s)}
+
+
+def gemm_shape(case: dict) -> tuple[int, int, int] | None:
+    """Returns (cout, k, pixels) of a dense-build layer's GEMM (None: no GEMM, e.g. a pool).
+
+    A KxK convolution's GEMM is its im2col product (cout x cin*kh*kw x out pixels); a BLAS
+    baseline is timed on the GEMM alone, the im2col not counted (in its favour)."""
+    ints = case["ints"]
+    if case["kind"] == "nmgemm":
+        return int(ints[0]), int(ints[1]), int(ints[2])
+    if case["kind"] == "nmconv":
+        cout, cin, _, _, kh, kw = (int(v) for v in ints[:6])
+        pixels = int(np.prod(case["output_shape"][1:]))
+        return cout, cin * kh * kw, pixels
+    return None
+
+
+class _TvmHostGemm:
+    """TVM's hand-scheduled dense GEMM of one shape, built once, timed in this process."""
+
+    def __init__(self, shape: tuple[int, int, int], target: CpuTarget, threads: int):
+        import tvm
+
+        cout, k, p = shape
+        schedule = DenseSchedule(rows=8, cols=2 * target.vector_lanes_f32, threads=threads)
+        self.lib, _ = build_dense(cout, k, p, target, schedule=schedule)
+        rng = np.random.default_rng(0)
+        device = tvm.cpu()
+        self.args = [tvm.runtime.tensor(rng.standard_normal(s, dtype=np.float32), device)
+                     for s in ((cout, k), (k, p))]
+        self.args.append(tvm.runtime.tensor(np.zeros((cout, p), np.float32), device))
+        self.timer = self.lib.time_evaluator("main", device, number=1, repeat=1)
+
+    def times(self, repeats: int) -> list[float]:
+        self.lib(*self.args)
+        return [float(self.timer(*self.args).results[0]) for _ in range(repeats)]
+
+
+@dataclass(frozen=True)
+class ModelBaselines:
+    """What `hwsim run` prints: per layer the sparse, codegen-dense and baseline spreads;
+    whole-model engines (ONNX Runtime) on the same architecture; notes on what was skipped."""
+    layers: tuple[dict, ...]       # {"layer", "sparse": Spread, "dense": {name: Spread}, ...}
+    engines: dict                  # whole-model engine label -> Spread
+    notes: tuple[str, ...]
+    threads: int
+    rounds: int
+    blas_info: str | None
+
+
+def best_dense(dense: dict[str, Spread]) -> tuple[str, Spread]:
+    """Returns (name, spread) of the fastest dense baseline by median."""
+    name = min(dense, key=lambda label: dense[label].median_s)
+    return name, dense[name]
+
+
+def measure_build(directory: Path, manifest: dict, target: CpuTarget, runner_name: str | None, *,
+                  rounds: int, repeats: int, warmup: int, timeout_s: float, threads: int,
+                  baselines: tuple[str, ...] = ("codegen", "blas"), engines: bool = True,
+                  progress: bool = False) -> tuple[dict[str, list], ModelBaselines]:
+    """Runs the sparse build, the dense build and each dense baseline in ``rounds``
+    interleaved rounds (``repeats`` runs each per round, so a burst of machine load slows
+    them alike), and, on the host, ONNX Runtime on the same model (when installed).
+
+    Returns ({"sparse": [LayerRun], "dense": [LayerRun]} with every round's times merged,
+    ModelBaselines). BLAS and TVM are host-only (they run in this process)."""
+    import dataclasses as _dc
+
+    from codegen.model_build import run_build
+
+    host = target.isa == "x86_64" and (runner_name in (None, "local"))
+    notes = []
+    dense_cases = manifest["builds"]["dense"]["layers"]
+    shapes = {case["case"]: gemm_shape(case) for case in dense_cases}
+    blas_calls, tvm_gemms = {}, {}
+    blas_lib = None
+    if "blas" in baselines:
+        from targets.engines import blas
+        if not host:
+            notes.append("BLAS baseline: host builds only (numpy runs in this process)")
+        elif blas.problems():
+            notes.append("BLAS baseline skipped: " + "; ".join(blas.problems()))
+        else:
+            blas_lib = blas
+            blas_calls = {shape: blas.gemm_call(*shape) for shape in set(shapes.values()) if shape}
+    if "tvm" in baselines:
+        if not host:
+            notes.append("TVM baseline: host builds only in `hwsim run` (bench/kernels.py "
+                         "times it on other targets)")
+        else:
+            tvm_gemms = {shape: _TvmHostGemm(shape, target, threads)
+                         for shape in set(shapes.values()) if shape}
+            notes.append("TVM baseline is the hand schedule; meta_schedule tuning is not run "
+                         "(tune_tir segfaults in this apache-tvm 0.27 wheel, see build_dense)")
+    engine_calls = {}
+    if engines and host:
+        engine_calls, engine_notes = _model_engines(manifest, threads)
+        notes += engine_notes
+    merged: dict[str, dict[str, list]] = {"sparse": {}, "dense": {}}
+    records: dict[str, list] = {}
+    blas_times: dict[tuple, list[float]] = {shape: [] for shape in blas_calls}
+    tvm_times: dict[tuple, list[float]] = {shape: [] for shape in tvm_gemms}
+    engine_times: dict[str, list[float]] = {label: [] for label in engine_calls}
+    for call in engine_calls.values():
+        call()
+    import os
+
+    saved_omp = os.environ.get("OMP_NUM_THREADS")
+    os.environ["OMP_NUM_THREADS"] = str(threads)   # the kernels' team (at most their own count)
+    try:
+        for _ in range(rounds):
+            for label in ("sparse", "dense"):
+                runs = run_build(directory, manifest, label, target, runner_name, repeats, warmup,
+                                 timeout_s, progress=progress)
+                # keep each layer's worst error over the rounds (every round is checked)
+                kept = records.setdefault(label, runs)
+                records[label] = [run if run.relative_error > old.relative_error else old
+                                  for old, run in zip(kept, runs)]
+                for run in runs:
+                    merged[label].setdefault(run.layer, []).extend(run.times_s)
+                _interleaved_baselines(blas_lib, blas_calls, blas_times, tvm_gemms, tvm_times,
+                                       engine_calls, engine_times, threads, repeats, label)
+    finally:
+        if saved_omp is None:
+            os.environ.pop("OMP_NUM_THREADS", None)
+        else:
+            os.environ["OMP_NUM_THREADS"] = saved_omp
+    runs = {label: [_dc.replace(run, times_s=tuple(merged[label][run.layer])) for run in records[label]]
+            for label in ("sparse", "dense")}
+    dense_by_layer = {run.layer: (run, case) for run, case in zip(runs["dense"], dense_cases)}
+    layers = []
+    for run in runs["sparse"]:
+        dense_run, case = dense_by_layer.get(run.layer, (None, None))
+        dense: dict[str, Spread] = {}
+        if dense_run is not None:
+            dense["codegen"] = Spread(dense_run.times_s)
+            shape = shapes.get(case["case"])
+            if shape in blas_times:
+                dense["blas"] = Spread(tuple(blas_times[shape]))
+            if shape in tvm_times:
+                dense["tvm"] = Spread(tuple(tvm_times[shape]))
+        layers.append({"layer": run.layer, "sparse": Spread(run.times_s), "dense": dense,
+                       "gemm": shapes.get(case["case"]) if case else None})
+    engine_spreads = {label: Spread(tuple(times)) for label, times in engine_times.items()}
+    info = None
+    if blas_lib is not None:
+        with blas_lib.threads(threads):
+            info = blas_lib.info()
+    return runs, ModelBaselines(tuple(layers), engine_spreads, tuple(notes), threads, rounds, info)
+
+
+def _interleaved_baselines(blas_lib, blas_calls, blas_times, tvm_gemms, tvm_times, engine_calls,
+                           engine_times, threads: int, repeats: int, after: str) -> None:
+    """One round's baselines, run after the sparse build (BLAS, TVM) and after the dense one
+    (the whole-model engines), so that no two things of one kind run back to back."""
+    if after == "sparse":
+        if blas_lib is not None:
+            with blas_lib.threads(threads):
+                for shape, call in blas_calls.items():
+                    blas_times[shape] += blas_lib.time_calls(call, repeats, warmup=1)
+        for shape, gemm in tvm_gemms.items():
+            tvm_times[shape] += gemm.times(repeats)
+    else:
+        for label, call in engine_calls.items():
+            engine_times[label] += _time(call, repeats)
+
+
+def _time(call, repeats: int) -> list[float]:
+    import time
+
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        call()
+        times.append(time.perf_counter() - start)
+    return times
+
+
+def _model_engines(manifest: dict, threads: int) -> tuple[dict, list[str]]:
+    """Returns ({label: call}, notes): ONNX Runtime on the build's model (same architecture,
+    written by targets/engines/onnx_file.py; random weights, dense)."""
+    import tempfile
+
+    from models.loading import load
+    from targets.engines import onnxruntime_host
+    from targets.engines.onnx_file import write_onnx
+
+    if onnxruntime_host.problems():
+        return {}, ["whole-model ONNX Runtime ratio skipped: " + "; ".join(onnxruntime_host.problems())]
+    first = manifest["builds"]["dense"]["layers"][0]
+    size = {"input_size": int(first["ints"][2])} if first["kind"] == "nmconv" else {}
+    try:
+        model = load(manifest["model"], **size)
+        shape = tuple(next(iter(model.ops())).shape)
+        if size and shape[2:] != (size["input_size"], int(first["ints"][3])):
+            return {}, [f"whole-model ONNX Runtime ratio skipped: the zoo's {manifest['model']} "
+                        f"takes {shape}, not this build's input"]
+        x = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
+        with tempfile.TemporaryDirectory(prefix="hwsim-run-onnx-") as folder:
+            path = write_onnx(model, Path(folder) / f"{model.name}.onnx")
+            call = onnxruntime_host.prepare(path, x, threads)   # the session holds the model
+    except Exception as error:  # noqa: BLE001 - a model the writer cannot express: say so, go on
+        return {}, [f"whole-model ONNX Runtime ratio skipped: {error}"]
+    label = f"onnxruntime {onnxruntime_host.version()} ({threads} thread{'s' if threads > 1 else ''})"
+    return {label: call}, []

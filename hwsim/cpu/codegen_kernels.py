@@ -111,8 +111,9 @@ def _nmgemm(params, work: GemmWorkload):
     if params.unroll > 1 and remainder:
         loops.append(LoopWork(lanes, tiles * remainder, picks))
     if getattr(params, "conv", False):
-        # the im2col gather: every (row of k, pixel) of each column tile, a division each
-        loops.append(LoopWork(0, work.groups * work.K * work.M, divides=True))
+        # the im2col gather: a division per column of each column tile (its top-left input
+        # position); the per-tap copy after it (an add and a bounds test) is not costed
+        loops.append(LoopWork(0, work.groups * col_tiles * params.nr, divides=True))
     # parents of the group loop, innermost first: row tile, k-block, column tile
     parents = (tiles * k_blocks, col_tiles * k_blocks * work.groups, col_tiles * work.groups)
     density = n / m
@@ -135,19 +136,31 @@ def _nmgemm(params, work: GemmWorkload):
     pack = None if getattr(params, "conv", False) else PackShape(
         rows=groups * m, row_bytes=params.nr * FLOAT_BYTES, stride_bytes=work.M * FLOAT_BYTES,
         tiles=col_tiles * work.groups)
-    return tuple(loops), parents, streams, col_tiles, _nmgemm_threads(params, work, groups, col_tiles), gather, pack
+    threads = _nmgemm_threads(params, work, groups, col_tiles, row_tiles)
+    units = col_tiles * _row_chunks(col_tiles, row_tiles, threads)
+    return tuple(loops), parents, streams, units, threads, gather, pack
 
 
-# nmgemm.c.j2 starts its OpenMP team only with 2+ column tiles and this many kept MACs
+# nmgemm.c.j2 starts its OpenMP team only with 2+ work items and this many kept MACs
 # (cout x groups x n x pixels): below it a woken thread costs more than it saves
-NMGEMM_PARALLEL_MACS = 16e6
+NMGEMM_PARALLEL_MACS = 8e6
 
 
-def _nmgemm_threads(params, work: GemmWorkload, groups: int, col_tiles: int) -> int:
+def _row_chunks(col_tiles: int, row_tiles: int, threads: int) -> int:
+    """Row chunks per column tile (nmgemm.c.j2 cuts the rows when there are fewer than 4
+    column tiles per thread); work items = column tiles x row chunks."""
+    if threads < 2 or col_tiles >= 4 * threads:
+        return 1
+    chunks = min(row_tiles, math.ceil(4 * threads / col_tiles))
+    return math.ceil(row_tiles / math.ceil(row_tiles / chunks))
+
+
+def _nmgemm_threads(params, work: GemmWorkload, groups: int, col_tiles: int, row_tiles: int) -> int:
     """Returns the threads the kernel really runs ``work`` on (its ``if (parallel)`` clause)."""
     threads = max(1, getattr(params, "threads", 1))
     kept_macs = float(work.N) * work.groups * groups * params.n * work.M
-    return threads if col_tiles >= 2 and kept_macs >= NMGEMM_PARALLEL_MACS else 1
+    items = col_tiles * _row_chunks(col_tiles, row_tiles, threads)
+    return threads if items >= 2 and kept_macs >= NMGEMM_PARALLEL_MACS else 1
 
 
 def _spmm(params, work: GemmWorkload):
