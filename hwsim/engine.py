@@ -28,6 +28,7 @@ Everything is numpy over folds; one ResNet-50 training step takes well under a s
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -411,6 +412,13 @@ def schedule_gemm(arch: Accelerator, workload: GemmWorkload, transposed: bool,
         dataflow=dataflow)
 
 
+def shape_key(workload: GemmWorkload) -> GemmWorkload:
+    """Returns the workload without its layer name: what ``schedule_gemm`` depends on
+    (with the arch, the orientation, loop order, reuse and dataflow), so equal keys
+    schedule to equal (immutable, shareable) GemmSchedules."""
+    return dataclasses.replace(workload, layer="")
+
+
 def _local_cycles(arch: Accelerator, schedule: GemmSchedule) -> float:
     """Returns the GEMM's cycles when run alone (used to choose its orientation)."""
     loads, stores = transfer_cycles(schedule.load_bytes, schedule.store_bytes,
@@ -508,8 +516,17 @@ def simulate(arch: Accelerator, workloads: list[GemmWorkload], *, model_name: st
     each wait is charged to the GEMM whose fold waited."""
     check_supported(arch, workloads, sparsity)
     input_reuse = input_reuse or {}
-    schedules = [best_schedule(arch, workload, input_reuse.get(workload.layer, 1.0))
-                 for workload in workloads]
+    # GEMMs of one shape (repeated blocks) schedule alike: each shape is scheduled once.
+    memo: dict = {}
+
+    def once(function, workload, **kwargs):
+        reuse = input_reuse.get(workload.layer, 1.0)
+        key = (function.__name__, shape_key(workload), reuse)
+        if key not in memo:
+            memo[key] = function(arch, workload, reuse=reuse, **kwargs)
+        return memo[key]
+
+    schedules = [once(best_schedule, workload) for workload in workloads]
     pregenerated = (_pregeneration_bytes(arch, workloads)
                     if arch.options.pregenerate_sparse_weights and arch.sparsity else {})
 
@@ -520,9 +537,7 @@ def simulate(arch: Accelerator, workloads: list[GemmWorkload], *, model_name: st
         # Orientations are chosen GEMM by GEMM, but the step is one timeline in which
         # a GEMM's first load overlaps its predecessor's last fold: the offline
         # scheduler also evaluates the all-FF-orientation plan and keeps the faster.
-        upright = [schedule_gemm(arch, workload, transposed=False,
-                                 reuse=input_reuse.get(workload.layer, 1.0))
-                   for workload in workloads]
+        upright = [once(schedule_gemm, workload, transposed=False) for workload in workloads]
         upright_compute, upright_stall = _timeline(arch, upright, pregenerated)
         if _rounded_total(upright_compute, upright_stall) < _rounded_total(compute_per_gemm,
                                                                            stall_per_gemm):

@@ -24,7 +24,7 @@ import numpy as np
 from hwsim.arch import Accelerator
 from hwsim.energy import gemm_energy_pj
 from hwsim.engine import (SimResult, _local_cycles, _rounded_total, _timeline, check_supported,
-                          pregenerated_bytes, result_of, schedule_gemm, simulate)
+                          pregenerated_bytes, result_of, schedule_gemm, shape_key, simulate)
 from models.lowering import GemmWorkload
 
 OBJECTIVES = ("cycles", "energy", "edp")
@@ -70,28 +70,51 @@ def simulate_mapped(arch: Accelerator, workloads: list[GemmWorkload], *, objecti
     if not workloads:
         return baseline
     options = candidates(arch)
-    # table[g][c]: GEMM g's schedule under candidate c (all costed by the engine).
-    table = [[schedule_gemm(arch, workload, transposed=transposed, outer=outer,
-                            reuse=input_reuse.get(workload.layer, 1.0), dataflow=dataflow)
-              for transposed, dataflow, outer in options] for workload in workloads]
+    # table[g][c]: GEMM g's schedule under candidate c (all costed by the engine); GEMMs
+    # of one shape (repeated blocks) share their row, and so their choice.
+    rows: dict = {}
+    chosen_by_shape: dict = {}
+    table = []
+    for workload in workloads:
+        reuse = input_reuse.get(workload.layer, 1.0)
+        key = (shape_key(workload), reuse)
+        if key not in rows:
+            rows[key] = [schedule_gemm(arch, workload, transposed=transposed, outer=outer,
+                                       reuse=reuse, dataflow=dataflow)
+                         for transposed, dataflow, outer in options]
+            scores = [_score(objective, _local_cycles(arch, schedule),
+                             _energy_pj(arch, workload, schedule)) for schedule in rows[key]]
+            chosen_by_shape[key] = rows[key][int(np.argmin(scores))]
+        table.append(rows[key])
     pregenerated = pregenerated_bytes(arch, workloads)
 
-    def step(schedules) -> SimResult:
-        compute, stall = _timeline(arch, schedules, pregenerated)
-        return result_of(arch, workloads, schedules, pregenerated, compute, stall,
-                         mapping=objective, **names)
+    def plan_energy_pj(schedules) -> float:
+        # The same per-GEMM figures, summed in the same order, as result_of's layers.
+        total = 0.0
+        for index, (workload, schedule) in enumerate(zip(workloads, schedules)):
+            extra_load, extra_store, extra_select = pregenerated.get(index, (0.0, 0.0, 0.0))
+            total += float(gemm_energy_pj(
+                arch.energy, macs=workload.macs,
+                sram_bytes=schedule.sram_bytes + extra_load + extra_store,
+                dram_bytes=schedule.dram_bytes + extra_load + extra_store,
+                select_groups=schedule.select_groups + extra_select))
+        return total
 
-    chosen = []
-    for workload, row in zip(workloads, table):
-        scores = [_score(objective, _local_cycles(arch, schedule), _energy_pj(arch, workload, schedule))
-                  for schedule in row]
-        chosen.append(row[int(np.argmin(scores))])
-    plans = [step(chosen)] + [step([row[c] for row in table]) for c in range(len(options))]
-    best = min(plans, key=lambda result: _step_score(result, objective))
-    if _step_score(baseline, objective) <= _step_score(best, objective):
+    def plan(schedules) -> tuple[float, list, np.ndarray, np.ndarray]:
+        compute, stall = _timeline(arch, schedules, pregenerated)
+        score = _score(objective, _rounded_total(compute, stall),
+                       plan_energy_pj(schedules) if objective != "cycles" else 0.0)
+        return score, schedules, compute, stall
+
+    chosen = [chosen_by_shape[(shape_key(workload), input_reuse.get(workload.layer, 1.0))]
+              for workload in workloads]
+    plans = [plan(chosen)] + [plan([row[c] for row in table]) for c in range(len(options))]
+    score, schedules, compute, stall = min(plans, key=lambda entry: entry[0])
+    if _step_score(baseline, objective) <= score:
         return SimResult(baseline.arch, baseline.model, baseline.sparsity, baseline.mode,
                          baseline.batch, baseline.layers, area=baseline.area, mapping=objective)
-    return best
+    return result_of(arch, workloads, schedules, pregenerated, compute, stall,
+                     mapping=objective, **names)
 
 
 __all__ = ["OBJECTIVES", "candidates", "simulate_mapped", "_rounded_total"]
