@@ -10,7 +10,7 @@ import os
 
 from hwsim import __version__
 from hwsim.engine import SimResult
-from models.fileio import write_atomic
+from models.fileio import atomic_folder, json_text, write_atomic
 
 
 def speedups(results: list[SimResult]) -> dict[str, float]:
@@ -214,10 +214,12 @@ def markdown_report(results: list[SimResult], plots: list[str]) -> str:
 
 def write_outputs(results: list[SimResult], directory: str) -> list[str]:
     """Writes summary.json, report.md and the PNG plots into ``directory``; returns the paths."""
-    os.makedirs(directory, exist_ok=True)
-    write_atomic(os.path.join(directory, "summary.json"),
-                 json.dumps(document_of(results), indent=1) + "\n")
-    plots = [_png_bytes(_plot_cycles, results, directory, "cycles_by_layer.png"),
-             _png_bytes(_plot_utilization, results, directory, "utilization.png")]
-    write_atomic(os.path.join(directory, "report.md"), markdown_report(results, plots))
+    # the set is staged beside ``directory`` and swapped in whole (models.fileio.atomic_folder):
+    # a kill leaves the old summary, report and plots or the new ones, never a mix
+    with atomic_folder(directory, replaces=("summary.json", "report.md", "report.html",
+                                            "*.png")) as staging:
+        write_atomic(os.path.join(staging, "summary.json"), json_text(document_of(results)) + "\n")
+        plots = [_png_bytes(_plot_cycles, results, staging, "cycles_by_layer.png"),
+                 _png_bytes(_plot_utilization, results, staging, "utilization.png")]
+        write_atomic(os.path.join(staging, "report.md"), markdown_report(results, plots))
     return [os.path.join(directory, name) for name in ("summary.json", "report.md", *plots)]
