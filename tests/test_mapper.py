@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from hwsim.arch import load_arch, with_overrides
-from hwsim.engine import _timeline, pregenerated_bytes, result_of, schedule_gemm, simulate
+from hwsim.engine import _local_cycles, _timeline, pregenerated_bytes, result_of, schedule_gemm, simulate
 from hwsim.mapper import candidates, simulate_mapped
 from models.errors import UserError
 from models.lowering import GemmWorkload
@@ -149,3 +149,37 @@ def test_bad_mapping_value_is_one_line(capsys, tmp_path, reconfigurable_yaml):
     code, _, err = _simulate(capsys, "--arch", str(bad), *RUN)
     assert code == 2 and len(err.strip().splitlines()) == 1
     assert "mapping" in err and "did you mean 'edp'" in err and "bad.yaml" in err
+
+
+@settings(max_examples=15, deadline=None)
+@given(M=st.integers(1, 400), N=st.integers(1, 200), K=st.integers(1, 32).map(lambda g: 8 * g),
+       nm=st.sampled_from([None, (2, 8)]), phase=st.sampled_from(["FF", "BP", "WU"]),
+       reuse=st.sampled_from([1.0, 3.5]))
+def test_shape_key_captures_everything_a_schedule_depends_on(reconfigurable, M, N, K, nm, phase, reuse):
+    """Steps schedule each shape once (engine.shape_key): a renamed GEMM schedules identically."""
+    import numpy as np
+    from hwsim.engine import shape_key
+    a = dataclasses.replace(gemm(M, N, K, phase=phase, nm=nm), layer="a")
+    b = dataclasses.replace(a, layer="b")
+    assert shape_key(a) == shape_key(b)
+    for transposed, dataflow, outer in candidates(reconfigurable):
+        one, two = (schedule_gemm(reconfigurable, w, transposed=transposed, outer=outer, reuse=reuse,
+                                  dataflow=dataflow) for w in (a, b))
+        for field in dataclasses.fields(one):
+            x, y = getattr(one, field.name), getattr(two, field.name)
+            assert np.array_equal(x, y) if isinstance(x, np.ndarray) else x == y, field.name
+    # a step of repeated shapes is no slower than its per-GEMM choice scheduled without sharing
+    steps = [a, b, dataclasses.replace(a, layer="c", phase="WU", sparse=False, pattern=None,
+                                       density=1.0, nm=None)]
+    shared = simulate_mapped(reconfigurable, steps, objective="cycles")
+    schedules = [min((schedule_gemm(reconfigurable, w, transposed=t, outer=o, dataflow=d)
+                      for t, d, o in candidates(reconfigurable)),
+                     key=lambda s: round(_local_cycles(reconfigurable, s))) for w in steps]
+    assert shared.total_cycles <= fixed_plan_cycles(reconfigurable, steps, schedules)
+
+
+def fixed_plan_cycles(arch, workloads, schedules):
+    pre = pregenerated_bytes(arch, workloads)
+    compute, stall = _timeline(arch, schedules, pre)
+    return result_of(arch, workloads, schedules, pre, compute, stall, model_name="m", sparsity="s",
+                     mode="train", batch=1).total_cycles
