@@ -7,7 +7,8 @@ for the target, and writes each layer as one *case* of its variant's harness: th
 layer's input is the numpy reference input, so ``run_model`` checks every layer on
 its own against numpy, with no error carried from one layer to the next.
 
-Kernel choice (sparse build; the dense build uses the same families with n = m):
+Kernel choice (sparse build; the dense build uses the same families with n = m): the
+weighted layers' kernels come from codegen.plan, the one rule the CPU cost model reads too:
 
     1x1 conv, dense layer   N:M -> nmgemm; block / group / unstructured -> spmm (XNNPACK style)
     KxK conv                N:M -> nmconv (groups of m along Cin*R*S in (c, ky, kx) order);
@@ -17,8 +18,10 @@ Kernel choice (sparse build; the dense build uses the same families with n = m):
     flatten / reshape       no kernel (CHW memory is already flat at batch 1)
 
 A layer stays dense when its input channels are not a multiple of m (the rule
-models.lowering applies to hardware), e.g. a first convolution on 3 channels.
-Weights are random (He-normal, seeded), masked by the pattern's magnitude rule.
+models.lowering applies to hardware, and codegen.plan reads), e.g. a first convolution on
+3 channels.
+Weights are random (He-normal, seeded), or the model's own (``weights=``, an imported
+ONNX file's, batch norm folded), masked by the pattern's magnitude rule.
 """
 from __future__ import annotations
 
@@ -31,14 +34,15 @@ from pathlib import Path
 import numpy as np
 
 from codegen import build as kernel_build
-from codegen.layer import default_nmgemm, default_spmm
+from codegen.plan import forward_workloads, plan_workload
 from codegen.packing import mask_blocks, pack_block_sparse, pack_nm
 from codegen.reference import apply_activation, reference_conv, reference_pool
 from codegen.render import (DwconvParams, EltwiseParams, NmGemmParams, PoolParams,
-                            RenderedKernel, SpmmParams, render_dwconv, render_eltwise,
-                            render_nmgemm, render_pool, render_spmm)
+                            RenderedKernel, render_dwconv, render_eltwise, render_pool)
 from models.errors import UserError
-from models.fileio import write_atomic
+from models.fileio import (check_sha256, file_sha256, remove_matching, safe_member_path,
+                           write_atomic)
+from models.inputs import check_build_manifest, read_json
 from models.fusion import add_activation, epilogue_of
 from models.ir import (Conv2d, Dense, Elementwise, Input, Model, Norm, Pool2d, Reshape)
 from models.patterns import (BDWP, NM, Block, Group, SparsityPattern, Unstructured,
@@ -86,15 +90,6 @@ def kernel_mask(pattern: SparsityPattern, w2d: np.ndarray) -> np.ndarray:
     return pattern.mask(w2d)
 
 
-def _spmm_block(pattern: SparsityPattern) -> tuple[int, int]:
-    """Returns (nr output channels, kb input channels) of the spmm block for a pattern."""
-    if isinstance(pattern, Block):
-        return pattern.rows, pattern.cols
-    if isinstance(pattern, Group):
-        return pattern.group_size, 1
-    return 1, 1
-
-
 # ---------------------------------------------------------------- planning
 
 
@@ -102,12 +97,15 @@ class _Planner:
     """Walks the model and writes every layer's case; holds the reference tensors."""
 
     def __init__(self, model: Model, target: CpuTarget, pattern: SparsityPattern | None,
-                 build: _Build, seed: int, schedules: dict[str, NmGemmParams]):
+                 build: _Build, seed: int, schedules: dict[str, NmGemmParams], weights=None):
         self.model, self.target, self.pattern, self.build = model, target, pattern, build
+        self.source = weights       # the model's own weights (models.weights.ModelWeights)
         self.rng = np.random.default_rng(seed)
         self.flavour = kernel_build.runnable_flavours(target)[-1]
         self.tensors: dict[str, np.ndarray] = {}
         self.schedules = schedules
+        # each weighted layer's forward GEMM under the pattern: what codegen.plan decides on
+        self.forward = forward_workloads(model, pattern)
         self.data = build.directory / "data"
         self.reference = build.directory / "reference"
 
@@ -160,13 +158,10 @@ class _Planner:
                                 f"{' (' + op.function + ')' if isinstance(op, Elementwise) else ''}",
                                 field="--model", fix=f"codegen runs: {SUPPORTED_OPS}")
 
-    def _sparse_rule(self, in_channels: int) -> bool:
-        pattern = self.pattern
-        if pattern is None:
-            return False
-        if isinstance(pattern, (BDWP, NM)):
-            return in_channels % pattern.m == 0
-        return True
+    def plan(self, name: str):
+        """Returns codegen.plan's kernel for weighted layer ``name`` (None: codegen has none)."""
+        return plan_workload(self.forward[name], self.model, self.target, self.schedules,
+                             flavour=self.flavour)
 
     def weighted(self, op: Conv2d | Dense, x: np.ndarray, folded: bool, act: str, output: str,
                  ops: list[str]) -> None:
@@ -182,35 +177,32 @@ class _Planner:
                             field="--model", fix=f"codegen runs: {SUPPORTED_OPS}")
         cout, cin = conv.out_channels, conv.in_channels
         fan_in = cin * conv.kernel[0] * conv.kernel[1]
-        w = self.weights(conv.weight_shape, fan_in)
+        own = self.source.layer(op.name, folded) if self.source else None
+        w = own[0].reshape(conv.weight_shape) if own else self.weights(conv.weight_shape, fan_in)
         w2d = w.reshape(cout, -1)
-        sparse = self._sparse_rule(cin)
+        sparse = self.forward[op.name].sparse
         if sparse:
             w2d = apply_mask(w2d, kernel_mask(self.pattern, w2d))
         w = w2d.reshape(w.shape)
-        bias = (self.rng.standard_normal(cout) * 0.1).astype(np.float32) \
+        if self.source:
+            self.source.kept(self.pattern, op.name, w)
+        bias = own[1] if own else (self.rng.standard_normal(cout) * 0.1).astype(np.float32) \
             if (folded or conv.bias) else None
         reference = reference_conv(w, bias, x, conv, act)
         pointwise = conv.is_pointwise
         pixels = reference.shape[1] * reference.shape[2]
         macs = int(np.count_nonzero(w2d)) * pixels
-        nm = (self.pattern.n, self.pattern.m) if sparse and isinstance(self.pattern, (BDWP, NM)) \
-            else None
         spec = self.pattern.spec if sparse else None
-        if sparse and nm is None and pointwise:
-            nr, kb = _spmm_block(self.pattern)
-            params = dataclasses.replace(default_spmm(self.target, nr=nr, kb=kb, flavour=self.flavour),
-                                         act=act)
-            packed = pack_block_sparse(w2d, nr, pixels, bias, kb=kb)
-            self.add_case(render_spmm(params), output, ops, "spmm",
+        plan = self.plan(op.name)
+        params = plan.params
+        if plan.family == "spmm":
+            packed = pack_block_sparse(w2d, params.nr, pixels, bias, kb=params.kb)
+            self.add_case(plan.render(), output, ops, "spmm",
                           {"values": packed.values, "nnz": packed.nnz, "diffs": packed.diffs,
                            "x": x.reshape(cin, pixels)}, (cout, cin, pixels), reference, macs,
                           True, spec)
             return
-        n, m = nm if nm else (1, 1)
-        params = self.schedules.get(f"{cout}x{w2d.shape[1]}x{pixels}:{n}:{m}") or \
-            default_nmgemm(n, m, self.target, flavour=self.flavour)
-        params = dataclasses.replace(params, act=act, conv=not pointwise)
+        n, m = params.n, params.m
         packed = pack_nm(w2d, n, m, mr=params.mr, shared=params.shared)
         buffers = {"values": packed.values, "indices": None if n == m else packed.indices,
                    "bias": bias, "x": x}
@@ -224,21 +216,23 @@ class _Planner:
                     or conv.padding[0] != conv.padding[1]:
                 raise UserError(f"non-square convolution '{op.name}'", field="--model",
                                 fix="codegen's KxK kernel takes square kernels, strides, padding")
-        self.add_case(render_nmgemm(params), output, ops, "nmconv" if params.conv else "nmgemm",
+        self.add_case(plan.render(), output, ops, plan.family,
                       buffers, ints, reference, macs, sparse, spec)
 
     def depthwise(self, conv: Conv2d, x: np.ndarray, folded: bool, act: str, output: str,
                   ops: list[str]) -> None:
-        if conv.kernel[0] != conv.kernel[1] or conv.stride[0] != conv.stride[1]:
+        plan = self.plan(conv.name)
+        if plan is None:
             raise UserError(f"non-square depthwise '{conv.name}'", field="--model",
-                            fix="use square kernels and strides")
-        w = self.weights(conv.weight_shape, conv.kernel[0] * conv.kernel[1])
-        bias = (self.rng.standard_normal(conv.out_channels) * 0.1).astype(np.float32) \
-            if (folded or conv.bias) else None
+                            fix="use square kernels, strides and padding")
+        own = self.source.layer(conv.name, folded) if self.source else None
+        w = own[0].reshape(conv.weight_shape) if own else \
+            self.weights(conv.weight_shape, conv.kernel[0] * conv.kernel[1])
+        bias = own[1] if own else (self.rng.standard_normal(conv.out_channels) * 0.1).astype(
+            np.float32) if (folded or conv.bias) else None
         reference = reference_conv(w, bias, x, conv, act)
-        params = DwconvParams(self.flavour, conv.kernel[0], conv.stride[0], act)
         channels, height, width = x.shape
-        self.add_case(render_dwconv(params), output, ops, "dwconv",
+        self.add_case(plan.render(), output, ops, plan.family,
                       {"weights": w, "bias": bias, "x": x}, (channels, height, width, conv.padding[0]),
                       reference, int(w.size) * reference.shape[1] * reference.shape[2], False, None)
 
@@ -246,8 +240,12 @@ class _Planner:
         """A batch norm with no convolution before it: a 1x1 depthwise scale + shift."""
         channels = x.shape[0]
         conv = Conv2d(op.name, channels, channels, 1, groups=channels)
-        scale = (1 + 0.1 * self.rng.standard_normal((channels, 1, 1, 1))).astype(np.float32)
-        bias = (self.rng.standard_normal(channels) * 0.1).astype(np.float32)
+        if self.source:
+            scale, bias = self.source.norm(op.name)
+            scale = scale.reshape(channels, 1, 1, 1)
+        else:
+            scale = (1 + 0.1 * self.rng.standard_normal((channels, 1, 1, 1))).astype(np.float32)
+            bias = (self.rng.standard_normal(channels) * 0.1).astype(np.float32)
         reference = reference_conv(scale, bias, x, conv, "none")
         params = DwconvParams(self.flavour, 1, 1, "none")
         self.add_case(render_dwconv(params), op.name, [op.name], "dwconv",
@@ -297,9 +295,11 @@ class _Planner:
 
 def build_model(model: Model, target: CpuTarget, pattern: SparsityPattern | None, out: Path,
                 *, seed: int = 0, schedules: dict[str, NmGemmParams] | None = None,
-                progress: bool = True) -> dict:
+                progress: bool = True, weights=None) -> dict:
     """Writes the sparse and the dense build of ``model`` for ``target`` under ``out``;
-    returns the manifest (also written to out/manifest.json, last, atomically)."""
+    returns the manifest (also written to out/manifest.json, last, atomically).
+    ``weights`` (models.weights.ModelWeights): the model's own weights instead of
+    random ones; it records the weights each build packed (after masking)."""
     from tqdm import tqdm
 
     problems = kernel_build.target_problems(target)
@@ -309,16 +309,19 @@ def build_model(model: Model, target: CpuTarget, pattern: SparsityPattern | None
     builds = {}
     for label, build_pattern in (("sparse", pattern), ("dense", None)):
         build = _Build(out / label)
-        _Planner(model, target, build_pattern, build, seed, schedules or {}).run()
-        executables = {}
+        # a rebuild into the same folder (a resumed --tune) replaces the case lists
+        remove_matching(str(build.directory / "data"), "cases-*.txt")
+        _Planner(model, target, build_pattern, build, seed, schedules or {}, weights).run()
+        executables, hashes = {}, {}
         bar = tqdm(build.kernels.values(), desc=f"building {label} kernels for {target.name}",
                    unit="kernel", disable=not progress)
         for kernel in bar:
             executable = kernel_build.build(kernel, target, build.directory / "bin")
             executables[kernel.name] = str(executable.relative_to(out))
+            hashes[kernel.name] = file_sha256(executable)     # `hwsim run` runs only these
             write_atomic(str(out / "kernels" / kernel.filename), kernel.source)
         builds[label] = {"pattern": None if build_pattern is None else build_pattern.spec,
-                         "executables": executables,
+                         "executables": executables, "sha256": hashes,
                          "layers": [dataclasses.asdict(case) for case in build.cases]}
     manifest = {"format": "hwsim-codegen", "version": 1, "model": model.name,
                 "target": target.name, "target_source": target.source,
@@ -330,17 +333,11 @@ def build_model(model: Model, target: CpuTarget, pattern: SparsityPattern | None
 
 def read_manifest(directory: Path) -> dict:
     path = Path(directory) / MANIFEST
-    try:
-        manifest = json.loads(path.read_text())
-    except OSError:
+    if not path.exists():
         raise UserError("no codegen build here", source=str(path),
-                        fix="run `hwsim codegen --target T --model M --out DIR` first") from None
-    except json.JSONDecodeError as error:
-        raise UserError(f"malformed manifest: {error}", source=str(path),
-                        fix="run `hwsim codegen` again") from None
-    if manifest.get("format") != "hwsim-codegen":
-        raise UserError("not a codegen manifest", source=str(path), fix="run `hwsim codegen` again")
-    return manifest
+                        fix="run `hwsim codegen --target T --model M --out DIR` first")
+    # bounded strict JSON, then every field `hwsim run` reads checked (models.inputs)
+    return check_build_manifest(read_json(path, what="codegen manifest"), str(path))
 
 
 @dataclass(frozen=True)
@@ -380,7 +377,9 @@ def run_build(directory: Path, manifest: dict, label: str, target: CpuTarget, ru
     records: dict[str, LayerRun] = {}
     for kernel, cases in tqdm(by_kernel.items(), desc=f"running {label}", unit="kernel",
                               disable=not progress):
-        executable = directory / build["executables"][kernel]
+        executable = safe_member_path(directory, build["executables"][kernel],
+                                      source=str(directory / MANIFEST), field="executables")
+        check_sha256(executable, build.get("sha256", {}).get(kernel))
         result = runner.run(executable, [f"cases-{kernel}.txt", str(repeats), str(warmup)], data,
                             timeout_s=timeout_s)
         times = list(result.times_s)

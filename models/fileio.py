@@ -341,3 +341,29 @@ def finite_only(value: Any) -> Any:
 def json_text(document: Any, indent: int | None = 1) -> str:
     """Returns strict JSON: a non-finite number becomes null (strict readers reject NaN)."""
     return json.dumps(finite_only(document), indent=indent, allow_nan=False)
+
+
+# ---------------------------------------------------------------- hashes
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    """Returns the hex SHA-256 of a file (recorded at build time, checked before a run)."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    with open(path, "rb") as stream:
+        for block in iter(lambda: stream.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def check_sha256(path: str | os.PathLike, expected: Any, *, source: str | None = None) -> None:
+    """Raises a UserError unless ``path`` is a regular file whose SHA-256 is ``expected``
+    (a build's executable changed after the build, or never came from it)."""
+    if not os.path.isfile(path):
+        raise UserError("the executable the build names is missing", source=str(path),
+                        fix="rebuild with `hwsim codegen`")
+    if not isinstance(expected, str) or file_sha256(path) != expected:
+        raise UserError("the executable differs from the one the build recorded (sha256)",
+                        source=str(path), fix="rebuild with `hwsim codegen`; a build folder runs "
+                                              "only the binaries it built")

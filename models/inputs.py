@@ -540,3 +540,72 @@ class Section:
         value = self.get(key, None, required=default is _MISSING)
         return Section(default if value is None else value, self.reader, self.path(key), known,
                        required)
+
+
+# ---------------------------------------------------------------- codegen build folders
+
+
+_SAFE_FILE_NAME = r"[A-Za-z0-9_][A-Za-z0-9_.+-]{0,127}"
+_CASE_KEYS = {"layer": str, "ops": list, "kind": str, "kernel": str, "case": str, "ints": list,
+              "output_shape": list, "macs": int, "sparse": bool, "pattern": (str, type(None))}
+
+
+def check_build_manifest(document: Any, source: str) -> dict:
+    """Returns a `hwsim codegen` manifest after checking its shape, so `hwsim run` reads no
+    field it does not expect: names used as file names are plain names, executables are
+    relative paths inside the folder (models.fileio.safe_member_path checks them again at
+    run time), every case names a kernel of its build."""
+    import re
+
+    from models.fileio import safe_member_path
+
+    reader = Reader(source)
+    fix = "run `hwsim codegen` again"
+    if not isinstance(document, dict) or document.get("format") != "hwsim-codegen":
+        raise UserError("not a codegen manifest", source=source, field="format", fix=fix)
+    for key in ("model", "target"):
+        reader.string(document.get(key), key)
+    if not re.fullmatch(_SAFE_FILE_NAME, document["target"]) or ".." in document["target"]:
+        raise UserError(f"target '{printable(document['target'][:60])}' is not a target name",
+                        source=source, field="target", fix=fix)
+    builds = document.get("builds")
+    if not isinstance(builds, dict) or not {"sparse", "dense"} <= set(builds):
+        raise UserError("needs builds.sparse and builds.dense", source=source, field="builds",
+                        fix=fix)
+    folder = os.path.dirname(os.path.abspath(source))
+    for label in ("sparse", "dense"):
+        build = builds[label]
+        where = f"builds.{label}"
+        if not isinstance(build, dict) or not isinstance(build.get("executables"), dict) \
+                or not isinstance(build.get("layers"), list):
+            raise UserError("needs 'executables' (a mapping) and 'layers' (a list)", source=source,
+                            field=where, fix=fix)
+        for kernel, path in build["executables"].items():
+            if not re.fullmatch(_SAFE_FILE_NAME, str(kernel)):
+                raise UserError(f"kernel name '{printable(str(kernel)[:60])}' is not a file name",
+                                source=source, field=f"{where}.executables", fix=fix)
+            safe_member_path(folder, path, source=source, field=f"{where}.executables.{kernel}")
+        for index, case in enumerate(build["layers"]):
+            field = f"{where}.layers[{index}]"
+            if not isinstance(case, dict) or set(case) != set(_CASE_KEYS):
+                raise UserError(f"a layer needs exactly the keys {', '.join(_CASE_KEYS)}",
+                                source=source, field=field, fix=fix)
+            for key, kind in _CASE_KEYS.items():
+                value = case[key]
+                if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+                    raise UserError(f"{key} has the wrong type ({type(value).__name__})",
+                                    source=source, field=f"{field}.{key}", fix=fix)
+            if not re.fullmatch(_SAFE_FILE_NAME, case["case"]):
+                raise UserError(f"case '{printable(case['case'][:60])}' is not a file name",
+                                source=source, field=f"{field}.case", fix=fix)
+            if case["kernel"] not in build["executables"]:
+                raise UserError(f"kernel '{printable(case['kernel'][:60])}' is not built",
+                                source=source, field=f"{field}.kernel", fix=fix)
+            for key in ("ints", "output_shape"):
+                if not all(isinstance(v, int) and not isinstance(v, bool) and abs(v) <= MAX_INT
+                           for v in case[key]):
+                    raise UserError(f"{key} must be whole numbers", source=source,
+                                    field=f"{field}.{key}", fix=fix)
+            if not all(isinstance(v, str) for v in case["ops"]):
+                raise UserError("ops must be names", source=source, field=f"{field}.ops", fix=fix)
+    return document
