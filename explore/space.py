@@ -16,6 +16,9 @@ A space file looks like this (``explore/spaces/sat_small.yaml`` is a bundled one
       sparsity.modes: [["2:8"], ["1:8", "2:8", "4:8"]]
       model.sparsity: [dense, "2:8", "1:8"]                     # every weight layer
       model.sparsity.conv1: [dense, "2:8"]                      # one layer (overrides)
+      dataflow: [os, [os, ws, is]]                              # a fixed or a reconfigurable array
+      mapping: [fixed, edp]                                     # hwsim.mapper off / on (its objective)
+      technology: [28nm]                                        # one value: a setting, gives area
     constraints:
       area_mm2: {max: 40}
       energy_mj: {max: 900}
