@@ -1,0 +1,197 @@
+"""Which kernel a layer gets, with which schedule: one rule for codegen and the CPU cost model.
+
+``hwsim codegen`` (codegen.model_build) emits the kernel this rule picks for each layer and
+``hwsim simulate --arch <cpu>`` (hwsim.cpu.codegen_source) costs the same one, so the choice
+lives here, below both, as the inference epilogue does in models.fusion::
+
+    >>> plan = plan_workload(workload, model, target, schedules)    # a GemmWorkload's FF GEMM
+    >>> plan.family, plan.params.name
+    ('nmgemm', 'nmgemm_2of8_4x24_avx2_u2_t2_relu')
+
+The rule (what models.lowering says is sparse decides; codegen has kernels for batch-1 FF):
+
+    depthwise conv       dwconv (square kernel, stride and padding, batch 1; None otherwise)
+    1x1 conv, dense      N:M -> nmgemm; block / group / unstructured -> spmm (XNNPACK style,
+                         block of nr outputs x kb inputs from the pattern); dense -> nmgemm n = m
+    KxK conv             nmconv (N:M along Cin*R*S; other patterns run as a dense nmconv
+                         on the masked weights: there is no sparse KxK block kernel)
+    anything else        None (grouped convolutions, attention, training BP/WU: no codegen
+                         kernel; hwsim.cpu costs its own)
+
+The N:M families take the tuning log's schedule for the layer's shape when it has one
+(``schedule_key``: the one key the log is read and written with), else the flavour's default
+(codegen.isa's record). Without a model (a batch > 1 simulation) only the workload is known:
+no epilogue, no KxK convolution, no depthwise kernel.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+
+from codegen import build as kernel_build
+from codegen.layer import default_nmgemm, default_spmm
+from codegen.render import (DwconvParams, NmGemmParams, RenderedKernel, SpmmParams, render_dwconv,
+                            render_nmgemm, render_spmm)
+from models.errors import UserError
+from models.lowering import GemmWorkload, lower
+from models.patterns import Block, Group, SparsityPattern, nm_of, parse_pattern
+
+FAMILIES = ("nmgemm", "nmconv", "spmm", "dwconv")
+
+
+@dataclass(frozen=True)
+class KernelPlan:
+    """The kernel one layer runs: its family, its parameters (schedule and epilogue included),
+    and the tuning-log key of its shape (N:M families; None for spmm and dwconv)."""
+    family: str                                        # one of FAMILIES
+    params: NmGemmParams | SpmmParams | DwconvParams
+    key: str | None = None
+    tuned: bool = False                                # the schedule came from the tuning log
+
+    def render(self) -> RenderedKernel:
+        """Returns the rendered C of the planned kernel."""
+        if self.family == "spmm":
+            return render_spmm(self.params)
+        if self.family == "dwconv":
+            return render_dwconv(self.params)
+        return render_nmgemm(self.params)
+
+
+def schedule_key(cout: int, k: int, pixels: int, n: int, m: int) -> str:
+    """Returns the key of an N:M GEMM's schedule: output rows x reduction x pixels, then n:m.
+
+    >>> schedule_key(256, 128, 784, 2, 8)
+    '256x128x784:2:8'
+    """
+    return f"{cout}x{k}x{pixels}:{n}:{m}"
+
+
+def spmm_block(pattern: SparsityPattern | None) -> tuple[int, int]:
+    """Returns (nr output channels, kb input channels) of the spmm block a pattern prunes:
+    a Block's rows x cols, a Group's group of output channels, else single weights."""
+    if isinstance(pattern, Block):
+        return pattern.rows, pattern.cols
+    if isinstance(pattern, Group):
+        return pattern.group_size, 1
+    return 1, 1
+
+
+def _activation(model, workload: GemmWorkload) -> str:
+    """Returns the activation the layer's kernel applies (models.fusion's epilogue)."""
+    from models.fusion import epilogue_of
+
+    return "none" if model is None else epilogue_of(model, workload.layer).activation
+
+
+def _is_kxk_conv(model, workload: GemmWorkload) -> bool:
+    """True for a convolution with a window (codegen's implicit-im2col KxK kernel)."""
+    from models.ir import Conv2d
+
+    if model is None or workload.op_kind != "conv2d":
+        return False
+    op = model.op(workload.layer)
+    return isinstance(op, Conv2d) and not op.is_pointwise
+
+
+def _depthwise_params(model, workload: GemmWorkload, flavour: str) -> DwconvParams | None:
+    """Returns the dwconv of a depthwise layer (None where codegen has none: non-square
+    kernels, strides or padding, or an input batch > 1)."""
+    op = model.op(workload.layer)
+    (spec,) = model.input_specs(op.name)
+    if op.kernel[0] != op.kernel[1] or op.stride[0] != op.stride[1] or len(spec.shape) != 4 \
+            or spec.shape[0] != 1 or op.padding[0] != op.padding[1]:
+        return None
+    return DwconvParams(flavour, op.kernel[0], op.stride[0], _activation(model, workload))
+
+
+def plan_workload(workload: GemmWorkload, model, target, schedules: dict | None = None,
+                  flavour: str | None = None) -> KernelPlan | None:
+    """Returns the kernel codegen runs ``workload`` (a lowered GEMM of ``model``) with, or None
+    where codegen has no kernel for it. ``schedules`` maps schedule_key -> NmGemmParams (the
+    tuning log's, see schedules_from_log); ``flavour`` defaults to the target's widest."""
+    if workload.phase != "FF":
+        return None
+    flavour = flavour or kernel_build.runnable_flavours(target)[-1]
+    if workload.op_kind == "depthwise":
+        params = _depthwise_params(model, workload, flavour) if model is not None else None
+        return KernelPlan("dwconv", params) if params is not None else None
+    if workload.op_kind not in ("conv2d", "dense") or workload.groups != 1:
+        return None
+    kxk = _is_kxk_conv(model, workload)
+    act = _activation(model, workload)
+    if workload.sparse and workload.nm is None and not kxk:
+        nr, kb = spmm_block(parse_pattern(workload.pattern) if workload.pattern else None)
+        params = dataclasses.replace(default_spmm(target, nr=nr, kb=kb, flavour=flavour), act=act)
+        return KernelPlan("spmm", params)
+    n, m = workload.nm if workload.sparse and workload.nm else (1, 1)
+    key = schedule_key(workload.N, workload.K, workload.M, n, m)
+    tuned = (schedules or {}).get(key)
+    params = tuned or default_nmgemm(n, m, target, flavour=flavour)
+    params = dataclasses.replace(params, act=act, conv=kxk)
+    return KernelPlan("nmconv" if kxk else "nmgemm", params, key, tuned is not None)
+
+
+def forward_workloads(model, pattern: SparsityPattern | None) -> dict[str, GemmWorkload]:
+    """Returns {layer: its forward GEMM} of ``model`` under ``pattern`` at batch 1 (lowering's
+    rule of which layers are sparse: an N:M layer needs its input channels in whole groups)."""
+    return {work.layer: work for work in lower(model.with_sparsity(pattern), "infer")
+            if work.phase == "FF"}
+
+
+def plan_model(model, pattern: SparsityPattern | None, target, schedules: dict | None = None
+               ) -> dict[str, KernelPlan]:
+    """Returns {layer: plan} for every weighted layer of ``model`` codegen has a kernel for."""
+    plans = {}
+    for layer, work in forward_workloads(model, pattern).items():
+        plan = plan_workload(work, model, target, schedules)
+        if plan is not None:
+            plans[layer] = plan
+    return plans
+
+
+# ---------------------------------------------------------------- the tuning log's schedules
+
+
+def tunable_ops(model, pattern: SparsityPattern | None) -> dict:
+    """Returns {schedule_key: codegen.schedule.SparseOp} of the N:M GEMMs the tuner schedules
+    for ``model`` under ``pattern`` (none for patterns that are not N:M)."""
+    from codegen.schedule import SparseOp
+
+    nm = nm_of(pattern)
+    if nm is None:
+        return {}
+    ops = {}
+    for work in lower(model.with_sparsity(pattern), "infer"):
+        if work.sparse and work.nm and work.groups == 1:
+            op = SparseOp(work.N, work.K, work.M, *nm)
+            ops[schedule_key(op.cout, op.k, op.p, op.n, op.m)] = op
+    return ops
+
+
+def schedules_in_log(log_path: str | Path, ops: dict) -> dict[str, NmGemmParams]:
+    """Returns {schedule_key: the log's best NmGemmParams} for the ``ops`` the log has."""
+    from codegen.schedule import best_params
+    from codegen.tuning_log import TuningLog
+
+    log = TuningLog(log_path)
+    found = {}
+    for key, op in ops.items():
+        params = best_params(log, op)
+        if params is not None:
+            found[key] = params
+    return found
+
+
+def schedules_from_log(log_path: str | None, model, patterns) -> dict[str, NmGemmParams]:
+    """Returns {schedule_key: NmGemmParams} for the N:M layers of ``model`` under ``patterns`` that
+    the tuning log at ``log_path`` has (``hwsim simulate --arch <cpu> --tuning-log``)."""
+    if not log_path:
+        return {}
+    if not Path(log_path).is_file():
+        raise UserError("no such tuning log", source=log_path,
+                        fix="run `hwsim codegen ... --tune --log FILE` first")
+    schedules = {}
+    for pattern in patterns:
+        schedules.update(schedules_in_log(log_path, tunable_ops(model, pattern)))
+    return schedules
