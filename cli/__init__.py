@@ -11,7 +11,7 @@ import argparse
 import importlib
 import sys
 
-from models.errors import UserError
+from models.errors import UserError, printable_text
 
 # Module names under cli, in the order `hwsim --help` lists them.
 SUBCOMMAND_MODULES = ("simulate_cmd", "sweep_cmd", "codegen_cmd", "run_cmd", "report_cmd",
@@ -54,7 +54,36 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class _EscapingStream:
+    """A text stream that escapes control characters before they reach the terminal.
+
+    Tables and reports echo names from input files (layer names, fields, paths); an
+    escape sequence there must not clear the screen or rewrite lines. Newlines and tabs
+    pass; everything else of ``models.errors.printable_text`` is shown as ``\\x1b``."""
+
+    def __init__(self, stream):
+        self._stream = stream
+
+    def write(self, text: str) -> int:
+        return self._stream.write(printable_text(text))
+
+    def writelines(self, lines) -> None:
+        for line in lines:
+            self.write(line)
+
+    def __getattr__(self, name: str):
+        return getattr(self._stream, name)
+
+
+def _bad_input(error: UserError) -> int:
+    # one line, always: one_line() escapes control characters and cuts the length
+    print(f"hwsim: error: {error.one_line()}".replace("\n", " "), file=sys.stderr)
+    return EXIT_BAD_INPUT
+
+
 def main(argv: list[str] | None = None) -> int:
+    stdout = sys.stdout
+    sys.stdout = _EscapingStream(stdout)
     try:
         parser = build_parser()
         arguments = parser.parse_args(argv)
@@ -63,13 +92,14 @@ def main(argv: list[str] | None = None) -> int:
             return EXIT_BAD_INPUT
         return int(arguments.handler(arguments) or EXIT_OK)
     except UserError as error:
-        print(f"hwsim: error: {error.one_line()}", file=sys.stderr)
-        return EXIT_BAD_INPUT
+        return _bad_input(error)
     except KeyboardInterrupt:
         print("hwsim: interrupted", file=sys.stderr)
         return 130
     except BrokenPipeError:
         return EXIT_OK
+    finally:
+        sys.stdout = stdout
 
 
 def run() -> None:

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import base64
 import html
-import json
+import math
 import os
 
 from models.errors import UserError
@@ -25,17 +25,38 @@ def register(subparsers, formatter_class) -> None:
 
 
 def _runs(document: dict) -> dict[str, dict]:
-    """Returns {sparsity: summary} for a single-run or a --compare document."""
+    """Returns {sparsity: summary} for a single-run or a --compare document, each summary
+    checked for the fields the page reads (a hand-edited file fails in one line)."""
     if "runs" in document:
-        return document["runs"]
-    if "layers" in document:
-        return {document.get("sparsity", "run"): document}
-    raise UserError("neither a summary nor a comparison document", field="summary.json",
-                    fix="point at a folder written by `hwsim simulate --out`")
+        runs = document["runs"]
+    elif "layers" in document:
+        runs = {str(document.get("sparsity", "run")): document}
+    else:
+        raise UserError("neither a summary nor a comparison document", field="summary.json",
+                        fix="point at a folder written by `hwsim simulate --out`")
+    if not isinstance(runs, dict) or not runs:
+        raise UserError("'runs' is not a mapping of summaries", field="runs",
+                        fix="write it again with `hwsim simulate --out`")
+    for name, run in runs.items():
+        if not isinstance(run, dict):
+            raise UserError(f"run '{name}' is not a summary", field=f"runs.{name}",
+                            fix="write it again with `hwsim simulate --out`")
+        for key in ("total_cycles", "seconds", "energy_j"):
+            value = run.get(key)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
+                                      or not math.isfinite(value) or value < 0):
+                raise UserError(f"{key} is not a non-negative number", field=f"runs.{name}.{key}",
+                                fix="write it again with `hwsim simulate --out`")
+        layers = run.get("layers", [])
+        if not isinstance(layers, list) or not all(isinstance(layer, dict) for layer in layers):
+            raise UserError("layers is not a list of mappings", field=f"runs.{name}.layers",
+                            fix="write it again with `hwsim simulate --out`")
+    return runs
 
 
 def _table(headers: list[str], rows: list[list]) -> str:
     head = "".join(f"<th>{html.escape(str(h))}</th>" for h in headers)
+    # every cell is text from the summary file: escaped, never markup
     body = "".join("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in row) + "</tr>"
                    for row in rows)
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
@@ -46,7 +67,7 @@ def render_html(document: dict, plots: dict[str, bytes]) -> str:
     runs = _runs(document)
     first = next(iter(runs.values()))
     baseline_cycles = first.get("total_cycles") or 1
-    totals = [[name, f"{run.get('total_cycles', 0):,}", f"{run.get('seconds', 0) * 1e3:.3f}",
+    totals = [[name, f"{run.get('total_cycles') or 0:,}", f"{(run.get('seconds') or 0) * 1e3:.3f}",
                f"{(run.get('energy_j') or 0) * 1e3:.3f}",
                f"{baseline_cycles / run['total_cycles']:.2f}x" if run.get("total_cycles") else "-"]
               for name, run in runs.items()]
@@ -78,25 +99,29 @@ font-size:13px}}td,th{{border:1px solid #ccc;padding:2px 6px;text-align:right}}i
 def report_command(args) -> int:
     from models.fileio import write_atomic
 
+    from models.fileio import check_output_path
+    from models.inputs import read_bytes, read_json
+
     path = os.path.join(args.directory, "summary.json")
-    try:
-        with open(path, encoding="utf-8") as handle:
-            document = json.load(handle)
-    except OSError:
+    if not os.path.isdir(args.directory):
+        raise UserError("not a folder" if os.path.exists(args.directory) else "no such folder",
+                        source=args.directory, fix="give the --out folder of `hwsim simulate`")
+    if not os.path.exists(path):
         raise UserError("no summary.json here", source=path,
-                        fix="run `hwsim simulate ... --out DIR` first") from None
-    except json.JSONDecodeError as error:
-        raise UserError(f"malformed JSON: {error}", source=path,
-                        fix="write it again with `hwsim simulate --out`") from None
+                        fix="run `hwsim simulate ... --out DIR` first")
+    out = args.out or os.path.join(args.directory, "report.html")
+    check_output_path(out, what="HTML report")
+    document = read_json(path, what="summary.json (from `hwsim simulate --out`)")
     if not isinstance(document, dict):
         raise UserError("not a summary document", source=path, fix="write it again with --out")
     try:
-        page_plots = {name: open(os.path.join(args.directory, name), "rb").read()
-                      for name in os.listdir(args.directory) if name.endswith(".png")}
+        page_plots = {name: read_bytes(os.path.join(args.directory, name), what="PNG plot",
+                                       max_bytes=32 * 1024 * 1024)
+                      for name in sorted(os.listdir(args.directory)) if name.endswith(".png")
+                      and not name.startswith(".")}
         page = render_html(document, page_plots)
     except UserError as error:
         raise error.located(path) from None
-    out = args.out or os.path.join(args.directory, "report.html")
     write_atomic(out, page)
     print(f"wrote {out}")
     return 0

@@ -23,6 +23,19 @@ def printable(text: str, limit: int = 2000) -> str:
     return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
+# Everything of _UNPRINTABLE but the line breaks and tabs a table is made of.
+_UNPRINTABLE_IN_TEXT = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u200b-\u200f\u202a-\u202e"
+                                  "\u2066-\u2069\u2028\u2029]")
+
+
+def printable_text(text: str) -> str:
+    """Returns multi-line ``text`` (a table, a report) with control characters escaped
+    like ``printable`` but its newlines and tabs kept: a layer name from an input file
+    cannot move the cursor, clear the screen or reorder a line (bidi overrides)."""
+    return _UNPRINTABLE_IN_TEXT.sub(
+        lambda match: match.group().encode("unicode_escape").decode("ascii"), str(text))
+
+
 class UserError(Exception):
     """Bad input: names where it came from (``source``), what (``field``) and the ``fix``."""
 
