@@ -84,7 +84,17 @@ def codegen_command(args) -> int:
     out = Path(args.out)
     log_path = Path(args.log) if args.log else out / f"tuning-{target.name}.jsonl"
     schedules = _tuned_schedules(args, model.with_sparsity(pattern), target, pattern, log_path)
-    manifest = build_model(model, target, pattern, out, seed=args.seed, schedules=schedules)
+    weights = None
+    if str(args.model).lower().endswith(".onnx"):     # the file's own weights, not random
+        from models.weights import ModelWeights
+        weights = ModelWeights(model)
+    manifest = build_model(model, target, pattern, out, seed=args.seed, schedules=schedules,
+                           weights=weights)
+    if weights is not None:
+        from models.weights import write_build_onnx
+        index = write_build_onnx(args.model, model, weights, str(out), args.input_size)
+        print(f"the file's own weights (batch norm folded); masked model for ONNX Runtime: "
+              f"{out / index['files']['masked']} ({index['kept_share']:.1%} of weights kept)")
     sparse = manifest["builds"]["sparse"]
     print(f"{model.name} for {target.name} ({target.simd}), sparsity {args.sparsity}: "
           f"{len(sparse['layers'])} layers, {len(sparse['executables'])} sparse kernel variants, "

@@ -79,12 +79,22 @@ def run_command(args) -> int:
     failures = [(label, record) for label, records in runs.items() for record in records
                 if not record.relative_error <= TOLERANCE]
     emulated = runner == "qemu"
+    # a build from an .onnx file: the whole build, chained, against ONNX Runtime on the file
+    from targets.engines.ort_compare import compare_build, describe
+    whole = compare_build(directory, manifest, target, args.runner, timeout_s=args.timeout)
     if args.format == "json":
         document = _document(manifest, runner, runs, emulated)
         document.update(_baseline_document(measured))
+        if whole is not None:
+            document["onnxruntime"] = [check.as_dict() for check in whole]
         print(json.dumps(document, indent=1))
     else:
         _print_table(manifest, runner, runs, emulated, measured)
+        if whole is not None:
+            print(describe(whole))
+    if whole is not None and not all(check.ok for check in whole):
+        raise UserError("the whole build differs from ONNX Runtime on the model file",
+                        source=str(directory), fix="a codegen bug: report it with the build")
     if failures:
         label, record = failures[0]
         raise UserError(f"{len(failures)} layer(s) differ from numpy, first: {label} {record.layer} "

@@ -123,6 +123,14 @@ def _optional_const(ctx, node, position: int):
 # ---------------------------------------------------------------- handlers
 
 
+def _source(node, position: int, transposed: bool, scale: float) -> dict:
+    """Where a weight came from, so that models.weights can write a masked copy back:
+    the node (by its first output, unique in the graph), which input, and how the IR
+    weight (out, in, ...) relates to it (IR = scale * value, transposed or not)."""
+    return {"node_output": node.output[0], "input": position, "tensor": node.input[position],
+            "transposed": bool(transposed), "scale": float(scale)}
+
+
 def conv(ctx, node, attrs, where):
     x = ctx.activation(node, 0, where)
     weight = _const(ctx, node, 1, None, "the Conv weight", where)
@@ -143,7 +151,7 @@ def conv(ctx, node, attrs, where):
     groups = int(attrs.get("group", 1))
     op = Conv2d(ctx.name(node), cin_per_group * groups, cout, (kernel_h, kernel_w), strides, pads,
                 groups, bias=bias is not None)
-    weights = {"weight": weight.astype(np.float32)}
+    weights = {"weight": weight.astype(np.float32), "onnx": _source(node, 1, False, 1.0)}
     if bias is not None:
         weights["bias"] = bias.astype(np.float32).reshape(-1)
     ctx.emit(node, op, [x], weights)
@@ -164,7 +172,8 @@ def gemm(ctx, node, attrs, where):
     if c is False:
         raise UserError("the Gemm C operand is not a constant", field=where,
                         fix="export with the bias as an initializer")
-    weights = {"weight": weight.astype(np.float32)}
+    weights = {"weight": weight.astype(np.float32),
+               "onnx": _source(node, 1, not attrs.get("transB", 0), float(attrs.get("alpha", 1.0)))}
     if c is not None:
         if c.size not in (1, out_features):
             raise UserError(f"Gemm bias {list(c.shape)} is not one value per output",
@@ -194,7 +203,7 @@ def matmul(ctx, node, attrs, where):
                             field=where, fix="the IR's dense layer takes a (K, N) weight")
         in_features, out_features = weight.shape
         ctx.emit(node, Dense(ctx.name(node), int(in_features), int(out_features), bias=False),
-                 [x], {"weight": weight.T.astype(np.float32)})
+                 [x], {"weight": weight.T.astype(np.float32), "onnx": _source(node, 1, True, 1.0)})
         return
     y = ctx.activation(node, 1, where)
     if len(ctx.shape(y)) < 2:
