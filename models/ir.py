@@ -569,16 +569,105 @@ def op_from_dict(record: dict[str, Any], source: str | None = None) -> Op:
                         field=f"nodes.{record.get('name', '?')}",
                         fix=f"{kind} takes {sorted(accepted)}")
     values = {key: value for key, value in record.items() if key != "kind"}
+    where = f"nodes.{_label(record.get('name', '?'))}"
     for key, value in values.items():
-        if isinstance(value, list):
-            values[key] = tuple(value)
+        values[key] = _checked_field(cls, key, value, source, f"{where}.{key}")
     if values.get("sparsity") is not None:
-        values["sparsity"] = parse_pattern(values["sparsity"])
+        values["sparsity"] = parse_pattern(values["sparsity"], field=f"{where}.sparsity")
     try:
         return cls(**values)
-    except TypeError as error:
-        raise UserError(str(error), source=source, field=f"nodes.{record.get('name', '?')}",
+    except (TypeError, ValueError, OverflowError) as error:
+        raise UserError(str(error), source=source, field=where,
                         fix=f"{kind} takes {sorted(accepted)}") from None
+    except UserError as error:
+        raise error.located(source) if source else error
+
+
+def _label(value: Any) -> str:
+    from models.errors import printable
+    return printable(str(value), 60)
+
+
+# The type and sane range of every op field an IR file may give (models.inputs.LIMITS names
+# the ranges): checked before an op is built, so a string, a nested list, a boolean where a
+# count belongs or a 2^62 dimension is one line naming the node and field.
+_FIELD_RULES: dict[str, tuple] = {
+    "in_channels": ("int", "channels", 1), "out_channels": ("int", "channels", 1),
+    "in_features": ("int", "channels", 1), "out_features": ("int", "channels", 1),
+    "groups": ("int", "channels", 1), "channels": ("int", "channels", 0),
+    "vocab_size": ("int", "dim", 1), "dim": ("int", "channels", 1),
+    "positions": ("int", "dim", 0), "token_types": ("int", "dim", 0),
+    "start": ("int", "dim", 0), "stop": ("int", "dim", 1), "axis": ("axis",),
+    "kernel": ("pair", "kernel", 1), "stride": ("pair", "kernel", 1),
+    "padding": ("pair", "kernel", 0),
+    "bias": ("bool",), "global_pool": ("bool",), "transpose_b": ("bool",),
+    "name": ("str",), "mode": ("str",), "function": ("str",), "norm": ("str",),
+    "dtype": ("str",), "sparsity": ("pattern",), "perm": ("perm",),
+}
+MAX_RANK = 8
+
+
+def _checked_field(cls: type, key: str, value: Any, source: str | None, field: str) -> Any:
+    """Returns ``value`` in the form the op's constructor takes, or raises a UserError."""
+    from models.inputs import MAX_INT, Reader, limit
+
+    reader = Reader(source)
+    rule = _FIELD_RULES.get(key)
+    if key == "shape":
+        rule = ("shape",) if cls is Input else ("reshape",)
+    if rule is None:            # a field added later without a rule: the constructor checks it
+        return tuple(value) if isinstance(value, list) else value
+    kind = rule[0]
+    if kind == "int":
+        _, range_name, minimum = rule
+        if minimum == 0 and value == 0 and not isinstance(value, bool):
+            return 0
+        return reader.integer(value, field, range_name)
+    if kind == "axis":
+        if isinstance(value, bool) or not isinstance(value, int) or not -MAX_RANK <= value < MAX_RANK:
+            raise reader.fail(field, f"axis {_label(value)} is not a whole number in "
+                                     f"-{MAX_RANK}..{MAX_RANK - 1}", "e.g. 1")
+        return value
+    if kind == "pair":
+        _, range_name, minimum = rule
+        items = value if isinstance(value, list) else [value, value]
+        if len(items) != 2:
+            raise reader.fail(field, f"expected a number or a pair [h, w], got {_label(value)}",
+                              "e.g. [3, 3]")
+        if minimum == 0:
+            return tuple(0 if item == 0 and not isinstance(item, bool) else
+                         reader.integer(item, field, range_name) for item in items)
+        return tuple(reader.integer(item, field, range_name) for item in items)
+    if kind == "bool":
+        return reader.boolean(value, field)
+    if kind == "str":
+        text = reader.string(value, field)
+        if len(text) > 256:
+            raise reader.fail(field, f"a {len(text)}-character name is too long", "shorten it")
+        return text
+    if kind == "pattern":
+        return None if value is None else reader.string(value, field, "2:8")
+    if not isinstance(value, list) or not 1 <= len(value) <= MAX_RANK or any(
+            isinstance(item, bool) or not isinstance(item, int) for item in value):
+        raise reader.fail(field, f"expected a list of 1 to {MAX_RANK} whole numbers, got "
+                                 f"{_label(value)}", "e.g. [1, 3, 224, 224]")
+    if kind == "shape":
+        dims = tuple(reader.integer(item, field, "dim") for item in value)
+        elements = math.prod(dims)
+        if elements > limit("tensor_elements").high:
+            raise reader.fail(field, f"{elements:.3g} elements is more than one tensor may hold "
+                                     f"({limit('tensor_elements').describe()})",
+                              "give a smaller input shape")
+        return dims
+    if kind == "reshape":
+        if any(item == 0 or item < -1 or item > limit("dim").high for item in value):
+            raise reader.fail(field, f"reshape sizes must be -1 or in 1..{limit('dim').high}, got "
+                                     f"{_label(value)}", "e.g. [-1]")
+        return tuple(value)
+    if any(not 0 <= item < MAX_RANK for item in value) or abs(max(value)) > MAX_INT:
+        raise reader.fail(field, f"perm {_label(value)} holds an axis outside 0..{MAX_RANK - 1}",
+                          "e.g. [0, 2, 1]")
+    return tuple(value)
 
 
 def model_to_dict(model: Model) -> dict[str, Any]:
@@ -597,18 +686,46 @@ def model_from_dict(document: Any, source: str | None = None) -> Model:
     nodes = document.get("nodes")
     if not isinstance(nodes, list) or not nodes:
         raise UserError("no nodes", source=source, field="nodes", fix="list the model's ops")
-    builder = GraphBuilder(str(document.get("name", "model")))
+    name = document.get("name", "model")
+    if not isinstance(name, str) or not name.strip() or len(name) > 256:
+        raise UserError("the model name is not a short string", source=source, field="name",
+                        fix='e.g. "name": "resnet18"')
+    builder = GraphBuilder(name)
     try:
-        for record in nodes:
-            if not isinstance(record, dict) or "name" not in record:
-                raise UserError("every node needs a name", field="nodes",
+        for index, record in enumerate(nodes):
+            if not isinstance(record, dict) or not isinstance(record.get("name"), str):
+                raise UserError("every node needs a name (a string)", field=f"nodes[{index}]",
                                 fix="give each node a 'name' and a 'kind'")
             record = dict(record)
             inputs = record.pop("inputs", [])
+            if not isinstance(inputs, list) or not all(isinstance(item, str) for item in inputs):
+                raise UserError("inputs must be a list of node names",
+                                field=f"nodes.{_label(record['name'])}.inputs",
+                                fix='e.g. "inputs": ["conv1"]')
             builder.add_node(op_from_dict(record, source), inputs)
-        return builder.build()
+        model = builder.build()
     except UserError as error:
         raise error.located(source) if source else error
+    _check_sizes(model, source)
+    return model
+
+
+def _check_sizes(model: "Model", source: str | None) -> None:
+    """Refuses a model whose tensors or layers are beyond the sane ranges (a valid file can
+    still describe a 2^40-channel layer): the size it would need is named up front."""
+    from models.inputs import limit
+
+    elements, macs = limit("tensor_elements"), limit("gemm_macs")
+    for op in model.ops():
+        spec = model.output_spec(op.name)
+        if spec.numel > elements.high:
+            raise UserError(f"its output of {spec.numel:.3g} elements is over "
+                            f"{elements.describe()}", source=source, field=f"nodes.{_label(op.name)}",
+                            fix="give smaller sizes")
+        work = forward_macs(op, model.input_specs(op.name), spec)
+        if work > macs.high:
+            raise UserError(f"{work:.3g} MACs is over {macs.describe()}", source=source,
+                            field=f"nodes.{_label(op.name)}", fix="give smaller sizes")
 
 
 def save_model(model: Model, path: str) -> None:
@@ -620,15 +737,9 @@ def save_model(model: Model, path: str) -> None:
 
 
 def load_model(path: str) -> Model:
-    import json
+    """Returns the model of an IR JSON file, read through the bounded strict JSON reader
+    (models.inputs) and checked field by field (``op_from_dict``)."""
+    from models.inputs import read_json
 
-    try:
-        with open(path, encoding="utf-8") as handle:
-            document = json.load(handle)
-    except OSError as error:
-        raise UserError(f"cannot read: {error.strerror}", source=path,
-                        fix="check the path") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise UserError(f"malformed JSON: {error}", source=path,
-                        fix="save the model again with `models.ir.save_model`") from None
-    return model_from_dict(document, source=path)
+    document = read_json(path, what="IR model JSON (models.ir.save_model)")
+    return model_from_dict(document, source=str(path))
