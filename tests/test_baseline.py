@@ -76,3 +76,25 @@ def test_run_names_the_baseline_of_every_speedup(tmp_path, capsys):
 def test_unknown_baseline_is_one_line(tmp_path, capsys):
     assert main(["run", str(tmp_path), "--baselines", "codegen,mkl"]) == 2
     assert "mkl" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("n,m,shared,mr", [(1, 1, True, 4), (2, 8, False, 4), (2, 8, True, 4), (3, 3, False, 3)])
+def test_one_pixel_matrix_vector_path_matches_numpy(n, m, shared, mr, tmp_path):
+    """nmgemm's p == 1 path (a dense layer at batch 1) on ragged cout and k, with bias and relu6."""
+    from codegen.layer import run_nmgemm_layer
+    from codegen.packing import mask_nm, mask_nm_shared
+    from codegen.render import NmGemmParams
+    from tests.conftest import require_tools
+
+    require_tools("cc")
+    rng = np.random.default_rng(n * 10 + m)
+    cout, k = 13, 40 if m == 8 else 37
+    w = rng.standard_normal((cout, k)).astype(np.float32)
+    w = w if n == m else (mask_nm_shared(w, n, m, mr) if shared else mask_nm(w, n, m))
+    x = rng.standard_normal((k, 1)).astype(np.float32)
+    bias = rng.standard_normal(cout).astype(np.float32)
+    for threads in (1, 2):
+        params = NmGemmParams(n, m, "avx2", mr=mr, nr=24, unroll=2, shared=shared, threads=threads,
+                              act="relu6")
+        result = run_nmgemm_layer(w, x, bias, params, "host", tmp_path, repeats=1)
+        assert result.max_abs_error < 1e-4
