@@ -9,7 +9,9 @@ from __future__ import annotations
 
 INPUT_SHAPES = {"resnet18": (1, 3, 224, 224), "mobilenet_v1": (1, 3, 224, 224),
                 "mobilenet_v2": (1, 3, 224, 224), "vit_small": (1, 3, 32, 32),
-                "kitchen_sink": (1, 3, 32, 32)}
+                "kitchen_sink": (1, 3, 32, 32),
+                # small inputs for the codegen builds checked against ONNX Runtime
+                "mobilenet_v1_64": (1, 3, 64, 64), "resnet18_32": (1, 3, 32, 32)}
 
 # (file stem, model, exporter, options)
 EXPORTS = [
@@ -22,6 +24,11 @@ EXPORTS = [
     ("resnet18.dynamo18", "resnet18", "dynamo", {"opset_version": 18, "external_data": True}),
     ("mobilenet_v2.dynamo18", "mobilenet_v2", "dynamo", {"opset_version": 18,
                                                          "external_data": True}),
+    # for hwsim codegen + run: batch norms left in the file (folded by models.weights)
+    ("mobilenet_v1_64.ts17.nofold", "mobilenet_v1_64", "torchscript",
+     {"opset_version": 17, "do_constant_folding": False}),
+    ("resnet18_32.dynamo18", "resnet18_32", "dynamo", {"opset_version": 18,
+                                                       "external_data": True}),
     ("vit_small.ts17", "vit_small", "torchscript", {"opset_version": 17}),
     ("vit_small.ts14", "vit_small", "torchscript", {"opset_version": 14}),
     ("vit_small.dynamo18", "vit_small", "dynamo", {"opset_version": 18}),
@@ -34,3 +41,4 @@ EXPORTS = [
       if (fold and not inputs) or opset in (13, 20)],
 ]
 STEMS = [stem for stem, *_ in EXPORTS]
+CODEGEN_STEMS = ["mobilenet_v1_64.ts17.nofold", "resnet18_32.dynamo18"]

@@ -210,7 +210,8 @@ class KitchenSink(nn.Module):
 
 
 MODELS = {"resnet18": ResNet18, "mobilenet_v1": MobileNetV1, "mobilenet_v2": MobileNetV2,
-          "vit_small": SmallViT, "kitchen_sink": KitchenSink}
+          "vit_small": SmallViT, "kitchen_sink": KitchenSink,
+          "mobilenet_v1_64": MobileNetV1, "resnet18_32": ResNet18}
 
 # ---------------------------------------------------------------- counting in torch
 

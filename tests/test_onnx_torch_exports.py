@@ -23,7 +23,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.onnx_export_matrix import EXPORTS, STEMS
+from tests.conftest import require_tools
+from tests.onnx_export_matrix import CODEGEN_STEMS, STEMS
 
 ROOT = Path(__file__).resolve().parent.parent
 TORCH_PYTHON = ROOT / ".venv-torch" / "bin" / "python"
@@ -174,3 +175,38 @@ def test_export_simulates_on_sat_train_2_8(exports, stem, tmp_path):
     assert sum(layer["dense_macs"] for layer in forward) == manifest[stem]["macs"]
     assert len(forward) == len(manifest[stem]["layers"])
     assert any(layer["sparse"] and layer["pattern"] == "2:8" for layer in forward)
+
+
+def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "cli", *args], capture_output=True, text=True,
+                          timeout=900, cwd=cwd)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("stem", CODEGEN_STEMS)
+def test_codegen_on_own_weights_matches_onnx_runtime(exports, stem, tmp_path):
+    """`hwsim codegen --target host --model FILE --sparsity 2:8` builds on the file's own
+    weights; `hwsim run` runs each build as a whole model and matches ONNX Runtime on
+    the original file (dense build) and on the masked file written beside it (sparse)."""
+    from targets.engines.ort_compare import pruning_agreement
+
+    require_tools("gcc")
+    folder, manifest = exports
+    path = folder / manifest[stem]["file"]
+    out = tmp_path / "build"
+    built = _cli("codegen", "--target", "host", "--model", str(path), "--sparsity", "2:8",
+                 "--out", str(out), cwd=tmp_path)
+    assert built.returncode == 0, built.stderr[-3000:]
+    assert "the file's own weights" in built.stdout
+    ran = _cli("run", str(out), "--format", "json", "--rounds", "1", "--repeats", "1",
+               "--warmup", "0", "--baselines", "codegen", "--no-engines", cwd=tmp_path)
+    assert ran.returncode == 0, ran.stderr[-3000:]
+    checks = {check["build"]: check for check in json.loads(ran.stdout)["onnxruntime"]}
+    assert checks["dense"]["reference"] == "model.onnx"
+    assert checks["sparse"]["reference"] == "model.masked.onnx"
+    for check in checks.values():
+        assert check["max_relative_error"] < 1e-4, check
+        assert check["top1_agreement"] == check["inputs"] >= 4, check
+    # the sparse check is not the dense one again: the mask moves ONNX Runtime's output
+    change, _ = pruning_agreement(out)
+    assert change > 1e-2, f"masking 2:8 changed the output by only {change:.1e}"
