@@ -57,6 +57,11 @@ def _split(text: str, source: str) -> tuple[list[dict], bool]:
             raise UserError(f"line {number} is a JSON {type(entry).__name__}, not an entry",
                             source=source, field=f"line {number}",
                             fix="delete that line (or the log) and tune again")
+        for key in ("key", "op_key"):
+            if key in entry and not isinstance(entry[key], str):
+                raise UserError(f"line {number}: '{key}' is not a string", source=source,
+                                field=f"line {number}",
+                                fix="delete that line (or the log) and tune again")
         entries.append(entry)
     return entries, torn
 
@@ -106,7 +111,8 @@ def _usable_params(entry: dict) -> bool:
     params = entry.get("params")
     if params is None:
         return entry.get("op") != "nmgemm"
-    if not isinstance(params, dict) or not set(params) <= set(_PARAM_FIELDS):
+    if not isinstance(params, dict) or not set(params) <= set(_PARAM_FIELDS) \
+            or not {"n", "m", "isa"} <= set(params):
         return False
     for key, value in params.items():
         kind = _PARAM_FIELDS[key]

@@ -287,8 +287,9 @@ def parse_yaml(text: str, *, source: str, what: str = "YAML file") -> Any:
     if len(text) > MAX_YAML_BYTES:
         raise UserError(f"{len(text)} characters is too large for a {what}", source=source,
                         fix=f"give a file under {MAX_YAML_BYTES // 1024} KiB")
-    loader = BoundedSafeLoader(text)
+    loader = None
     try:
+        loader = BoundedSafeLoader(text)    # its reader already refuses control characters
         return loader.get_single_data()
     except _YamlLimit as error:
         where = f"line {error.line}" if error.line else None
@@ -311,7 +312,8 @@ def parse_yaml(text: str, *, source: str, what: str = "YAML file") -> Any:
     except RecursionError:   # belt and braces: the depth bound should stop it first
         raise UserError("nested too deeply", source=source, fix="flatten the file") from None
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
 
 
 def read_yaml(path: str | os.PathLike, *, what: str) -> Any:

@@ -556,17 +556,17 @@ def op_from_dict(record: dict[str, Any], source: str | None = None) -> Op:
     from models.patterns import parse_pattern
 
     kind = record.get("kind")
-    if kind not in OP_TYPES:
+    if not isinstance(kind, str) or kind not in OP_TYPES:
         from models.errors import suggest
-        raise UserError(f"unknown op kind {kind!r}", source=source,
-                        field=f"nodes.{record.get('name', '?')}.kind",
-                        fix=suggest(str(kind), OP_TYPES))
+        raise UserError(f"unknown op kind {_label(repr(kind))}", source=source,
+                        field=f"nodes.{_label(record.get('name', '?'))}.kind",
+                        fix=suggest(str(kind)[:60], OP_TYPES))
     cls = OP_TYPES[kind]
     accepted = {f.name for f in dataclasses.fields(cls) if f.init}
     unknown = set(record) - accepted - {"kind"}
     if unknown:
-        raise UserError(f"unknown fields {sorted(unknown)} for {kind}", source=source,
-                        field=f"nodes.{record.get('name', '?')}",
+        raise UserError(f"unknown fields {_label(sorted(unknown))} for {kind}", source=source,
+                        field=f"nodes.{_label(record.get('name', '?'))}",
                         fix=f"{kind} takes {sorted(accepted)}")
     values = {key: value for key, value in record.items() if key != "kind"}
     where = f"nodes.{_label(record.get('name', '?'))}"
