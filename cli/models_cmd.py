@@ -40,6 +40,9 @@ def register(subparsers, formatter_class) -> None:
     show.add_argument("--batch", type=int, default=1)
     show.add_argument("--dataset", default=None,
                       help="input size and classes by data set: cifar10, cifar100, tinyimagenet, imagenet")
+    show.add_argument("--input-size", type=int, default=None,
+                      help="input height = width (zoo models; an .onnx file's symbolic H, W or "
+                           "sequence length)")
     show.add_argument("--format", choices=("table", "json"), default="table")
     show.set_defaults(handler=show_model)
 
@@ -71,7 +74,8 @@ def show_model(args) -> int:
     if args.batch < 1:
         raise UserError(f"batch {args.batch} must be >= 1", field="--batch", fix="use e.g. --batch 1")
     pattern = parse_pattern(args.sparsity, field="--sparsity")
-    model = load(args.model, dataset=args.dataset).with_sparsity(pattern)
+    model = load(args.model, dataset=args.dataset,
+                 input_size=args.input_size).with_sparsity(pattern)
     workloads = lower(model, mode=args.mode, batch=args.batch)
     totals = phase_totals(workloads)
     dense_layers = sorted({w.layer for w in workloads if pattern is not None and not w.sparse

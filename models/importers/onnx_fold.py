@@ -15,6 +15,7 @@ an opset onnx does not know, a symbolic non-batch axis with no ``input_size``.
 from __future__ import annotations
 
 import os
+import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -53,9 +54,15 @@ def _check_external_data(proto, path: str) -> None:
     for tensor in proto.graph.initializer:
         if not uses_external_data(tensor):
             continue
-        info = ExternalDataInfo(tensor)
+        with warnings.catch_warnings():     # a damaged key: reported below, in one line
+            warnings.simplefilter("ignore")
+            info = ExternalDataInfo(tensor)
         location = info.location or ""
         target = os.path.normpath(os.path.join(base, location))
+        if not location.strip():
+            raise UserError(f"initializer '{tensor.name}' is marked as external data but "
+                            f"names no file", source=path, field=f"initializer {tensor.name}",
+                            fix="the model file is corrupted: copy or export it again")
         if os.path.isabs(location) or not target.startswith(base + os.sep):
             raise UserError(f"initializer '{tensor.name}' names external data outside the "
                             f"model's folder ('{location}')", source=path,
