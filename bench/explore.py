@@ -82,30 +82,18 @@ axes:
     return make_space(text, **changes)
 
 
-def time_backend(kind: str, space) -> dict:
-    """Returns startup seconds, run seconds and points/s of one backend on every point."""
-    points = list(space.points())
-    started = time.perf_counter()
+def make_backend(kind: str, space):
     if kind == "1 process":
-        backend = InlineBackend(space)
-    elif kind == "2 processes":
-        backend = ProcessBackend(space, 2)
-    else:
-        backend = RayBackend(space, "local", 2)
-    ready = time.perf_counter()
-    try:
-        bodies = dict(backend.run(points))
-    finally:
-        backend.close()
-    finished = time.perf_counter()
-    assert all(body["status"] == "ok" for body in bodies.values()), bodies
-    run_s = finished - ready
-    return {"startup_s": ready - started, "run_s": run_s, "points": len(points),
-            "points_per_s": len(points) / run_s,
-            "cycles": [bodies[i]["metrics"]["cycles"] for i in range(len(points))]}
+        return InlineBackend(space)
+    if kind == "2 processes":
+        return ProcessBackend(space, 2)
+    return RayBackend(space, "local", 2)
 
 
-def bench_throughput(points: int, use_ray: bool) -> dict:
+def bench_throughput(points: int, use_ray: bool, rounds: int) -> dict:
+    """Times every backend on the same points, interleaved over ``rounds`` (medians kept);
+    each backend is started and warmed up (every worker has loaded and lowered the model)
+    before the timed rounds, its start-up reported apart."""
     from hwsim.arch import load_arch, with_overrides
     from hwsim.evaluate import evaluate, lower_workload
 
@@ -116,32 +104,53 @@ def bench_throughput(points: int, use_ray: bool) -> dict:
     single = {}
     for objective in (None, "cycles"):
         times = []
-        for _ in range(3):
+        for _ in range(5):
             started = time.perf_counter()
             evaluate(arch, workload, objective=objective)
             times.append(time.perf_counter() - started)
         single[objective] = statistics.median(times)
-    print(f"  one step on SAT 32x32 (dataflows os, ws, is; {len(workload.gemms)} GEMMs), median of 3: "
+    print(f"  one step on SAT 32x32 (dataflows os, ws, is; {len(workload.gemms)} GEMMs), median of 5: "
           f"fixed mapping {single[None]:.3f} s, mapper (cycles) {single['cycles']:.3f} s "
           f"-> target < 1 s: {'met' if single['cycles'] < 1 else 'MISSED'}")
     kinds = ["1 process", "2 processes"] + (["Ray, 2 workers"] if use_ray else [])
-    table = {}
+    rows = {}
     for mapped in (False, True):
         space = throughput_space(points, mapped)
+        all_points = list(space.points())
+        backends, startup = {}, {}
         for kind in kinds:
-            table[(mapped, kind)] = time_backend(kind, space)
-    print(f"  {'':<12} {'backend':<16} {'points':>6} {'startup s':>10} {'run s':>7} {'points/s':>9} "
-          f"{'vs 1 process':>12}")
+            started = time.perf_counter()
+            backends[kind] = make_backend(kind, space)
+            dict(backends[kind].run(all_points[:4]))          # warm-up: every worker loads the model
+            startup[kind] = time.perf_counter() - started
+        rates: dict[str, list[float]] = {kind: [] for kind in kinds}
+        cycles: dict[str, list] = {}
+        try:
+            for _ in range(rounds):
+                for kind in kinds:
+                    started = time.perf_counter()
+                    bodies = dict(backends[kind].run(all_points))
+                    rates[kind].append(len(all_points) / (time.perf_counter() - started))
+                    cycles[kind] = [bodies[i]["metrics"]["cycles"] for i in range(len(all_points))]
+        finally:
+            for backend in backends.values():
+                backend.close()
+        for kind in kinds:
+            rows[(mapped, kind)] = {"startup_s": startup[kind], "points": len(all_points),
+                                    "points_per_s": statistics.median(rates[kind]),
+                                    "spread": (min(rates[kind]), max(rates[kind])),
+                                    "same_cycles": cycles[kind] == cycles["1 process"]}
+    print(f"  {'':<10} {'backend':<15} {'points':>6} {'start+warm s':>12} {'points/s':>9} "
+          f"{'(min..max of ' + str(rounds) + ')':>16} {'vs 1 process':>12} {'same cycles':>11}")
     for mapped in (False, True):
-        base = table[(mapped, "1 process")]["points_per_s"]
+        base = rows[(mapped, "1 process")]["points_per_s"]
         for kind in kinds:
-            row = table[(mapped, kind)]
-            print(f"  {'mapper' if mapped else 'no mapper':<12} {kind:<16} {row['points']:>6} "
-                  f"{row['startup_s']:>10.2f} {row['run_s']:>7.2f} {row['points_per_s']:>9.2f} "
-                  f"{row['points_per_s'] / base:>11.2f}x")
-        same = all(table[(mapped, k)]["cycles"] == table[(mapped, "1 process")]["cycles"] for k in kinds)
-        print(f"  {'mapper' if mapped else 'no mapper'}: every backend's cycles identical: {same}")
-    return {"single_step_s": single, "table": {f"{m}|{k}": v for (m, k), v in table.items()}}
+            row = rows[(mapped, kind)]
+            low, high = row["spread"]
+            print(f"  {'mapper' if mapped else 'no mapper':<10} {kind:<15} {row['points']:>6} "
+                  f"{row['startup_s']:>12.2f} {row['points_per_s']:>9.2f} {f'{low:.2f}..{high:.2f}':>16} "
+                  f"{row['points_per_s'] / base:>11.2f}x {str(row['same_cycles']):>11}")
+    return {"single_step_s": single, "rows": {f"{m}|{k}": v for (m, k), v in rows.items()}}
 
 
 # ---------------------------------------------------------------- (b) search quality
@@ -267,17 +276,40 @@ def bench_mapper_gain(quick: bool) -> dict:
 
 
 def bench_sat_position(exhaustive_dir: str) -> None:
+    """Prints SAT's own points against the whole front and against the designs running its
+    pattern (the front mixes patterns, and a sparser pattern wins on every objective here:
+    the simulator has no accuracy axis)."""
+    from explore.pareto import dominates
+
     document = json.load(open(os.path.join(exhaustive_dir, "front.json")))
+    records = [json.loads(line) for line in open(os.path.join(exhaustive_dir, "results.jsonl"))]
+    records = [r for r in records if r["status"] == "ok"]
     print(f"\n(d) SAT (sat.yaml's hardware, priced at 28 nm) against the front of (b), "
           f"{len(document['front'])} designs")
     for entry in document["reference"]:
         metrics = entry["metrics"]
+        pattern = entry["point"]["model.sparsity"]
         best = entry.get("best_front_at_its_area")
-        text = (f"best front design at <= its area: {best['speedup']:.2f}x fewer cycles, "
+        text = (f"fastest front design at <= its area: {best['speedup']:.2f}x fewer cycles, "
                 f"{best['energy_ratio']:.2f}x less energy" if best else "no front design at or below its area")
-        print(f"  SAT with {entry['point']['model.sparsity']:<5}: {metrics['cycles']:>12,} cycles, "
-              f"{metrics['energy_mj']:8.2f} mJ, {metrics['area_mm2']:.2f} mm2; dominated by "
-              f"{entry['dominated_by']} front designs; {text}")
+        print(f"  SAT, {pattern:<5}: {metrics['cycles']:>12,} cycles, {metrics['energy_mj']:8.2f} mJ, "
+              f"{metrics['area_mm2']:.2f} mm2; dominated by {entry['dominated_by']} front designs; {text}")
+        mine = [r for r in records if r["point"]["model.sparsity"] == pattern]
+        own = vectors([{"metrics": metrics}])[0]
+        beating = [r for r in mine if dominates(objective_values(r, OBJECTIVES), own)]
+        within = [r for r in mine if r["metrics"]["area_mm2"] <= metrics["area_mm2"]]
+        fastest = min(within, key=lambda r: r["metrics"]["cycles"])
+        leanest = min(within, key=lambda r: r["metrics"]["energy_mj"])
+        print(f"    same pattern only: {len(beating)} of {len(mine):,} designs dominate it; at <= its area, "
+              f"SAT / fastest cycles {metrics['cycles'] / fastest['metrics']['cycles']:.2f}x "
+              f"({_short(fastest['point'])}), SAT / leanest energy "
+              f"{metrics['energy_mj'] / leanest['metrics']['energy_mj']:.2f}x ({_short(leanest['point'])})")
+
+
+def _short(point: dict) -> str:
+    names = {"array.rows": "rows", "array.cols": "cols", "memory.ifmap_sram_kb": "ifmap KB",
+             "memory.filter_sram_kb": "filter KB", "memory.dram_gbps": "GB/s"}
+    return ", ".join(f"{label} {point[path]:g}" for path, label in names.items() if path in point)
 
 
 # ---------------------------------------------------------------- store and driver costs
@@ -332,7 +364,8 @@ def main() -> int:
     parser.add_argument("--out", default=None, help="keep the explore outputs here (default: a temp dir)")
     parser.add_argument("--workers", type=int, default=2, help="processes for the exhaustive run of (b)")
     parser.add_argument("--no-ray", action="store_true", help="leave Ray out of (a)")
-    parser.add_argument("--only", default="abcd", help="parts to run, e.g. 'ac' (d needs b)")
+    parser.add_argument("--only", default="abcd",
+                        help="parts to run, e.g. 'ac' (d without b reads the front b left in --out)")
     args = parser.parse_args()
     out_dir = args.out or tempfile.mkdtemp(prefix="bench-explore-")
     os.makedirs(out_dir, exist_ok=True)
@@ -342,12 +375,14 @@ def main() -> int:
     started = time.perf_counter()
     use_ray = ray_available() and not args.no_ray
     if "a" in args.only:
-        bench_throughput(4 if args.quick else 16, use_ray)
+        bench_throughput(4 if args.quick else 16, use_ray, 1 if args.quick else 3)
+    exhaustive_dir = os.path.join(out_dir, "exhaustive")
     if "b" in args.only:
-        quality = bench_quality(args.quick, out_dir, args.workers)
-        if "d" in args.only:
-            bench_sat_position(quality["exhaustive_dir"])
-        bench_store_and_driver(quality["exhaustive_dir"], args.quick)
+        bench_quality(args.quick, out_dir, args.workers)
+    if "d" in args.only and os.path.exists(os.path.join(exhaustive_dir, "front.json")):
+        bench_sat_position(exhaustive_dir)           # without b: a previous run's front in --out
+    if os.path.exists(os.path.join(exhaustive_dir, "results.jsonl")):
+        bench_store_and_driver(exhaustive_dir, args.quick)
     if "c" in args.only:
         bench_mapper_gain(args.quick)
     print(f"\ntotal {time.perf_counter() - started:.1f} s; {load()}")
