@@ -137,6 +137,11 @@ def simulate_command(args) -> int:
 
     source, document = read_target(args.arch)
     if target_kind(document) == "cpu":
+        if getattr(args, "map", None) is not None:
+            raise UserError("--map chooses accelerator mappings; this target is a CPU",
+                            source=source, field="--map",
+                            fix="leave --map out for CPU targets (their schedules come from "
+                                "--tuning-log)")
         args.mode = args.mode or "infer"
         return _simulate_cpu(args, source)
     args.mode = args.mode or "train"

@@ -183,3 +183,8 @@ def fixed_plan_cycles(arch, workloads, schedules):
     compute, stall = _timeline(arch, schedules, pre)
     return result_of(arch, workloads, schedules, pre, compute, stall, model_name="m", sparsity="s",
                      mode="train", batch=1).total_cycles
+
+
+def test_map_on_a_cpu_target_is_refused(capsys):
+    code, _, err = _simulate(capsys, "--arch", "host", "--map", "edp")
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "--map" in err
