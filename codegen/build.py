@@ -19,13 +19,11 @@ from pathlib import Path
 
 import numpy as np
 
+from codegen.isa import get_isa
 from codegen.render import RenderedKernel, render_harness
 from targets.cpu import CpuTarget, load_cpu_target
 from targets.runners import RunResult, get_runner, runner_problems
 from targets.toolchains import build_executable, compiler_command, toolchain_problems
-
-ISA_CFLAGS = {"avx2": ("-mavx2", "-mfma"), "avx512": ("-mavx512f", "-mavx2", "-mfma")}
-
 
 def as_target(target: str | CpuTarget) -> CpuTarget:
     return target if isinstance(target, CpuTarget) else load_cpu_target(target)
@@ -42,8 +40,7 @@ def runnable_flavours(target: str | CpuTarget) -> tuple[str, ...]:
 
     On the host AVX-512 is offered only when /proc/cpuinfo lists avx512f (never assumed)."""
     target = as_target(target)
-    simd = {"neon": "neon", "wasm_simd128": "wasmsimd", "avx2": "avx2", "avx512": "avx512"}.get(
-        target.simd)
+    simd = get_isa(target.simd).name
     flavours = ["scalar"]
     if target.isa == "x86_64" and simd in ("avx2", "avx512"):
         flavours.append("avx2")
@@ -73,7 +70,7 @@ def build(kernel: RenderedKernel, target: str | CpuTarget, outdir: Path) -> Path
     kernel_path.write_text(kernel.source)
     harness_path.write_text(render_harness(kernel))
     return Path(build_executable(target, [kernel_path, harness_path], executable,
-                                 extra_cflags=("-std=gnu11", *ISA_CFLAGS.get(kernel.isa, ())),
+                                 extra_cflags=("-std=gnu11", *get_isa(kernel.isa).cflags),
                                  openmp=_openmp(kernel, target)))
 
 
@@ -87,7 +84,7 @@ def compile_only(kernel: RenderedKernel, target: str | CpuTarget, outdir: Path) 
     obj = outdir / f"{kernel.name}-{target.name}.o"
     command = compiler_command(target, link=False, openmp=_openmp(kernel, target),
                                extra_cflags=("-std=gnu11", "-Wall", "-Werror",
-                                             *ISA_CFLAGS.get(kernel.isa, ())))
+                                             *get_isa(kernel.isa).cflags))
     completed = subprocess.run([*command, "-c", str(source), "-o", str(obj)],
                                capture_output=True, text=True)
     if completed.returncode != 0:
@@ -139,7 +136,7 @@ def compile_many(kernels: list[RenderedKernel], target: str | CpuTarget, outdir:
     results: dict[str, str] = {}
     by_flags: dict[tuple[tuple[str, ...], bool], list[RenderedKernel]] = {}
     for kernel in kernels:
-        key = (ISA_CFLAGS.get(kernel.isa, ()), _openmp(kernel, target))
+        key = (get_isa(kernel.isa).cflags, _openmp(kernel, target))
         by_flags.setdefault(key, []).append(kernel)
     for number, ((isa_flags, openmp), group) in enumerate(by_flags.items()):
         for kernel in group:

@@ -17,25 +17,13 @@ from pathlib import Path
 import numpy as np
 
 from codegen import build as kernel_build
-from codegen.isa import VECTOR_REGISTERS, get_isa
+from codegen.isa import get_isa
 from codegen.packing import pack_block_sparse, pack_nm
 from codegen.reference import apply_activation, reference_conv
 from codegen.render import (DwconvParams, NmGemmParams, SpmmParams, render_dwconv, render_nmgemm,
                             render_spmm)
 from models.ir import Conv2d
 from targets.cpu import CpuTarget
-
-# Register tiles chosen before any tuning (the scheduler's log overrides them): wide pixel
-# tiles so each loaded activation vector serves several rows, within the vector registers.
-DEFAULT_NM_TILES = {  # flavour -> (mr, nr, unroll) per-row indices, then shared indices
-    "avx512": ((6, 64, 2), (8, 32, 2)),
-    "avx2": ((4, 24, 2), (4, 24, 2)),
-    "neon": ((4, 16, 2), (8, 8, 2)),
-    "wasmsimd": ((1, 32, 2), (4, 12, 2)),
-    "scalar": ((4, 4, 1), (4, 4, 1)),
-}
-DEFAULT_SPMM_PIXELS = {"avx512": 64, "avx2": 32, "neon": 16, "wasmsimd": 16, "scalar": 4}
-
 
 @dataclass(frozen=True)
 class LayerResult:
@@ -69,11 +57,12 @@ def default_nmgemm(n: int, m: int, target: str | CpuTarget, shared: bool = False
                    rows: int | None = None) -> NmGemmParams:
     """Returns the untuned N:M kernel schedule for a target; ``rows`` fixes the register tile's
     rows (the row block of a shared-index pattern) and the pixels then fill the registers."""
-    flavour = flavour or best_flavour(target)
-    mr, nr, unroll = DEFAULT_NM_TILES[flavour][1 if shared else 0]
+    isa = get_isa(flavour or best_flavour(target))
+    flavour = isa.name
+    mr, nr, unroll = isa.nm_tiles[1 if shared else 0]     # codegen.isa: the untuned tiles
     if rows:
-        lanes = get_isa(flavour).lanes
-        vectors = max(1, (VECTOR_REGISTERS[flavour] - 2) // rows)
+        lanes = isa.lanes
+        vectors = max(1, (isa.vector_registers - 2) // rows)
         if flavour == "wasmsimd":  # measured (768x768x128, 2:8 on 8 rows): 8x8 beats 8x4
             vectors = max(2, vectors)
         mr, nr = rows, min(vectors, 4) * lanes
@@ -83,8 +72,8 @@ def default_nmgemm(n: int, m: int, target: str | CpuTarget, shared: bool = False
 
 def default_spmm(target: str | CpuTarget, nr: int = 1, kb: int = 1,
                  flavour: str | None = None) -> SpmmParams:
-    flavour = flavour or best_flavour(target)
-    return SpmmParams(flavour, mr=DEFAULT_SPMM_PIXELS[flavour], nr=nr, kb=kb)
+    isa = get_isa(flavour or best_flavour(target))
+    return SpmmParams(isa.name, mr=isa.spmm_pixels, nr=nr, kb=kb)
 
 
 def run_nmgemm_layer(w: np.ndarray, x: np.ndarray, bias: np.ndarray | None, params: NmGemmParams,

@@ -82,7 +82,7 @@ class RenderedKernel:
 
 
 def _x86_features(isa: str) -> tuple[str, ...]:
-    return {"avx2": ("avx2", "fma"), "avx512": ("avx512f",)}.get(isa, ())
+    return get_isa(isa).x86_features
 
 
 # ---------------------------------------------------------------- N:M sparse GEMM

@@ -31,13 +31,12 @@ from pathlib import Path
 import numpy as np
 
 from codegen import build as kernel_build
-from codegen.isa import VECTOR_REGISTERS, get_isa
+from codegen.isa import get_isa
 from codegen.render import NmGemmParams
 from codegen.tuning_log import TuningLog
 from models.errors import UserError
 from targets.cpu import CpuTarget
 
-FLAVOUR_REGISTERS = VECTOR_REGISTERS
 LOAD_PORTS = 2          # vector loads per cycle assumed by the analytic model (A76, Zen, Skylake)
 LOOP_OVERHEAD_CYCLES = 1.0
 L2_BYTES_PER_CYCLE = 64.0   # L2 -> L1 bytes per cycle (Zen 4, Cortex-A76: one line per cycle)
@@ -190,8 +189,8 @@ def candidates(op: SparseOp, flavour: str, threads: int = 1) -> list[Candidate]:
     """Returns every candidate whose register tile fits the flavour's vector registers
     (accumulators + activation vectors + one broadcast weight). Shared index sets tie mr to
     the pattern's row block."""
-    lanes = get_isa(flavour).lanes
-    registers = FLAVOUR_REGISTERS[flavour]
+    isa = get_isa(flavour)
+    lanes, registers = isa.lanes, isa.vector_registers
     row_options = (op.share,) if op.share > 1 else (1, 2, 3, 4, 6, 8)
     found = []
     for mr in row_options:
@@ -227,7 +226,7 @@ def predict_cycles(op: SparseOp, params: NmGemmParams, target: CpuTarget) -> flo
     else:
         loads = params.mr * op.n * (vectors + 2)
     live = params.mr * vectors + (vectors if params.shared else 1) + 1
-    spill = 2.0 if live > FLAVOUR_REGISTERS[params.isa] else 1.0
+    spill = 2.0 if live > get_isa(params.isa).vector_registers else 1.0
     panel_bytes = (params.kc or op.groups) * op.m * params.nr * 4
     x_bytes = (1 if params.shared else params.mr) * op.n * params.nr * 4
     l2_cycles = x_bytes / L2_BYTES_PER_CYCLE \

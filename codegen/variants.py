@@ -7,19 +7,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from codegen.isa import ISAS
 from codegen.render import (ELTWISE_OPS, POOL_KINDS, DwconvParams, EltwiseParams, NmGemmParams,
                             PoolParams, RenderedKernel, SpmmParams, render_dwconv, render_eltwise,
                             render_nmgemm, render_pool, render_spmm)
 
-# Register tiles per flavour: (mr, nr) fitting the ISA's register file
-# (AVX2/NEON/WASM: 16 vector registers; AVX-512 and aarch64 NEON: 32).
-NMGEMM_TILES: dict[str, tuple[tuple[int, int], ...]] = {
-    "scalar": ((1, 4), (4, 4)),
-    "neon": ((4, 8), (4, 16), (8, 8)),
-    "wasmsimd": ((4, 8), (2, 16)),
-    "avx2": ((2, 48), (4, 24)),
-    "avx512": ((6, 64), (8, 32), (4, 48)),
-}
 NMGEMM_PATTERNS: tuple[tuple[int, int], ...] = ((2, 4), (2, 8), (1, 8), (4, 16))
 
 
@@ -27,8 +19,8 @@ def shipped_nmgemm() -> list[NmGemmParams]:
     """Returns the shipped N:M GEMM variants: every flavour x tile x pattern, per-row and
     shared index sets, and the dense GEMM fallback (n == m) per flavour and tile."""
     variants = []
-    for isa, tiles in NMGEMM_TILES.items():
-        for mr, nr in tiles:
+    for isa in ISAS:
+        for mr, nr in ISAS[isa].shipped_nm_tiles:     # (mr, nr) within the register file
             for n, m in NMGEMM_PATTERNS:
                 variants.append(NmGemmParams(n, m, isa, mr=mr, nr=nr, unroll=2))
                 variants.append(NmGemmParams(n, m, isa, mr=mr, nr=nr, unroll=2, shared=True))
@@ -36,30 +28,25 @@ def shipped_nmgemm() -> list[NmGemmParams]:
     return variants
 
 
-# Pixel tiles of the block-sparse kernels (XNNPACK ships 4..32 pixels per flavour).
-SPMM_PIXEL_TILES: dict[str, tuple[int, ...]] = {
-    "scalar": (4,), "neon": (16, 32), "wasmsimd": (16, 32), "avx2": (32, 64), "avx512": (32, 64),
-}
-
-
 def shipped_spmm() -> list[SpmmParams]:
     """Returns the shipped block-sparse variants: NR = 1, 2, 4 output channels (XNNPACK's
     blocks) and 1x4 blocks along the input channels, per flavour and pixel tile."""
     return [SpmmParams(isa, mr=mr, nr=nr, kb=kb)
-            for isa, tiles in SPMM_PIXEL_TILES.items() for mr in tiles
+            for isa in ISAS for mr in ISAS[isa].shipped_spmm_pixels
             for nr, kb in ((1, 1), (2, 1), (4, 1), (1, 4))]
 
 
 def shipped_nmconv() -> list[NmGemmParams]:
     """Returns the sparse KxK convolutions (implicit im2col) shipped: one tile per flavour."""
-    return [NmGemmParams(n, m, isa, mr=tiles[0][0], nr=tiles[0][1], unroll=2, conv=True)
-            for isa, tiles in NMGEMM_TILES.items() for n, m in ((2, 8), (8, 8))]
+    return [NmGemmParams(n, m, isa, mr=ISAS[isa].shipped_nm_tiles[0][0],
+                         nr=ISAS[isa].shipped_nm_tiles[0][1], unroll=2, conv=True)
+            for isa in ISAS for n, m in ((2, 8), (8, 8))]
 
 
 def shipped_dense_ops() -> list:
     """Returns the dense ops a whole model needs, per flavour: elementwise, pooling, depthwise."""
     found = []
-    for isa in NMGEMM_TILES:
+    for isa in ISAS:
         found += [EltwiseParams(op, isa, unroll=2) for op in ELTWISE_OPS]
         found += [PoolParams(kind, isa) for kind in POOL_KINDS]
         found += [DwconvParams(isa, 3, stride, act) for stride in (1, 2) for act in ("none", "relu6")]

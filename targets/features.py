@@ -13,6 +13,8 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
+from targets.simd import host_simd, simd_level
+
 CPUINFO_PATH = Path("/proc/cpuinfo")
 SYSFS_CACHE_DIR = Path("/sys/devices/system/cpu/cpu0/cache")
 
@@ -23,6 +25,8 @@ X86_FLAG_OPTIONS = (
     ("avx512f", "-mavx512f"), ("avx512vl", "-mavx512vl"), ("avx512bw", "-mavx512bw"),
     ("avx512dq", "-mavx512dq"), ("avx512cd", "-mavx512cd"),
 )
+# SSE2 is part of x86-64 itself (AMD64 architecture manual, vol. 1, 1.1.3): 128-bit xmm registers.
+X86_BASELINE_VECTOR_BITS = 128
 
 
 @dataclass(frozen=True)
@@ -39,16 +43,14 @@ class HostFeatures:
 
     @property
     def simd(self) -> str:
-        """Returns avx512 when the CPU has avx512f, else avx2 (with fma), else scalar."""
-        if "avx512f" in self.flags:
-            return "avx512"
-        if "avx2" in self.flags and "fma" in self.flags:
-            return "avx2"
-        return "scalar"
+        """Returns avx512 when the CPU has avx512f, else avx2 (with fma), else scalar
+        (the host flags of targets/simd.py's levels)."""
+        return host_simd(self.flags)
 
     @property
     def vector_bits(self) -> int:
-        return {"avx512": 512, "avx2": 256}.get(self.simd, 128)
+        """Returns the widest vector registers the kernels use (SSE2's 128 bits without AVX)."""
+        return simd_level(self.simd).vector_bits or X86_BASELINE_VECTOR_BITS
 
     def compiler_flags(self) -> tuple[str, ...]:
         """Returns the -m options for every decisive x86 flag the CPU has (a portable -march=native)."""

@@ -292,10 +292,26 @@ def test_the_model_applies_nmgemm_s_own_threading_rule():
     assert from_rendered(rendered, large).threads == 2
 
 
-def test_masked_tail_flavours_agree_with_codegen():
-    from codegen.isa import ISAS
-    from hwsim.cpu.codegen_kernels import MASKED_TAIL_FLAVOURS
-    assert set(MASKED_TAIL_FLAVOURS) == {name for name, isa in ISAS.items() if isa.masked_tails}
+@pytest.mark.parametrize("stride", [1, 2])
+@pytest.mark.parametrize("flavour", ["scalar", "neon", "wasmsimd", "avx2", "avx512"])
+def test_dwconv_tail_costed_as_the_template_renders_it(flavour, stride):
+    """codegen.isa's one record says whether a flavour has masked tails: the rendered dwconv
+    then ends each row with a masked vector (no scalar tail loop), and the cost description
+    has no scalar tail loop; without masked tails both have the scalar loop."""
+    from codegen.isa import get_isa
+    from codegen.render import DwconvParams, render_dwconv
+    from hwsim.cpu.codegen_kernels import DepthwiseGeometry, from_rendered
+    isa = get_isa(flavour)
+    rendered = render_dwconv(DwconvParams(flavour, 3, stride, "none"))
+    side = 4 * isa.lanes * stride + 3                      # a row that leaves a partial vector
+    out = (side + 2 - 3) // stride + 1
+    work = GemmWorkload("dw", "FF", M=out * out, N=1, K=9, groups=8, op_kind="depthwise")
+    source = from_rendered(rendered, work, DepthwiseGeometry(8, side, side, 1))
+    scalar_tail = any(loop.trips_per_entry for loop in source.loops)
+    masked_store = isa.store_first("P", "V", "N").split("(")[0]     # e.g. _mm256_maskstore_ps
+    assert bool(masked_store and masked_store in rendered.source) == isa.masked_tails
+    assert scalar_tail == (not isa.masked_tails and isa.lanes > 1 or flavour == "scalar")
+    assert source.simd == isa.level.name
 
 
 def test_vector_stores_are_counted_in_both_isas():

@@ -15,8 +15,9 @@ import pytest
 
 from codegen import build as kernel_build
 from codegen import dense_baseline
+from codegen.isa import get_isa
 from codegen.render import render_nmgemm
-from codegen.schedule import (FLAVOUR_REGISTERS, Candidate, SparseOp, candidates,
+from codegen.schedule import (Candidate, SparseOp, candidates,
                               predict_cycles, to_params, tune, validate_with_tvm)
 from codegen.tuning_log import TuningLog, read_entries
 from targets.cpu import load_cpu_target
@@ -58,7 +59,7 @@ def test_candidates_fit_registers_and_render(flavour):
     for candidate in found:
         params = to_params(op, candidate, flavour)
         vectors = params.nr // {"avx2": 8, "avx512": 16}.get(flavour, 4)
-        assert params.mr * vectors + 2 <= FLAVOUR_REGISTERS[flavour]
+        assert params.mr * vectors + 2 <= get_isa(flavour).vector_registers
     assert render_nmgemm(to_params(op, found[0], flavour)).source
 
 

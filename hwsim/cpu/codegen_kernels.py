@@ -1,9 +1,10 @@
-"""What the cost model needs to know about codegen's kernels, without importing codegen.
+"""What the cost model needs to know about codegen's kernels, read from the kernels themselves.
 
-hwsim and codegen do not import each other (only hwsim/cli and bench see both), so the
-caller renders a kernel with codegen and hands the result here; ``from_rendered`` reads it
-by duck typing (``.name``, ``.source``, ``.params``) and returns a ``KernelSource`` that
-says, for one workload, what every multiplying innermost loop of the kernel executes:
+hwsim/cpu may read codegen's kernel modules (ARCHITECTURE.md; codegen never imports hwsim):
+the caller renders a kernel with codegen and hands the result here; ``from_rendered`` reads
+its ``.name``, ``.source`` and ``.params`` (lanes and masked tails from codegen.isa's record)
+and returns a ``KernelSource`` that says, for one workload, what every multiplying innermost
+loop of the kernel executes:
 
     nmgemm  (templates/nmgemm.c.j2; params n, m, mr output rows, nr pixels, unroll)
             for column tile (nr pixels): pack the panel;
@@ -25,13 +26,13 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from codegen.isa import get_isa
 from models.lowering import GemmWorkload
 from hwsim.cpu import memory_model
 from hwsim.cpu.gather_bench import GatherShape, PackShape
 from hwsim.cpu.kernels import KernelSchedule, KernelSource, LoopWork
 
 FLOAT_BYTES = 4
-LANES = {"scalar": 1, "neon": 4, "wasmsimd": 4, "avx2": 8, "avx512": 16}
 
 
 @dataclass(frozen=True)
@@ -66,7 +67,7 @@ def from_rendered(rendered, workload: GemmWorkload, geometry: DepthwiseGeometry 
             raise ValueError(f"{rendered.name}: a depthwise kernel is costed with its input geometry")
         return _dwconv(rendered, geometry)
     loops, parents, streams, tiles, threads, gather, pack = (_nmgemm if kind == "nmgemm" else _spmm)(params, workload)
-    simd = {"wasmsimd": "wasm_simd128"}.get(params.isa, params.isa)
+    simd = get_isa(params.isa).level.name         # the target's spelling (wasm_simd128)
     return KernelSource(family=kind, simd=simd, schedule=KernelSchedule(_pixel_tile(params), _row_tile(params)),
                         function=rendered.name, c_source=rendered.source, loops=loops,
                         parent_trips=parents, streams=streams, memory_tiles=tiles,
@@ -77,7 +78,7 @@ def from_rendered(rendered, workload: GemmWorkload, geometry: DepthwiseGeometry 
 def _tile_stores(params) -> float:
     """Returns the vector stores of one register tile (per entry of the group / block loop:
     nmgemm mr rows x nr pixels, or the partial sums of a k-block; spmm nr outputs x mr pixels)."""
-    lanes = LANES.get(params.isa, 1)
+    lanes = get_isa(params.isa).lanes
     if kind_of(params) == "nmgemm":
         return params.mr * max(1, params.nr // lanes)
     return params.nr * max(1, params.mr // lanes)
@@ -129,7 +130,7 @@ def _nmgemm(params, work: GemmWorkload):
                memory_model.Stream("output", work.groups * work.N * work.M * FLOAT_BYTES, 1))
     gather = None
     if picks:
-        vector_bytes = LANES.get(params.isa, 1) * FLOAT_BYTES
+        vector_bytes = get_isa(params.isa).lanes * FLOAT_BYTES
         gather = GatherShape(vector_bytes=vector_bytes, row_vectors=max(1, params.nr * FLOAT_BYTES // vector_bytes),
                              panel_rows=min(kc, groups) * m, group_rows=m, picks_per_group=picks,
                              slots=min(params.mr, 4))
@@ -164,7 +165,7 @@ def _nmgemm_threads(params, work: GemmWorkload, groups: int, col_tiles: int, row
 
 
 def _spmm(params, work: GemmWorkload):
-    lanes = LANES.get(params.isa, 1)
+    lanes = get_isa(params.isa).lanes
     block_rows = math.ceil(work.N / params.nr)
     kept = block_rows * _kept_blocks(work, params.kb)          # kept blocks over all block rows
     full = work.M // params.mr
@@ -204,18 +205,14 @@ def _kept_blocks(work: GemmWorkload, kb: int) -> float:
     return blocks * (work.density if work.sparse else 1.0)
 
 
-# flavours whose dwconv ends a row with a masked vector instead of a scalar loop
-# (codegen.isa: the ISAs with masked loads and stores)
-MASKED_TAIL_FLAVOURS = ("avx2", "avx512")
-
-
 def _dwconv(rendered, geometry: DepthwiseGeometry) -> KernelSource:
     """templates/dwconv.c.j2: per channel, copy the plane into a zero-padded one (memset +
     a memcpy per row), then per output row a vector loop over ``lanes`` output columns
     (stride 1, and stride 2 from deinterleaved loads) and the rest as one masked vector
     (AVX2, AVX-512) or a scalar loop, which the compiler may vectorize."""
     params = rendered.params
-    lanes = LANES.get(params.isa, 1)
+    isa = get_isa(params.isa)
+    lanes = isa.lanes
     taps = params.k * params.k
     c, h, w, pad = geometry.channels, geometry.height, geometry.width, geometry.pad
     out_h = (h + 2 * pad - params.k) // params.stride + 1
@@ -223,7 +220,8 @@ def _dwconv(rendered, geometry: DepthwiseGeometry) -> KernelSource:
     rows = c * out_h
     vector = out_w // lanes if params.stride in (1, 2) and lanes > 1 else 0
     tail = out_w - vector * lanes
-    masked = params.stride in (1, 2) and params.isa in MASKED_TAIL_FLAVOURS
+    # the flavours with masked loads and stores end a row with a masked vector
+    masked = params.stride in (1, 2) and isa.masked_tails
     loops = []
     if masked:
         # the masked tail is one more vector iteration per row, straight-line code in the
@@ -239,8 +237,7 @@ def _dwconv(rendered, geometry: DepthwiseGeometry) -> KernelSource:
     streams = (memory_model.Stream("weights", c * taps * FLOAT_BYTES, 1),
                memory_model.Stream("panel", c * h * w * FLOAT_BYTES + c * padded_bytes, 1),
                memory_model.Stream("output", c * out_h * out_w * FLOAT_BYTES, 1))
-    simd = {"wasmsimd": "wasm_simd128"}.get(params.isa, params.isa)
-    return KernelSource(family="dwconv", simd=simd, schedule=KernelSchedule(lanes, 1),
+    return KernelSource(family="dwconv", simd=isa.level.name, schedule=KernelSchedule(lanes, 1),
                         function=rendered.name, c_source=rendered.source, loops=tuple(loops),
                         parent_trips=(0 if masked else rows, c), streams=streams, memory_tiles=1, parallel_units=1,
                         threads=1, origin="codegen",

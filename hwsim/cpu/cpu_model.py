@@ -39,6 +39,7 @@ from models.fileio import write_atomic
 from models.lowering import GemmWorkload
 from hwsim.cpu import asm_loops, gather_bench, mca, memory_model, wasm_native
 from hwsim.cpu.kernels import KernelSchedule, KernelSource, render
+from targets.simd import simd_level
 
 
 @dataclass(frozen=True)
@@ -141,8 +142,7 @@ def _isa_cflags(target, kernel: KernelSource) -> tuple[str, ...]:
     """Returns the flags codegen.build adds for a flavour (the same code must be costed as is run)."""
     if kernel.origin != "codegen":
         return ()
-    return ("-std=gnu11", *{"avx2": ("-mavx2", "-mfma"),
-                            "avx512": ("-mavx512f", "-mavx2", "-mfma")}.get(kernel.simd, ()))
+    return ("-std=gnu11", *simd_level(kernel.simd).cflags)
 
 
 @dataclass(frozen=True)
@@ -281,16 +281,18 @@ def cost_loops(target, kernel: KernelSource, cache_dir: Path) -> LoopCost:
         parents.append(run(parent.text(own=True)).cycles_per_iteration)
         parent = by_name.get(parent.parent) if parent.parent else None
     model = mca.model_name(hot_result.model_resources) or core
-    per_store = store_cycles(triple, _vector_bytes(kernel, triple), run) if kernel.tile_stores else 0.0
+    per_store = store_cycles(triple, _vector_bytes(kernel), run) if kernel.tile_stores else 0.0
     return LoopCost(hot_cycles, hot_lanes, tuple(parents), core, model, loop_cycles, hot_iterations,
                     first_parent_stores, per_store)
 
 
-def _vector_bytes(kernel: KernelSource, triple: str) -> int:
+# Scalar kernels are costed with the narrowest vector store (an xmm / q register's 16 bytes).
+MIN_STORE_BYTES = 16
+
+
+def _vector_bytes(kernel: KernelSource) -> int:
     """Returns the store width of a kernel's vectors on the costed machine code."""
-    if kernel.simd == "wasm_simd128" or triple.startswith("aarch64"):
-        return 16
-    return {"avx512": 64, "avx2": 32}.get(kernel.simd, 16)
+    return max(MIN_STORE_BYTES, simd_level(kernel.simd).vector_bytes)
 
 
 def gemm_trips(workload: GemmWorkload, family: str, schedule: KernelSchedule) -> tuple[float, list[float], int]:

@@ -34,6 +34,7 @@ from pathlib import Path
 
 from models.fileio import write_atomic
 from targets.features import detect_host_features
+from targets.simd import x86_cflags_for_vector_bytes
 
 # Both probes time themselves in core cycles: the clock is measured, not read from cpuinfo
 # (nominal in VMs).
@@ -98,9 +99,6 @@ int main(int argc, char** argv) {
 }
 """
 
-FLAGS = {16: ("-msse4.2",), 32: ("-mavx2", "-mfma"), 64: ("-mavx512f", "-mavx2", "-mfma")}
-
-
 @dataclass(frozen=True)
 class GatherShape:
     """One kernel's gathered-row access: the panel and what each pick loads."""
@@ -135,8 +133,7 @@ def _lowest_of_runs(arguments: list[str]) -> float:
 
 def cycles_per_pick(shape: GatherShape, cache_dir: Path) -> float:
     """Returns the measured core cycles one indexed row pick takes (cached per host and shape)."""
-    if shape.vector_bytes not in FLAGS:
-        raise ValueError(f"no gather micro-benchmark for {shape.vector_bytes}-byte vectors")
+    flags = x86_cflags_for_vector_bytes(shape.vector_bytes)     # ValueError: no x86 vectors that wide
     cache_dir = Path(cache_dir) / "gather"
     cache_dir.mkdir(parents=True, exist_ok=True)
     key = hashlib.sha256(json.dumps([detect_host_features().model_name, asdict(shape), PROGRAM,
@@ -150,7 +147,7 @@ def cycles_per_pick(shape: GatherShape, cache_dir: Path) -> float:
         write_atomic(str(source), PROGRAM)
         defines = [f"-DVB={shape.vector_bytes}", f"-DRV={shape.row_vectors}", f"-DSLOTS={max(1, shape.slots)}"]
         temporary = binary.with_suffix(".tmp")
-        subprocess.run(["gcc", "-O3", "-std=gnu11", *FLAGS[shape.vector_bytes], *defines, str(source),
+        subprocess.run(["gcc", "-O3", "-std=gnu11", *flags, *defines, str(source),
                         "-o", str(temporary)], check=True, capture_output=True, text=True)
         temporary.replace(binary)
     rows = max(shape.panel_rows // shape.group_rows, 1) * shape.group_rows

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-LANES = {"neon": 4, "avx2": 8, "avx512": 8, "wasm_simd128": 4, "scalar": 1}
+from targets.simd import simd_level
 
 _PRELUDES = {
     "neon": """#include <arm_neon.h>
@@ -115,7 +115,7 @@ class KernelSource:
 
 def default_schedule(family: str, simd: str) -> KernelSchedule:
     """Returns a register tile that fits the ISA's vector registers (16 on AVX2, 32 on NEON)."""
-    lanes = LANES[simd]
+    lanes = simd_level(simd).lanes
     if family == "dense":
         # wasm: 16 xmm registers on an x86 host, so 8 accumulators + 2 loads + 4 splats
         vectors = {"avx2": 2, "avx512": 2, "neon": 4, "wasm_simd128": 2}.get(simd, 4)
@@ -132,7 +132,7 @@ def _lines(template: str, count: int) -> str:
 def _register_tile(simd: str, schedule: KernelSchedule, x_pointer: str, weight: str):
     """Returns the C lines of an MR x NR register tile: accumulator init, input vector loads,
     broadcast weights (``weight`` formatted with the row r), FMAs and stores."""
-    lanes = LANES[simd]
+    lanes = simd_level(simd).lanes
     vectors, rows = schedule.mr // lanes, schedule.nr
     tile = [(r, v) for r in range(rows) for v in range(vectors)]
     acc_init = "\n".join(f"      vf acc{r}_{v} = VDUP(0.0f);" for r, v in tile)
@@ -210,7 +210,7 @@ void {function}(int M, int N, const float* restrict values, const int32_t* restr
 
 def render_depthwise(simd: str, schedule: KernelSchedule) -> KernelSource:
     """Returns a 3x3 stride-1 depthwise kernel over a padded CHW input (width Wp = Wo + 2)."""
-    lanes = LANES[simd]
+    lanes = simd_level(simd).lanes
     vectors = max(1, schedule.mr // lanes)
     function = f"dwconv3x3_{vectors * lanes}_{simd}"
     taps = "\n".join(f"          vf t{t} = VDUP(w[{t}]);" for t in range(9))
@@ -247,7 +247,7 @@ def render_elementwise(simd: str, schedule: KernelSchedule) -> KernelSource:
     """Returns y = max(a * scale + b, 0) over n floats (n a multiple of MR): a residual add + relu.
 
     ``scale`` is a run-time argument so that the compiler keeps one multiply per lane."""
-    lanes = LANES[simd]
+    lanes = simd_level(simd).lanes
     vectors = max(1, schedule.mr // lanes)
     function = f"add_relu_{vectors * lanes}_{simd}"
     body = "\n".join(f"    VSTORE(y + i + {v * lanes}, VMAX(VFMA(VLOAD(b + i + {v * lanes}), VLOAD(a + i + {v * lanes}), s), zero));"
