@@ -80,11 +80,17 @@ def show_model(args) -> int:
     totals = phase_totals(workloads)
     dense_layers = sorted({w.layer for w in workloads if pattern is not None and not w.sparse
                            and w.phase != "WU" and w.op_kind in ("conv2d", "dense", "depthwise")})
+    pruning = _pruning(args, model, pattern, workloads)
     if args.format == "json":
         document = {"model": model.name, "mode": args.mode, "batch": args.batch,
                     "sparsity": args.sparsity,
                     "workloads": [w.as_dict() for w in workloads],
                     "totals": totals, "dense_layers": dense_layers}
+        if pruning is not None:
+            costs, (change, agree, inputs) = pruning
+            document["pruning"] = {"layers": [cost.as_dict() for cost in costs],
+                                   "whole_model": {"max_output_change": change,
+                                                   "top1_agreement": agree, "inputs": inputs}}
         print(json.dumps(document, indent=1))
         return 0
     print(f"{model.name}: {args.mode}, batch {args.batch}, sparsity {args.sparsity}, "
@@ -108,5 +114,39 @@ def show_model(args) -> int:
     if dense_layers:
         print(f"kept dense (channels not a multiple of the group size, or depthwise): "
               f"{', '.join(dense_layers)}")
+    if pruning is not None:
+        _print_pruning(args.sparsity, *pruning)
     sys.stdout.flush()
     return 0
+
+
+def _pruning(args, model, pattern, workloads):
+    """Returns (per-layer costs, whole-model change) of masking a file's own weights, or
+    None (dense, or a model without weights of its own: zoo, .json, .csv)."""
+    if pattern is None or not str(args.model).lower().endswith(".onnx"):
+        return None
+    from models.weights import pruning_costs, whole_model_change
+
+    order = [op.name for op in model.ops()]
+    layers = sorted({w.layer for w in workloads if w.phase == "FF" and w.sparse
+                     and w.layer in model.weights}, key=order.index)
+    if not layers:
+        return None
+    return (pruning_costs(args.model, model, pattern, layers),
+            whole_model_change(args.model, model, pattern, layers))
+
+
+def _print_pruning(spec: str, costs, whole) -> None:
+    change, agree, inputs = whole
+    print()
+    print(f"what {spec} costs the file's own weights (batch norm folded; output error on "
+          f"one N(0,1) sample input, ONNX Runtime's activations)")
+    width = max(28, *(len(cost.layer) for cost in costs))
+    header = f"{'layer':<{width}} {'L1 kept':>8} {'L2 kept':>8} {'output err':>11}"
+    print(header)
+    print("-" * len(header))
+    for cost in costs:
+        print(f"{cost.layer:<{width}} {cost.l1_kept:>8.3f} {cost.l2_kept:>8.3f} "
+              f"{cost.output_error:>11.3e}")
+    print(f"whole model, every layer above masked (ONNX Runtime, {inputs} N(0,1) inputs): max "
+          f"output change {change:.3e} of the output's range, top-1 agreement {agree}/{inputs}")

@@ -254,6 +254,140 @@ def masked_share(kept: dict[str, np.ndarray]) -> float:
     return sum(int(np.count_nonzero(w)) for w in kept.values()) / total if total else 1.0
 
 
+# ---------------------------------------------------------------- what pruning costs
+
+
+@dataclass(frozen=True)
+class LayerPruning:
+    """One masked layer's cost: the share of its weight magnitude the mask keeps and the
+    relative error of its output, ||y_masked - y|| / ||y||, on the layer's real input
+    (ONNX Runtime's activations for a sample model input)."""
+    layer: str
+    l1_kept: float
+    l2_kept: float
+    output_error: float
+
+    def as_dict(self) -> dict:
+        return {"layer": self.layer, "l1_kept": self.l1_kept, "l2_kept": self.l2_kept,
+                "output_error": self.output_error}
+
+
+def _conv(x: np.ndarray, weight: np.ndarray, bias, stride, padding, groups) -> np.ndarray:
+    """Returns the convolution of one (C, H, W) input in float64 (im2col per group)."""
+    channels, height, width = x.shape
+    cout, cin_g, kh, kw = weight.shape
+    padded = np.pad(x.astype(np.float64), ((0, 0), (padding[0],) * 2, (padding[1],) * 2))
+    out_h = (height + 2 * padding[0] - kh) // stride[0] + 1
+    out_w = (width + 2 * padding[1] - kw) // stride[1] + 1
+    windows = np.lib.stride_tricks.sliding_window_view(padded, (kh, kw), axis=(1, 2))
+    windows = windows[:, ::stride[0], ::stride[1]][:, :out_h, :out_w]   # C, oh, ow, kh, kw
+    out = np.empty((cout, out_h * out_w))
+    per_group = cout // groups
+    for group in range(groups):
+        cols = windows[group * cin_g:(group + 1) * cin_g].transpose(0, 3, 4, 1, 2)
+        cols = cols.reshape(cin_g * kh * kw, -1)
+        w = weight[group * per_group:(group + 1) * per_group].reshape(per_group, -1)
+        out[group * per_group:(group + 1) * per_group] = w.astype(np.float64) @ cols
+    if bias is not None:
+        out += np.asarray(bias, np.float64)[:, None]
+    return out.reshape(cout, out_h, out_w)
+
+
+def layer_output(model: Model, name: str, x: np.ndarray, weight: np.ndarray,
+                 bias) -> np.ndarray:
+    """Returns layer ``name``'s output on its input ``x`` (batch 1, without the batch axis
+    for a conv) with the given weight; a conv input carrying an exporter's Pad already
+    (larger than the IR's input) gets only the rest of the IR's padding."""
+    op = model.op(name)
+    if isinstance(op, Dense):
+        flat = np.asarray(x, np.float64).reshape(-1, op.in_features)
+        out = flat @ np.asarray(weight, np.float64).reshape(op.weight_shape).T
+        return out + (0 if bias is None else np.asarray(bias, np.float64))
+    x = np.asarray(x).reshape(x.shape[-3:])
+    ir_h, ir_w = model.input_specs(name)[0].shape[2:]
+    extra = ((x.shape[1] - ir_h) // 2, (x.shape[2] - ir_w) // 2)
+    padding = (op.padding[0] - extra[0], op.padding[1] - extra[1])
+    return _conv(x, weight.reshape(op.weight_shape), bias, op.stride, padding, op.groups)
+
+
+def layer_inputs(proto, model: Model, layers: list[str], x: np.ndarray) -> dict:
+    """Returns {layer: its input activation} from ONNX Runtime on model input ``x``."""
+    import onnx
+    import onnxruntime
+
+    tensors = {}
+    for layer in layers:
+        source = model.weights[layer].get("onnx")
+        node = next((n for n in proto.graph.node if source and n.output
+                     and n.output[0] == source["node_output"]), None)
+        if node is None:
+            raise UserError(f"layer '{layer}' is not in the file as imported",
+                            field="weights", fix="load the model from its ONNX file")
+        tensors[layer] = node.input[0]
+    probe = onnx.ModelProto()
+    probe.CopyFrom(proto)
+    present = {output.name for output in probe.graph.output}
+    for tensor in sorted(set(tensors.values()) - present):
+        probe.graph.output.append(onnx.ValueInfoProto(name=tensor))
+    session = onnxruntime.InferenceSession(probe.SerializeToString(),
+                                           providers=["CPUExecutionProvider"])
+    names = [output.name for output in session.get_outputs()]
+    values = dict(zip(names, session.run(None, {session.get_inputs()[0].name: x})))
+    return {layer: values[tensor] for layer, tensor in tensors.items()}
+
+
+def pruning_costs(source_path: str, model: Model, pattern: SparsityPattern,
+                  layers: list[str], seed: int = 0) -> list[LayerPruning]:
+    """Returns what masking each of ``layers`` under ``pattern`` costs (see LayerPruning),
+    with batch norms folded as a build folds them and one seeded N(0, 1) sample input."""
+    from models.importers.onnx_fold import read_model
+
+    proto = read_model(source_path)
+    shape = model.inputs()[0].shape
+    sample = np.random.default_rng(seed).standard_normal(shape).astype(np.float32)
+    inputs = layer_inputs(proto, model, layers, sample)
+    costs = []
+    for layer in layers:
+        own = layer_weights(model, layer)
+        mask = magnitude_mask(own.weight, pattern)
+        l1, l2 = retained_shares(own.weight, mask)
+        dense = layer_output(model, layer, inputs[layer], own.weight, own.bias)
+        masked = layer_output(model, layer, inputs[layer], own.weight * mask, own.bias)
+        scale = float(np.linalg.norm(dense))
+        error = float(np.linalg.norm(masked - dense)) / scale if scale else 0.0
+        costs.append(LayerPruning(layer, l1, l2, error))
+    return costs
+
+
+def whole_model_change(source_path: str, model: Model, pattern: SparsityPattern,
+                       layers: list[str], inputs: int = 4, seed: int = 0
+                       ) -> tuple[float, int, int]:
+    """Returns (max relative output change, top-1 agreement, inputs) of the model with
+    ``layers`` masked against the original, both run by ONNX Runtime."""
+    import onnxruntime
+
+    from models.importers.onnx_fold import read_model
+
+    proto = read_model(source_path)
+    kept = {layer: (lambda own: own.weight * magnitude_mask(own.weight, pattern))(
+        layer_weights(model, layer)) for layer in layers}
+    sessions = [onnxruntime.InferenceSession(p.SerializeToString(),
+                                             providers=["CPUExecutionProvider"])
+                for p in (proto, masked_proto(proto, model, kept))]
+    name = sessions[0].get_inputs()[0].name
+    rng = np.random.default_rng(seed)
+    worst, agree = 0.0, 0
+    for _ in range(inputs):
+        x = rng.standard_normal(model.inputs()[0].shape).astype(np.float32)
+        original, masked = (np.asarray(s.run(None, {name: x})[0], np.float64).ravel()
+                            for s in sessions)
+        scale = max(float(np.abs(original).max()), 1e-12)
+        worst = max(worst, float(np.abs(masked - original).max()) / scale)
+        agree += int(np.argmax(masked) == np.argmax(original))
+    return worst, agree, inputs
+
+
 __all__ = ["LayerWeights", "ModelWeights", "batch_norm_affine", "fold_batch_norm",
            "layer_weights", "magnitude_mask", "retained_shares", "masked_proto",
-           "save_proto", "write_masked", "masked_share", "write_build_onnx"]
+           "save_proto", "write_masked", "masked_share", "write_build_onnx", "LayerPruning",
+           "layer_output", "layer_inputs", "pruning_costs", "whole_model_change"]

@@ -122,3 +122,73 @@ def test_zoo_model_has_no_weights_of_its_own():
 
     with pytest.raises(UserError, match="no weights of their own"):
         ModelWeights(zoo.build("mobilenet_v1"))
+
+
+def _pad_group_conv(rng):
+    """Pad (as exporters write it) -> Conv stride 2, groups 2, bias: the input a layer
+    sees in the file is already padded."""
+    w = rng.standard_normal((8, 4, 3, 3)).astype(np.float32)
+    bias = rng.standard_normal(8).astype(np.float32)
+    pads = numpy_helper.from_array(np.array([0, 0, 1, 1, 0, 0, 1, 1], np.int64), "pads")
+    nodes = [helper.make_node("Pad", ["x", "pads"], ["xp"], name="pad"),
+             helper.make_node("Conv", ["xp", "w", "cb"], ["y"], name="conv", strides=[2, 2],
+                              group=2)]
+    graph = helper.make_graph(
+        nodes, "pc", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 8, 9, 9])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+        [numpy_helper.from_array(w, "w"), numpy_helper.from_array(bias, "cb"), pads])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+def test_layer_output_matches_onnx_runtime_through_pad_stride_groups():
+    from models.weights import layer_inputs, layer_output
+
+    rng = np.random.default_rng(5)
+    proto = _pad_group_conv(rng)
+    model = model_from_onnx(proto)
+    assert model.op("conv").padding == (1, 1)       # the Pad went into the conv
+    x = rng.standard_normal((1, 8, 9, 9)).astype(np.float32)
+    seen = layer_inputs(proto, model, ["conv"], x)["conv"]
+    assert seen.shape == (1, 8, 11, 11)             # ORT's tensor is the padded one
+    own = layer_weights(model, "conv")
+    got = layer_output(model, "conv", seen, own.weight, own.bias)
+    np.testing.assert_allclose(got, _ort(proto, x).reshape(got.shape), rtol=1e-4, atol=1e-4)
+
+
+def test_folded_layer_output_is_the_batch_norm_output():
+    """pruning_costs compares outputs of the folded layer: that is the BN's output."""
+    from models.weights import layer_inputs, layer_output
+
+    rng = np.random.default_rng(6)
+    proto = _net(rng)
+    model = model_from_onnx(proto)
+    x = rng.standard_normal((1, CIN, SIZE, SIZE)).astype(np.float32)
+    probe = onnx.ModelProto()
+    probe.CopyFrom(proto)
+    probe.graph.output.append(onnx.ValueInfoProto(name="n"))
+    session = ort.InferenceSession(probe.SerializeToString(), providers=["CPUExecutionProvider"])
+    expected = session.run(["n"], {"x": x})[0]
+    own = layer_weights(model, "conv")
+    got = layer_output(model, "conv", layer_inputs(proto, model, ["conv"], x)["conv"],
+                       own.weight, own.bias)
+    np.testing.assert_allclose(got, expected.reshape(got.shape), rtol=1e-4, atol=1e-4)
+
+
+def test_models_show_prints_pruning_costs(tmp_path, capsys):
+    import json
+
+    from cli import main
+
+    path = tmp_path / "net.onnx"
+    onnx.save(_net(np.random.default_rng(7)), str(path))
+    assert main(["models", "show", str(path), "--sparsity", "2:8", "--format", "json"]) == 0
+    pruning = json.loads(capsys.readouterr().out)["pruning"]
+    layers = {entry["layer"]: entry for entry in pruning["layers"]}
+    assert set(layers) == {"conv", "fc"}
+    for entry in layers.values():
+        assert 0.25 < entry["l1_kept"] < entry["l2_kept"] < 1.0
+        assert 0.0 < entry["output_error"] < 1.5
+    assert pruning["whole_model"]["inputs"] == 4
+    assert pruning["whole_model"]["max_output_change"] > 1e-3
+    assert main(["models", "show", str(path), "--sparsity", "dense", "--format", "json"]) == 0
+    assert "pruning" not in json.loads(capsys.readouterr().out)
