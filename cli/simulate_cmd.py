@@ -80,9 +80,12 @@ def _sparsities(args) -> list[str]:
         raise UserError("give --sparsity or --compare, not both", field="--compare",
                         fix="list every pattern in --compare, e.g. --compare dense,2:8")
     text = args.compare or args.sparsity or DEFAULT_COMPARE
-    specs = [part.strip() for part in text.split(",") if part.strip()]
-    if not specs:
+    specs = [part.strip() for part in text.split(",")]
+    if not any(specs):
         raise UserError(f"no pattern in '{text}'", field="--compare", fix="e.g. --compare dense,2:8")
+    if not all(specs):
+        raise UserError(f"an empty pattern in '{text}'", field="--compare",
+                        fix="list patterns between commas, e.g. --compare dense,2:8")
     return list(dict.fromkeys(specs))
 
 
@@ -135,6 +138,9 @@ def _simulate_cpu(args, source: str) -> int:
 def simulate_command(args) -> int:
     from hwsim.arch import parse_accelerator, read_target, target_kind
 
+    if args.out:
+        from models.fileio import check_output_dir
+        check_output_dir(args.out)        # refused before any work, not after it
     source, document = read_target(args.arch)
     if target_kind(document) == "cpu":
         if getattr(args, "map", None) is not None:
@@ -181,7 +187,8 @@ def _emit(results, args) -> None:
     if args.out:
         written = report.write_outputs(results, args.out)
     if args.format == "json":
-        print(json.dumps(report.document_of(results), indent=1))
+        from models.fileio import json_text
+        print(json_text(report.document_of(results)))     # strict: NaN/Infinity become null
     else:
         print(report.text_report(results))
         if args.out:
