@@ -6,7 +6,6 @@ are handed to hwsim.cpu's simulator when it provides one.
 from __future__ import annotations
 
 import dataclasses
-import json
 import sys
 
 from models.errors import UserError
