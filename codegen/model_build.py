@@ -40,8 +40,8 @@ from codegen.reference import apply_activation, reference_conv, reference_pool
 from codegen.render import (DwconvParams, EltwiseParams, NmGemmParams, PoolParams,
                             RenderedKernel, render_dwconv, render_eltwise, render_pool)
 from models.errors import UserError
-from models.fileio import (check_sha256, file_sha256, remove_matching, safe_member_path,
-                           write_atomic)
+from models.fileio import (check_output_dir, check_sha256, file_sha256, remove_matching,
+                           safe_member_path, write_atomic)
 from models.inputs import check_build_manifest, read_json
 from models.fusion import add_activation, epilogue_of
 from models.ir import (Conv2d, Dense, Elementwise, Input, Model, Norm, Pool2d, Reshape)
@@ -306,6 +306,7 @@ def build_model(model: Model, target: CpuTarget, pattern: SparsityPattern | None
     if problems:
         raise UserError("; ".join(problems), field="--target", fix="run `make sysdeps` as root")
     out = Path(out)
+    check_output_dir(str(out))    # a file, /proc, no permission: one line before any work
     builds = {}
     for label, build_pattern in (("sparse", pattern), ("dense", None)):
         build = _Build(out / label)
