@@ -70,6 +70,9 @@ def explore_command(args) -> int:
     from explore.space import read_space
     from hwsim.arch import read_target, target_kind
 
+    from models.fileio import check_output_dir
+
+    check_output_dir(args.out)        # a file, /proc, no permission: one line before any work
     if args.budget < 1:
         raise UserError(f"budget {args.budget} must be >= 1", field="--budget", fix="e.g. --budget 2000")
     if args.workers is not None and args.workers < 1:
