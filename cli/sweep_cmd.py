@@ -199,7 +199,15 @@ def sweep_command(args) -> int:
 
 
 def _write(document: dict, fields: list[str], specs: list[str], directory: str) -> None:
-    """Writes sweep.json and, per swept field, speedup-vs-value plots (atomically)."""
+    """Writes sweep.json and, per swept field, speedup-vs-value plots: the set is staged and
+    swapped in whole (models.fileio.atomic_folder), so a kill leaves the old set or the new."""
+    from models.fileio import atomic_folder
+
+    with atomic_folder(directory, replaces=("sweep.json", "sweep_*.png")) as staging:
+        _write_set(document, fields, specs, staging)
+
+
+def _write_set(document: dict, fields: list[str], specs: list[str], directory: str) -> None:
     import io
 
     import matplotlib

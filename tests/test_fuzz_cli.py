@@ -335,6 +335,31 @@ def test_hostile_flags(argv, names, capsys, outcomes):
     assert check_contract(argv, capsys, names=names, outcomes=outcomes, kind="flags") == "refused"
 
 
+@pytest.mark.parametrize("command", ["simulate", "sweep", "codegen", "explore", "report",
+                                     "codegen --log"])
+@pytest.mark.parametrize("where", ["a file", "/proc", "a directory"])
+def test_output_paths_refused_before_work(command, where, files, capsys, outcomes, tmp_path):
+    existing = _write(tmp_path, "existing", "x")
+    out = {"a file": str(existing), "/proc": "/proc/self/hwsim-out",
+           "a directory": str(tmp_path)}[where]
+    if where == "a directory" and command not in ("report", "codegen --log"):
+        pytest.skip("a folder is a fine --out for a folder of outputs")
+    if command == "report" and where == "a file":
+        pytest.skip("an existing report.html is overwritten (atomically)")
+    if command == "codegen --log" and where != "a directory":
+        pytest.skip("without --tune a log is only read when it exists")
+    argv = {"simulate": ["simulate", "--arch", "sat", "--model", str(files["csv"]), "--out", out],
+            "sweep": ["sweep", "--arch", "sat", "--model", str(files["csv"]), "--out", out],
+            "codegen": ["codegen", "--target", "host", "--model", str(files["ir"]), "--out", out],
+            "codegen --log": ["codegen", "--target", "host", "--model", str(files["ir"]),
+                              "--out", str(tmp_path / "build"), "--log", out],
+            "explore": ["explore", "--arch", "sat", "--space", "sat_small", "--out", out],
+            "report": ["report", str(tmp_path), "--out", out]}[command]
+    if command == "report":
+        (tmp_path / "summary.json").write_text(json.dumps({"layers": [], "total_cycles": 1}))
+    assert check_contract(argv, capsys, names=out, outcomes=outcomes, kind="flags") == "refused"
+
+
 def test_escapes_in_names_do_not_reach_the_terminal(files, capsys, outcomes, tmp_path):
     document = json.loads(files["ir"].read_text())
     document["nodes"][1]["name"] = "c\x1b[2J\x1b]0;title\x07"
