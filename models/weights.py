@@ -230,7 +230,9 @@ def write_build_onnx(source_path: str, model: Model, weights: ModelWeights, out_
                      input_size: int | None = None) -> dict:
     """Writes beside a codegen build: the source file as imported (model.onnx, weights
     inside), the sparse build's masked model (model.masked.onnx) and onnx.json naming
-    them and the pattern, for ``hwsim run`` to compare the build with ONNX Runtime."""
+    them and the pattern, for ``hwsim run`` to compare the build with ONNX Runtime; it
+    names the build's manifest by hash, so a later build into the folder from a zoo
+    model is not compared with a stale file."""
     import json
 
     from models.fileio import write_atomic
@@ -241,7 +243,13 @@ def write_build_onnx(source_path: str, model: Model, weights: ModelWeights, out_
     kept = weights.kept_weights[sparse[0]] if sparse else weights.kept_weights.get("dense", {})
     save_proto(proto, os.path.join(out_dir, BUILD_FILES["original"]))
     save_proto(masked_proto(proto, model, kept), os.path.join(out_dir, BUILD_FILES["masked"]))
+    import hashlib
+
+    manifest = os.path.join(out_dir, "manifest.json")    # this build's (written before)
+    with open(manifest, "rb") as handle:
+        manifest_sha256 = hashlib.sha256(handle.read()).hexdigest()
     index = {"source": os.path.abspath(source_path), "files": dict(BUILD_FILES),
+             "manifest_sha256": manifest_sha256,
              "sparsity": sparse[0] if sparse else None, "input_size": input_size,
              "kept_share": masked_share(kept)}
     write_atomic(os.path.join(out_dir, BUILD_INDEX), json.dumps(index, indent=1) + "\n")

@@ -192,3 +192,26 @@ def test_models_show_prints_pruning_costs(tmp_path, capsys):
     assert pruning["whole_model"]["max_output_change"] > 1e-3
     assert main(["models", "show", str(path), "--sparsity", "dense", "--format", "json"]) == 0
     assert "pruning" not in json.loads(capsys.readouterr().out)
+
+
+def test_build_index_is_ignored_for_another_manifest(tmp_path):
+    """A zoo build into a folder that held an ONNX build is not compared with the stale
+    ONNX files; a damaged index is one UserError."""
+    import hashlib
+    import json
+
+    from targets.engines.ort_compare import read_index
+
+    (tmp_path / "manifest.json").write_text('{"format": "hwsim-codegen"}')
+    for name in ("model.onnx", "model.masked.onnx"):
+        (tmp_path / name).write_bytes(b"x")
+    digest = hashlib.sha256((tmp_path / "manifest.json").read_bytes()).hexdigest()
+    index = {"files": {"original": "model.onnx", "masked": "model.masked.onnx"},
+             "manifest_sha256": digest}
+    (tmp_path / "onnx.json").write_text(json.dumps(index))
+    assert read_index(tmp_path)["files"]["masked"] == "model.masked.onnx"
+    (tmp_path / "manifest.json").write_text('{"format": "hwsim-codegen", "model": "zoo"}')
+    assert read_index(tmp_path) is None
+    (tmp_path / "onnx.json").write_text("{not json")
+    with pytest.raises(UserError, match="unreadable ONNX index"):
+        read_index(tmp_path)

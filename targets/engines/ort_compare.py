@@ -46,13 +46,23 @@ class WholeModelCheck:
 
 
 def read_index(directory: Path) -> dict | None:
-    """Returns the build's onnx.json, or None for a build not made from an ONNX file."""
+    """Returns the build's onnx.json, or None for a build not made from an ONNX file
+    (no index, or one written for another manifest than the folder's)."""
+    import hashlib
+
     path = Path(directory) / INDEX
     if not path.exists():
+        return None
+    manifest = Path(directory) / "manifest.json"
+    try:
+        current = hashlib.sha256(manifest.read_bytes()).hexdigest()
+    except OSError:
         return None
     try:
         index = json.loads(path.read_text())
         files = {key: str(index["files"][key]) for key in ("original", "masked")}
+        if index.get("manifest_sha256") != current:
+            return None         # left by an earlier build into this folder
     except (OSError, ValueError, KeyError, TypeError) as error:
         raise UserError(f"unreadable ONNX index ({type(error).__name__})", source=str(path),
                         fix="run `hwsim codegen --model FILE.onnx` again") from None
