@@ -39,21 +39,14 @@ def register(subparsers, formatter_class) -> None:
     parser.set_defaults(handler=codegen_command)
 
 
-def _tuned_schedules(args, layers_model, target, pattern, log_path: Path) -> dict:
-    """Returns {shape key: NmGemmParams} from the tuning log (tuning first with --tune)."""
-    from codegen.schedule import SparseOp, best_params, tune
-    from codegen.tuning_log import TuningLog
-    from models.lowering import lower
-    from models.patterns import nm_of
+def _tuned_schedules(args, model, target, pattern, log_path: Path) -> dict:
+    """Returns {schedule key: NmGemmParams} from the tuning log (tuning first with --tune)."""
+    from codegen.plan import schedules_in_log, tunable_ops
+    from codegen.schedule import tune
 
-    nm = nm_of(pattern)
-    if nm is None or (not args.tune and not log_path.exists()):
+    ops = tunable_ops(model, pattern)
+    if not ops or (not args.tune and not log_path.exists()):
         return {}
-    ops = {}
-    for workload in lower(layers_model, "infer"):
-        if workload.sparse and workload.nm and workload.groups == 1:
-            op = SparseOp(workload.N, workload.K, workload.M, *nm)
-            ops[f"{op.cout}x{op.k}x{op.p}:{op.n}:{op.m}"] = op
     if args.tune:
         if args.budget < 1:
             raise UserError(f"budget {args.budget} must be >= 1", field="--budget", fix="e.g. --budget 4")
@@ -63,13 +56,7 @@ def _tuned_schedules(args, layers_model, target, pattern, log_path: Path) -> dic
             from hwsim.cpu.codegen_source import mca_predictor
             predictor = mca_predictor(target)     # qemu timing is emulated: rank by llvm-mca
         tune(list(ops.values()), target, log_path, budget=args.budget, predictor=predictor)
-    log = TuningLog(log_path)
-    schedules = {}
-    for key, op in ops.items():
-        params = best_params(log, op)
-        if params is not None:
-            schedules[key] = params
-    return schedules
+    return schedules_in_log(log_path, ops)
 
 
 def codegen_command(args) -> int:
@@ -83,7 +70,7 @@ def codegen_command(args) -> int:
     model = load(args.model, dataset=args.dataset, input_size=args.input_size)
     out = Path(args.out)
     log_path = Path(args.log) if args.log else out / f"tuning-{target.name}.jsonl"
-    schedules = _tuned_schedules(args, model.with_sparsity(pattern), target, pattern, log_path)
+    schedules = _tuned_schedules(args, model, target, pattern, log_path)
     weights = None
     if str(args.model).lower().endswith(".onnx"):     # the file's own weights, not random
         from models.weights import ModelWeights

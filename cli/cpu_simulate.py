@@ -1,7 +1,7 @@
 """`hwsim simulate --arch <cpu>`: argument checks and printing; the work is in the libraries.
 
-codegen chooses and renders each layer's kernel (the tuning log's schedule when it has the
-shape: codegen.schedule.schedules_from_log), hwsim.cpu costs it (codegen_source.kernel_source_for,
+codegen.plan chooses each layer's kernel (the tuning log's schedule when it has the shape:
+codegen.plan.schedules_from_log), hwsim.cpu costs it (codegen_source.kernel_source_for,
 model_sim.simulate_runs) and renders the report (hwsim.cpu.report).
 """
 from __future__ import annotations
@@ -13,7 +13,7 @@ from models.errors import UserError
 
 
 def simulate_cpu_command(args, source: str, specs: list[str]) -> int:
-    from codegen.schedule import schedules_from_log
+    from codegen.plan import schedules_from_log
     from hwsim.cpu.codegen_source import cache_dir, kernel_source_for
     from hwsim.cpu.model_sim import simulate_runs
     from hwsim.cpu.report import text_report, write_cpu_outputs

@@ -382,32 +382,6 @@ def best_params(log: TuningLog, op: SparseOp) -> NmGemmParams | None:
     return NmGemmParams(**entry["params"]) if entry else None
 
 
-def schedules_from_log(log_path: str | None, model, patterns) -> dict:
-    """Returns {shape key: NmGemmParams} for the N:M layers of ``model`` under ``patterns`` that
-    the tuning log at ``log_path`` has (``hwsim simulate --arch <cpu> --tuning-log``)."""
-    if not log_path:
-        return {}
-    if not Path(log_path).is_file():
-        raise UserError("no such tuning log", source=log_path,
-                        fix="run `hwsim codegen ... --tune --log FILE` first")
-    from models.lowering import lower
-    from models.patterns import nm_of
-
-    log = TuningLog(log_path)
-    schedules = {}
-    for pattern in patterns:
-        nm = nm_of(pattern)
-        if nm is None:
-            continue
-        for workload in lower(model.with_sparsity(pattern), "infer"):
-            if workload.sparse and workload.nm and workload.groups == 1:
-                op = SparseOp(workload.N, workload.K, workload.M, *nm)
-                params = best_params(log, op)
-                if params is not None:
-                    schedules[f"{op.cout}x{op.k}x{op.p}:{op.n}:{op.m}"] = params
-    return schedules
-
-
 def parse_shape(text: str) -> tuple[int, int, int]:
     try:
         cout, k, p = (int(part) for part in text.lower().split("x"))

@@ -51,27 +51,3 @@ def test_models_without_cpu_kernels_are_one_line(tmp_path, capsys):
     assert main(["run", str(tmp_path / "nothing")]) == 2
     assert "hwsim codegen" in capsys.readouterr().err
     assert main(["codegen", "--target", "pixel9", "--model", "mobilenet_v1", "--out", str(tmp_path)]) == 2
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("model,sparsity,target", [("resnet18", "2:8", "host"),
-                                                   ("mobilenet_v2", "block:1x4:0.2", "host"),
-                                                   ("mobilenet_v1", "2:8", "snapdragon855"),
-                                                   ("mobilenet_v1", "unstructured:0.3", "wasm32-simd128")])
-def test_cpu_simulate_costs_the_layers_and_kernels_codegen_emits(model, sparsity, target, tmp_path, capsys):
-    """`hwsim simulate --arch T` and `hwsim codegen --target T` agree layer for layer: the
-    same fused layers (models.fusion), and for the weighted layers the same kernel variant."""
-    require_tools(*TARGETS[target][1])
-    out = tmp_path / "build"
-    assert main(["codegen", "--target", target, "--model", model, "--dataset", "cifar10",
-                 "--sparsity", sparsity, "--out", str(out)]) == 0
-    capsys.readouterr()
-    manifest = json.loads((out / "manifest.json").read_text())
-    emitted = [(case["ops"][0], case["kernel"]) for case in manifest["builds"]["sparse"]["layers"]]
-    assert main(["simulate", "--arch", target, "--model", model, "--dataset", "cifar10",
-                 "--sparsity", sparsity, "--format", "json"]) == 0
-    costed = [(layer["name"], layer["kernel"]) for layer in json.loads(capsys.readouterr().out)["layers"]]
-    assert [name for name, _ in costed] == [name for name, _ in emitted]
-    for (name, predicted), (_, built) in zip(costed, emitted):
-        if built.startswith(("nmgemm", "gemm", "conv", "spmm", "dwconv")):
-            assert predicted == built, name            # the very kernel, epilogue included

@@ -1,0 +1,124 @@
+"""codegen.plan: one kernel-choice rule that codegen's planner and the CPU cost model both ask.
+
+The property: for any CNN, pattern and CPU target, the kernel variant `hwsim codegen` emits for
+each weighted layer (codegen.model_build) is the one `hwsim simulate --arch <cpu>` costs
+(hwsim.cpu.codegen_source), tuned schedules included, because both get it from plan_workload.
+"""
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+from hypothesis import example, given, settings, strategies as st
+
+from codegen.layer import default_nmgemm
+from codegen.plan import (KernelPlan, plan_model, plan_workload, schedule_key, spmm_block,
+                          tunable_ops)
+from models.lowering import GemmWorkload
+from models.patterns import BDWP, Block, Group, Unstructured, parse_pattern
+
+MODELS = ("mobilenet_v1", "mobilenet_v2", "resnet9", "resnet18")
+PATTERNS = ("dense", "2:8", "2:4", "1:8", "nm:4:16", "block:1x4:0.2", "block:4x1:0.3",
+            "group:4:0.5", "unstructured:0.3")
+TARGETS = ("host", "snapdragon855", "wasm32-simd128")
+WEIGHTED_KINDS = ("nmgemm", "nmconv", "spmm", "dwconv")
+
+
+def _model(name):
+    from models.loading import load
+    return load(name, dataset="cifar10", batch=1)
+
+
+def _target(name):
+    from targets.cpu import load_cpu_target
+    return load_cpu_target(name)
+
+
+def _tuned(model, pattern, target) -> dict:
+    """A tuning log's worth of schedules: one N:M shape with a tile no default has."""
+    ops = tunable_ops(model, pattern)
+    if not ops:
+        return {}
+    key = sorted(ops)[0]
+    base = default_nmgemm(ops[key].n, ops[key].m, target)
+    return {key: dataclasses.replace(base, unroll=base.unroll + 1, kc=4)}
+
+
+def _planner_kernels(model, target, pattern, schedules, tmp_path):
+    from codegen.model_build import _Build, _Planner
+    build = _Build(tmp_path)
+    _Planner(model, target, pattern, build, 0, schedules).run()
+    return [(case.ops[0], case.kind, case.kernel) for case in build.cases]
+
+
+def _costed_kernels(model, target, pattern, schedules):
+    from hwsim.cpu.codegen_source import kernel_source_for
+    from hwsim.cpu.model_sim import model_workloads
+    source = kernel_source_for(target, schedules, model)
+    costed = []
+    for work in model_workloads(model.with_sparsity(pattern), "infer"):
+        kernel = source(work, None, target) if isinstance(work, GemmWorkload) else None
+        costed.append((work.layer if isinstance(work, GemmWorkload) else work.name,
+                       kernel and kernel.function))
+    return costed
+
+
+@settings(max_examples=5, deadline=None)
+@example(model="mobilenet_v1", spec="2:8", target="snapdragon855")
+@example(model="mobilenet_v2", spec="block:1x4:0.2", target="host")
+@example(model="resnet9", spec="unstructured:0.3", target="wasm32-simd128")
+@given(model=st.sampled_from(MODELS), spec=st.sampled_from(PATTERNS), target=st.sampled_from(TARGETS))
+def test_planner_and_cpu_model_get_the_same_plan(tmp_path_factory, model, spec, target):
+    model, target, pattern = _model(model), _target(target), parse_pattern(spec)
+    schedules = _tuned(model, pattern, target)
+    built = _planner_kernels(model, target, pattern, schedules, tmp_path_factory.mktemp("plan"))
+    costed = _costed_kernels(model, target, pattern, schedules)
+    # the same layers (models.fusion decides which ops run no kernel of their own) ...
+    assert [layer for layer, _, _ in built] == [layer for layer, _ in costed]
+    # ... and every weighted one costed as the very kernel built, epilogue and schedule included
+    weighted = [(layer, kind, kernel) for layer, kind, kernel in built if kind in WEIGHTED_KINDS]
+    assert [(layer, kernel) for layer, _, kernel in weighted] == \
+        [(layer, kernel) for layer, kernel in costed if kernel is not None]
+    plans = plan_model(model, pattern, target, schedules)
+    assert [(layer, kind, kernel) for layer, kind, kernel in weighted] == \
+        [(layer, plans[layer].family, plans[layer].params.name) for layer, _, _ in weighted]
+    if schedules:
+        (key, params), = schedules.items()
+        tuned = [plan for plan in plans.values() if plan.key == key]
+        assert tuned and all(plan.tuned and plan.params.kc == params.kc for plan in tuned)
+
+
+def _work(**fields):
+    base = dict(layer="fc", phase="FF", M=1, N=64, K=128, op_kind="dense")
+    return GemmWorkload(**{**base, **fields})
+
+
+def test_schedule_key_is_the_tuners_and_the_planners():
+    from codegen.schedule import SparseOp
+    model = _model("mobilenet_v1")
+    ops = tunable_ops(model, BDWP(2, 8))
+    assert ops and all(key == schedule_key(op.cout, op.k, op.p, op.n, op.m) for key, op in ops.items())
+    assert schedule_key(256, 128, 784, 2, 8) == "256x128x784:2:8"
+    plans = plan_model(model, BDWP(2, 8), _target("snapdragon855"))
+    assert set(ops) <= {plan.key for plan in plans.values()}
+    assert tunable_ops(model, Block(1, 4, 0.2)) == {} and isinstance(next(iter(ops.values())), SparseOp)
+
+
+def test_the_rule_on_single_workloads():
+    target = _target("snapdragon855")
+    dense = plan_workload(_work(), None, target)
+    assert isinstance(dense, KernelPlan) and dense.family == "nmgemm" and dense.params.dense
+    nm = plan_workload(_work(sparse=True, density=0.25, nm=(2, 8), pattern="2:8"), None, target)
+    assert (nm.params.n, nm.params.m, nm.key) == (2, 8, "64x128x1:2:8") and not nm.tuned
+    block = plan_workload(_work(sparse=True, density=0.2, pattern="block:4x1:0.2"), None, target)
+    assert block.family == "spmm" and (block.params.nr, block.params.kb) == (4, 1) and block.key is None
+    for other in (_work(phase="BP"), _work(phase="WU"), _work(op_kind="conv2d", groups=4),
+                  _work(op_kind="batch_matmul"), _work(op_kind="depthwise", groups=64)):
+        assert plan_workload(other, None, target) is None      # hwsim.cpu's own kernels cost these
+
+
+@pytest.mark.parametrize("pattern,block", [(Block(1, 4, 0.2), (1, 4)), (Block(4, 1, 0.5), (4, 1)),
+                                           (Group(8, 0.5), (8, 1)), (Unstructured(0.3), (1, 1)),
+                                           (None, (1, 1))])
+def test_spmm_block_of_a_pattern(pattern, block):
+    assert spmm_block(pattern) == block
