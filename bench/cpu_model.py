@@ -278,8 +278,11 @@ def main(argv=None) -> int:
     parser.add_argument("--reps", type=int, default=7, help="timed calls per batch (their median)")
     parser.add_argument("--batches", type=int, default=BATCHES,
                         help="separate runs per row; measured = the lowest batch median")
-    parser.add_argument("--flavours", default="avx512,avx2,wasmsimd",
-                        help="kernel flavours: host ones (scalar, avx2, avx512) and wasm ones (wasmsimd)")
+    parser.add_argument("--flavours", default="auto",
+                        help="kernel flavours: host ones (scalar, avx2, avx512) and wasm ones "
+                             "(wasmsimd); default auto: the SIMD flavours this CPU runs (by its "
+                             "detected features) and wasmsimd. A host flavour the CPU lacks is "
+                             "left out with a note, never compiled")
     parser.add_argument("--shapes", default=None, help="only these MxNxK shapes (comma separated)")
     parser.add_argument("--no-arm", action="store_true", help="skip the ARM speedup part")
     parser.add_argument("--out", default=str(ROOT / "reports" / "cpu_model.json"))
@@ -300,7 +303,16 @@ def main(argv=None) -> int:
         host = dataclasses.replace(host, core=args.host_core, host_features=None)
     print(f"clock: {clock_mhz:.0f} MHz ({'nominal' if args.nominal_clock else 'measured'}), "
           f"llvm-mca host core {host_model}")
-    flavours = args.flavours.split(",")
+    from codegen.build import runnable_flavours
+    runnable = runnable_flavours(host)
+    flavours = ([f for f in runnable if f != "scalar"] + ["wasmsimd"] if args.flavours == "auto"
+                else args.flavours.split(","))
+    lacking = [f for f in flavours if f in ("scalar", "avx2", "avx512") and f not in runnable]
+    if lacking:
+        print(f"note: this CPU lacks {', '.join(lacking)} (it runs {', '.join(runnable)}): "
+              f"those flavours are left out")
+    flavours = [f for f in flavours if f not in lacking]
+    print(f"flavours: {', '.join(flavours)}")
     runtimes = []
     native = [f for f in flavours if f in ("scalar", "avx2", "avx512")]
     if native:

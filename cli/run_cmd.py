@@ -223,7 +223,8 @@ def _print_table(manifest: dict, runner: str, runs: dict, emulated: bool, measur
     if _busy(measured.threads):
         print(f"warning: load average {_load()} on {os.cpu_count()} CPUs: with {measured.threads} "
               f"thread(s) the kernels wait for CPU time, so medians move from run to run; "
-              f"compare ratios measured in one run only, or use --threads 1")
+              f"compare ratios measured in one run only"
+              + (", or use --threads 1" if measured.threads > 1 else ""))
     if measured.blas_info:
         print(f"blas = numpy's {measured.blas_info}; timed on the layer's GEMM alone (a KxK "
               f"convolution's im2col not counted)")

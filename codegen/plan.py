@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from codegen import build as kernel_build
-from codegen.layer import default_nmgemm, default_spmm
+from codegen.layer import default_nmgemm, default_spmm, default_threads
 from codegen.render import (DwconvParams, NmGemmParams, RenderedKernel, SpmmParams, render_dwconv,
                             render_nmgemm, render_spmm)
 from models.errors import UserError
@@ -94,7 +94,7 @@ def _is_kxk_conv(model, workload: GemmWorkload) -> bool:
     return isinstance(op, Conv2d) and not op.is_pointwise
 
 
-def _depthwise_params(model, workload: GemmWorkload, flavour: str) -> DwconvParams | None:
+def _depthwise_params(model, workload: GemmWorkload, flavour: str, threads: int = 1) -> DwconvParams | None:
     """Returns the dwconv of a depthwise layer (None where codegen has none: non-square
     kernels, strides or padding, or an input batch > 1)."""
     op = model.op(workload.layer)
@@ -102,7 +102,7 @@ def _depthwise_params(model, workload: GemmWorkload, flavour: str) -> DwconvPara
     if op.kernel[0] != op.kernel[1] or op.stride[0] != op.stride[1] or len(spec.shape) != 4 \
             or spec.shape[0] != 1 or op.padding[0] != op.padding[1]:
         return None
-    return DwconvParams(flavour, op.kernel[0], op.stride[0], _activation(model, workload))
+    return DwconvParams(flavour, op.kernel[0], op.stride[0], _activation(model, workload), threads=threads)
 
 
 def plan_workload(workload: GemmWorkload, model, target, schedules: dict | None = None,
@@ -114,7 +114,8 @@ def plan_workload(workload: GemmWorkload, model, target, schedules: dict | None 
         return None
     flavour = flavour or kernel_build.runnable_flavours(target)[-1]
     if workload.op_kind == "depthwise":
-        params = _depthwise_params(model, workload, flavour) if model is not None else None
+        params = _depthwise_params(model, workload, flavour, default_threads(target)) \
+            if model is not None else None
         return KernelPlan("dwconv", params) if params is not None else None
     if workload.op_kind not in ("conv2d", "dense") or workload.groups != 1:
         return None
@@ -122,7 +123,8 @@ def plan_workload(workload: GemmWorkload, model, target, schedules: dict | None 
     act = _activation(model, workload)
     if workload.sparse and workload.nm is None and not kxk:
         nr, kb = spmm_block(parse_pattern(workload.pattern) if workload.pattern else None)
-        params = dataclasses.replace(default_spmm(target, nr=nr, kb=kb, flavour=flavour), act=act)
+        params = dataclasses.replace(default_spmm(target, nr=nr, kb=kb, flavour=flavour), act=act,
+                                     threads=default_threads(target))
         return KernelPlan("spmm", params)
     n, m = workload.nm if workload.sparse and workload.nm else (1, 1)
     key = schedule_key(workload.N, workload.K, workload.M, n, m)

@@ -210,10 +210,11 @@ class SpmmParams:
     nr: int = 1
     kb: int = 1
     act: str = "none"
+    threads: int = 1   # OpenMP threads over pixel chunks (issue 15)
 
     def __post_init__(self):
         lanes = get_isa(self.isa).lanes
-        if self.mr < lanes or self.mr % lanes or self.nr < 1 or self.kb < 1:
+        if self.mr < lanes or self.mr % lanes or self.nr < 1 or self.kb < 1 or self.threads < 1:
             raise UserError(f"spmm tile {self.mr}x{self.nr} (block {self.nr}x{self.kb}) does not "
                             f"fit {self.isa}", field="tile", fix=f"use mr a multiple of {lanes}")
         if self.act not in ACTIVATIONS:
@@ -223,7 +224,8 @@ class SpmmParams:
     @property
     def name(self) -> str:
         act = "" if self.act == "none" else f"_{self.act}"
-        return f"spmm_{self.mr}x{self.nr}_kb{self.kb}_{self.isa}{act}"
+        threads = f"_t{self.threads}" if self.threads > 1 else ""
+        return f"spmm_{self.mr}x{self.nr}_kb{self.kb}_{self.isa}{threads}{act}"
 
 
 def spmm_abi(isa: str) -> Abi:
@@ -303,17 +305,19 @@ class DwconvParams:
     k: int = 3
     stride: int = 1
     act: str = "none"
+    threads: int = 1   # OpenMP threads over channels (issue 15)
 
     def __post_init__(self):
         _check_isa_act(self.isa, self.act)
-        if self.k < 1 or self.stride < 1:
+        if self.k < 1 or self.stride < 1 or self.threads < 1:
             raise UserError("kernel size and stride must be >= 1", field="dwconv",
                             fix="use e.g. k=3 stride=1")
 
     @property
     def name(self) -> str:
         act = "" if self.act == "none" else f"_{self.act}"
-        return f"dwconv_{self.k}x{self.k}_s{self.stride}_{self.isa}{act}"
+        threads = f"_t{self.threads}" if self.threads > 1 else ""
+        return f"dwconv_{self.k}x{self.k}_s{self.stride}_{self.isa}{threads}{act}"
 
 
 def _render(template: str, params, abi: Abi) -> RenderedKernel:

@@ -98,3 +98,29 @@ def test_one_pixel_matrix_vector_path_matches_numpy(n, m, shared, mr, tmp_path):
                               act="relu6")
         result = run_nmgemm_layer(w, x, bias, params, "host", tmp_path, repeats=1)
         assert result.max_abs_error < 1e-4
+
+
+@pytest.mark.parametrize("pixels", [49, 200, 3136])
+def test_threaded_spmm_and_dwconv_match_numpy(pixels, tmp_path):
+    """spmm.c.j2 over pixel chunks and dwconv.c.j2 over channels on 2 threads (large enough
+    to start the team) agree with numpy, ragged tails included."""
+    from codegen.layer import run_dwconv_layer, run_spmm_layer
+    from codegen.packing import mask_blocks
+    from codegen.render import DwconvParams, SpmmParams
+    from tests.conftest import require_tools
+
+    require_tools("cc")
+    rng = np.random.default_rng(pixels)
+    cout, cin = 1024, 256      # >= 2M kept MACs at every pixel count: the team starts
+    w = mask_blocks(rng.standard_normal((cout, cin)).astype(np.float32), 1, 4, 0.3)
+    x = rng.standard_normal((cin, pixels)).astype(np.float32)
+    result = run_spmm_layer(w, x, None, SpmmParams("avx2", mr=32, nr=1, kb=4, threads=2, act="relu"),
+                            "host", tmp_path, repeats=1)
+    assert result.kernel.endswith("_t2_relu") and result.max_abs_error < 1e-4
+    side = int(round(np.sqrt(pixels)))
+    planes = rng.standard_normal((64, side, side + 1)).astype(np.float32)
+    taps = rng.standard_normal((64, 3, 3)).astype(np.float32)
+    for stride in (1, 2):
+        result = run_dwconv_layer(taps, planes, None, DwconvParams("avx2", 3, stride, "relu6", threads=2),
+                                  1, "host", tmp_path, repeats=1)
+        assert result.max_abs_error < 1e-4

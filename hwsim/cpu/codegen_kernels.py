@@ -196,7 +196,22 @@ def _spmm(params, work: GemmWorkload):
                              picks_per_group=params.kb, slots=min(params.nr, 4),
                              row_stride_bytes=work.M * FLOAT_BYTES,
                              group_density=min(1.0, work.density if work.sparse else 1.0))
-    return tuple(loops), parents, streams, max(full, 1), 1, gather, None
+    threads, chunks = _spmm_threads(params, work, kept, lanes)
+    return tuple(loops), parents, streams, chunks, threads, gather, None
+
+
+# spmm.c.j2 splits the pixels among its threads from this many kept MACs
+SPMM_PARALLEL_MACS = 2e6
+
+
+def _spmm_threads(params, work: GemmWorkload, kept: float, lanes: int) -> tuple[int, int]:
+    """Returns (threads, pixel chunks) of spmm.c.j2's parallel loop (chunks of whole vectors,
+    4 per thread at most)."""
+    threads = max(1, getattr(params, "threads", 1))
+    chunks = min(4 * threads, work.M // lanes)
+    if threads < 2 or chunks < 2 or kept * params.nr * params.kb * work.M * work.groups < SPMM_PARALLEL_MACS:
+        return 1, 1
+    return threads, chunks
 
 
 def _kept_blocks(work: GemmWorkload, kb: int) -> float:
@@ -217,6 +232,9 @@ def _dwconv(rendered, geometry: DepthwiseGeometry) -> KernelSource:
     c, h, w, pad = geometry.channels, geometry.height, geometry.width, geometry.pad
     out_h = (h + 2 * pad - params.k) // params.stride + 1
     out_w = (w + 2 * pad - params.k) // params.stride + 1
+    threads = max(1, getattr(params, "threads", 1))     # dwconv.c.j2: over channels, from 1M MACs
+    if c < 2 or c * out_h * out_w * taps < 1e6:
+        threads = 1
     rows = c * out_h
     vector = out_w // lanes if params.stride in (1, 2) and lanes > 1 else 0
     tail = out_w - vector * lanes
@@ -239,8 +257,8 @@ def _dwconv(rendered, geometry: DepthwiseGeometry) -> KernelSource:
                memory_model.Stream("output", c * out_h * out_w * FLOAT_BYTES, 1))
     return KernelSource(family="dwconv", simd=isa.level.name, schedule=KernelSchedule(lanes, 1),
                         function=rendered.name, c_source=rendered.source, loops=tuple(loops),
-                        parent_trips=(0 if masked else rows, c), streams=streams, memory_tiles=1, parallel_units=1,
-                        threads=1, origin="codegen",
+                        parent_trips=(0 if masked else rows, c), streams=streams, memory_tiles=1, parallel_units=c if threads > 1 else 1,
+                        threads=threads, origin="codegen",
                         # per channel: the memset of the padded plane (costed as a copy of one
                         # plane-sized row: the probe copies, a memset only writes, so an upper
                         # bound) and the memcpy of each input row into it

@@ -18,11 +18,14 @@ def text_report(documents: dict, speedups: dict, target) -> str:
         lines.append(f"{row[0]['name'][:24]:<24} {row[0]['phase']:<3} "
                      + "".join(f"{layer['ms']:>12.3f} {layer['bound'][:7]:>7}" for layer in row))
     lines.append("")
-    lines.append(f"{'sparsity':<10} {'ms':>10} {'Mcycles':>10} {'util':>6} {'bounds':<28} speedup")
+    lines.append(f"{'sparsity':<10} {'ms':>10} {'Mcycles':>10} {'util':>6} {'bounds':<28} speedup vs {specs[0]}")
     for spec, doc in documents.items():
         bounds = ", ".join(f"{k} {v}" for k, v in sorted(doc["bounds"].items()))
         lines.append(f"{spec:<10} {doc['seconds'] * 1e3:>10.3f} {doc['total_cycles'] / 1e6:>10.2f} "
                      f"{doc['utilization']:>6.0%} {bounds:<28} {speedups[spec]:.2f}x")
+    lines.append(f"speedup = predicted time of the {specs[0]} run (codegen's own kernels, costed by the "
+                 f"model) / each run's; no BLAS or ONNX Runtime baseline is modelled (`hwsim run` "
+                 f"measures those and names the fastest)")
     origins = {layer["kernel_origin"] for doc in documents.values() for layer in doc["layers"]}
     lines.append("kernels costed: " + ", ".join(sorted(origins)) + " (codegen = what `hwsim codegen` "
                  "emits; hwsim = hwsim.cpu's own kernels for layers codegen has none for)")
