@@ -12,3 +12,14 @@ $(TORCH_VENV)/.installed: mk/torch.mk
 	$(TORCH_VENV)/bin/python -m pip install -q 'torch==2.13.0' 'onnx==1.23.2' \
 	  'onnxscript==0.7.2' 'onnx-ir==1.1.0' 'numpy>=2,<3'
 	touch $(TORCH_VENV)/.installed
+
+# CPU TensorFlow + tf2onnx in their own environment, for the same tests on what a
+# TensorFlow team exports (tests/onnx_tf_exports.py converts Keras CNNs). Pinned:
+# tensorflow-cpu is the CPU-only wheel (about 270 MB; the venv is about 1.6 GB).
+TF_VENV := .venv-tf
+TEST_DEPS += $(TF_VENV)/.installed
+
+$(TF_VENV)/.installed: mk/torch.mk
+	test -x $(TF_VENV)/bin/python || $(PYTHON) -m venv $(TF_VENV)
+	$(TF_VENV)/bin/python -m pip install -q 'tensorflow-cpu==2.21.0' 'tf2onnx==1.17.0'
+	touch $(TF_VENV)/.installed

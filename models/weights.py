@@ -132,6 +132,16 @@ class ModelWeights:
             raise UserError(f"{len(missing)} layer(s) have no weights of their own "
                             f"(first: '{missing[0]}')", field="--model",
                             fix="own weights come only with an imported .onnx file")
+        shifted = [name for name, entry in model.weights.items()
+                   if entry.get("onnx", {}).get("asymmetric_pads") is not None]
+        if shifted:
+            pads = model.weights[shifted[0]]["onnx"]["asymmetric_pads"]
+            raise UserError(f"{len(shifted)} layer(s) pad asymmetrically (first: '{shifted[0]}', "
+                            f"pads {list(pads)} top, left, bottom, right), which codegen's "
+                            f"kernels do not", field="--model",
+                            fix="export with symmetric padding (e.g. Keras padding='valid' "
+                                "after ZeroPadding2D(1)); hwsim simulate and models show "
+                                "take this file as it is")
         self.model = model
         self.kept_weights: dict[str, dict[str, np.ndarray]] = {}
 
@@ -176,13 +186,12 @@ def masked_proto(proto, model: Model, kept: dict[str, np.ndarray]):
             raise UserError(f"layer '{layer}': node '{source['node_output']}' is not in this "
                             f"file as imported", field="weights",
                             fix="write the masked model from the file it was imported from")
-        original = np.asarray(model.weights[layer]["weight"], np.float64)
-        mask = np.asarray(weight).reshape(original.shape) != 0
-        value = original * mask / source["scale"]
+        original = np.asarray(source["value"])          # as the file holds it
+        mask = np.asarray(weight).reshape(model.op(layer).weight_shape) != 0
         if source["transposed"]:
-            value = value.T
-        dtype = numpy_helper.to_array(initializers[source["tensor"]]).dtype \
-            if source["tensor"] in initializers else np.float32
+            mask = mask.T
+        value = original * mask.reshape(original.shape)
+        dtype = original.dtype
         name, count = f"{source['tensor']}.masked", 1
         while name in names:
             count += 1
@@ -280,13 +289,13 @@ class LayerPruning:
                 "output_error": self.output_error}
 
 
-def _conv(x: np.ndarray, weight: np.ndarray, bias, stride, padding, groups) -> np.ndarray:
-    """Returns the convolution of one (C, H, W) input in float64 (im2col per group)."""
-    channels, height, width = x.shape
+def _conv(x: np.ndarray, weight: np.ndarray, bias, stride, pads, groups) -> np.ndarray:
+    """Returns the convolution of one (C, H, W) input in float64 (im2col per group);
+    ``pads`` (top, left, bottom, right)."""
     cout, cin_g, kh, kw = weight.shape
-    padded = np.pad(x.astype(np.float64), ((0, 0), (padding[0],) * 2, (padding[1],) * 2))
-    out_h = (height + 2 * padding[0] - kh) // stride[0] + 1
-    out_w = (width + 2 * padding[1] - kw) // stride[1] + 1
+    padded = np.pad(x.astype(np.float64), ((0, 0), (pads[0], pads[2]), (pads[1], pads[3])))
+    out_h = (padded.shape[1] - kh) // stride[0] + 1
+    out_w = (padded.shape[2] - kw) // stride[1] + 1
     windows = np.lib.stride_tricks.sliding_window_view(padded, (kh, kw), axis=(1, 2))
     windows = windows[:, ::stride[0], ::stride[1]][:, :out_h, :out_w]   # C, oh, ow, kh, kw
     out = np.empty((cout, out_h * out_w))
@@ -303,19 +312,18 @@ def _conv(x: np.ndarray, weight: np.ndarray, bias, stride, padding, groups) -> n
 
 def layer_output(model: Model, name: str, x: np.ndarray, weight: np.ndarray,
                  bias) -> np.ndarray:
-    """Returns layer ``name``'s output on its input ``x`` (batch 1, without the batch axis
-    for a conv) with the given weight; a conv input carrying an exporter's Pad already
-    (larger than the IR's input) gets only the rest of the IR's padding."""
+    """Returns layer ``name``'s output on ``x``, the input of its node in the ONNX file
+    (batch 1), with the given weight: a conv pads as that node does (a Pad node before
+    it, which the IR folds into the conv, has run already)."""
     op = model.op(name)
     if isinstance(op, Dense):
         flat = np.asarray(x, np.float64).reshape(-1, op.in_features)
         out = flat @ np.asarray(weight, np.float64).reshape(op.weight_shape).T
         return out + (0 if bias is None else np.asarray(bias, np.float64))
     x = np.asarray(x).reshape(x.shape[-3:])
-    ir_h, ir_w = model.input_specs(name)[0].shape[2:]
-    extra = ((x.shape[1] - ir_h) // 2, (x.shape[2] - ir_w) // 2)
-    padding = (op.padding[0] - extra[0], op.padding[1] - extra[1])
-    return _conv(x, weight.reshape(op.weight_shape), bias, op.stride, padding, op.groups)
+    pads = model.weights.get(name, {}).get("onnx", {}).get("node_pads") or \
+        (op.padding[0], op.padding[1]) * 2
+    return _conv(x, weight.reshape(op.weight_shape), bias, op.stride, pads, op.groups)
 
 
 def layer_inputs(proto, model: Model, layers: list[str], x: np.ndarray) -> dict:

@@ -215,3 +215,40 @@ def test_build_index_is_ignored_for_another_manifest(tmp_path):
     (tmp_path / "onnx.json").write_text("{not json")
     with pytest.raises(UserError, match="unreadable ONNX index"):
         read_index(tmp_path)
+
+
+def test_per_channel_mul_add_after_a_conv_merge_into_its_weights():
+    """tf2onnx writes a batch norm after a depthwise conv as Mul + Add by (1, C, 1, 1)
+    constants: the importer folds both into the conv (weight scaled, bias added), so
+    params count the bias and the layer's own output is the Add's."""
+    from models.weights import layer_inputs, layer_output
+
+    rng = np.random.default_rng(8)
+    w = rng.standard_normal((8, 1, 3, 3)).astype(np.float32)
+    scale = rng.uniform(0.5, 1.5, (1, 8, 1, 1)).astype(np.float32)
+    shift = rng.uniform(-0.5, 0.5, (1, 8, 1, 1)).astype(np.float32)
+    nodes = [helper.make_node("Conv", ["x", "w"], ["c"], name="dw", group=8, pads=[1] * 4),
+             helper.make_node("Mul", ["c", "s"], ["m"], name="bn_mul"),
+             helper.make_node("Add", ["m", "t"], ["a"], name="bn_add"),
+             helper.make_node("Relu", ["a"], ["y"], name="relu")]
+    graph = helper.make_graph(
+        nodes, "dw", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 8, 6, 6])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+        [numpy_helper.from_array(a, n) for a, n in ((w, "w"), (scale, "s"), (shift, "t"))])
+    proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model = model_from_onnx(proto)
+    assert [op.kind for op in model.ops()] == ["input", "conv2d", "elementwise"]
+    assert model.op("dw").bias and model.params() == 8 * 9 + 8
+    own = layer_weights(model, "dw")
+    np.testing.assert_allclose(own.weight, w * scale.reshape(8, 1, 1, 1), rtol=1e-6)
+    np.testing.assert_allclose(own.bias, shift.ravel(), rtol=1e-6)
+    x = rng.standard_normal((1, 8, 6, 6)).astype(np.float32)
+    got = layer_output(model, "dw", layer_inputs(proto, model, ["dw"], x)["dw"],
+                       own.weight, own.bias)
+    np.testing.assert_allclose(np.maximum(got, 0), _ort(proto, x).reshape(got.shape),
+                               rtol=1e-4, atol=1e-5)
+    # a masked copy scales the file's own weight, not the merged one, by the mask
+    kept = {"dw": np.where(np.abs(own.weight) > 0.5, own.weight, 0)}
+    masked = {t.name: numpy_helper.to_array(t) for t in masked_proto(proto, model, kept)
+              .graph.initializer}
+    np.testing.assert_array_equal(masked["w.masked"], np.where(np.abs(own.weight) > 0.5, w, 0))

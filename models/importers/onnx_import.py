@@ -15,7 +15,7 @@ import numpy as np
 
 from models.errors import UserError
 from models.importers import onnx_fold, onnx_ops, onnx_patterns
-from models.ir import Dense, GraphBuilder, Input, Model, TensorSpec
+from models.ir import Conv2d, Dense, GraphBuilder, Input, Model, TensorSpec
 
 
 def load_onnx(path: str, input_size: int | None = None) -> Model:
@@ -53,8 +53,9 @@ class _Context:
         self.specs: dict[str, TensorSpec] = {}          # IR name -> output spec
         self.weights: dict[str, dict] = {}
         self.produced: dict[str, str] = {}              # ONNX tensor -> IR op name
-        self.pending_pads: dict[str, tuple[str, tuple[int, int]]] = {}
+        self.pending_pads: dict[str, tuple[str, tuple[int, int, int, int]]] = {}
         self.readers: Counter = Counter()               # IR name -> IR consumers
+        self.merged_reads: Counter = Counter()          # ONNX tensor -> reads merged away
         self.used_names: set[str] = set()
         self.index = 0
 
@@ -152,25 +153,56 @@ class _Context:
         else:
             self.produced[node.output[0]] = self.produced[tensor]
 
-    def pad(self, node, tensor: str, pads: tuple[int, int]) -> None:
+    def pad(self, node, tensor: str, pads: tuple[int, int, int, int]) -> None:
+        """Holds back a zero pad (top, left, bottom, right) for the Conv that reads it."""
         source, extra = self.take_pad(tensor)
-        self.pending_pads[node.output[0]] = (source, (extra[0] + pads[0], extra[1] + pads[1]))
+        self.pending_pads[node.output[0]] = (source, tuple(a + b for a, b in zip(extra, pads)))
 
-    def take_pad(self, tensor: str) -> tuple[str, tuple[int, int]]:
-        return self.pending_pads.get(tensor, (tensor, (0, 0)))
+    def take_pad(self, tensor: str) -> tuple[str, tuple[int, int, int, int]]:
+        return self.pending_pads.get(tensor, (tensor, (0, 0, 0, 0)))
 
-    def merge_bias(self, tensor: str, value: np.ndarray, node) -> bool:
-        """Folds Add(bias) into the bias-less Dense that alone reads into it."""
+    def _per_output(self, op, value: np.ndarray) -> np.ndarray | None:
+        """Returns ``value`` as one number per output channel of ``op`` when it broadcasts
+        over the op's output that way (a bias or a scale), else None."""
+        value = np.asarray(value)
+        if isinstance(op, Dense):
+            width = op.out_features
+            ok = value.size in (1, width) and (value.ndim == 0 or value.shape[-1] in (1, width))
+        else:
+            width = op.out_channels
+            ok = value.size in (1, width) and (
+                value.ndim == 0 or value.size == 1 or
+                (value.ndim >= 3 and value.shape[-3] == width and value.shape[-2:] == (1, 1)))
+        return np.broadcast_to(value.reshape(-1), (width,)).astype(np.float64) if ok else None
+
+    def merge_affine(self, tensor: str, value: np.ndarray, node) -> bool:
+        """Folds Add(bias) or Mul(scale) by a per-channel constant into the Conv or Dense
+        whose output it alone reads (MatMul + Add; tf2onnx's batch norm after a
+        depthwise conv as Mul + Add): the layer's own weights then carry it."""
         producer = self.produced.get(tensor)
         op = self.ops.get(producer)
-        if not isinstance(op, Dense) or op.bias or self.folded.used.get(tensor, 0) != 1 \
-                or value.size not in (1, op.out_features) \
-                or (value.ndim and value.shape[-1] not in (1, op.out_features)):
+        if not isinstance(op, (Dense, Conv2d)) or producer not in self.weights:
             return False
-        self.ops[producer] = onnx_ops.replace_bias(op)
-        entry = self.weights.setdefault(producer, {})
-        entry["bias"] = np.broadcast_to(value.reshape(-1), (op.out_features,)).astype(np.float32)
+        readers = sum(self.folded.used.get(name, 0) - self.merged_reads[name]
+                      for name, source in self.produced.items() if source == producer)
+        per_output = self._per_output(op, value)
+        if readers != 1 or self.readers[producer] or per_output is None:
+            return False
+        entry = self.weights[producer]
+        if node.op_type == "Add":
+            base = entry.get("bias", np.zeros(per_output.size))
+            entry["bias"] = (np.asarray(base, np.float64) + per_output).astype(np.float32)
+            if not op.bias:
+                self.ops[producer] = onnx_ops.replace_bias(op)
+        else:
+            weight = np.asarray(entry["weight"], np.float64)
+            entry["weight"] = (weight * per_output.reshape((-1,) + (1,) * (weight.ndim - 1))
+                               ).astype(np.float32)
+            if "bias" in entry:
+                entry["bias"] = (np.asarray(entry["bias"], np.float64) * per_output
+                                 ).astype(np.float32)
         self.produced[node.output[0]] = producer
+        self.merged_reads[tensor] += 1
         return True
 
     def build(self) -> Model:

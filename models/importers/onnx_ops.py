@@ -70,9 +70,25 @@ def _ints(values, count: int, default: int, what: str, where: str) -> tuple[int,
 # ---------------------------------------------------------------- windows
 
 
+def _symmetric_equivalent(size: int, kernel: int, stride: int, begin: int, end: int,
+                          ) -> int | None:
+    """Returns a symmetric pad giving the output size of pads (begin, end), if one does:
+    TF's 'same' on a stride-2 layer pads (0, 1), which gives the size of (1, 1)."""
+    out = (size + begin + end - kernel) // stride + 1
+    for pad in sorted({(begin + end) // 2, -(-(begin + end) // 2)}):
+        if (size + 2 * pad - kernel) // stride + 1 == out:
+            return pad
+    return None
+
+
 def _window(ctx, node, attrs: dict, kernel: tuple[int, int], x: str, where: str,
-            extra_pads=(0, 0)) -> tuple[tuple[int, int], tuple[int, int]]:
-    """Returns (strides, symmetric pads) of a 2-D Conv or pool node."""
+            extra_pads=(0, 0, 0, 0)):
+    """Returns (strides, symmetric pads, exact pads (top, left, bottom, right)) of a 2-D
+    Conv or pool node, ``extra_pads`` (a Pad node's before it) included.
+
+    The IR pads one size per axis. Asymmetric pads are taken when a symmetric pad gives
+    the same output size (shapes and MACs are then exact; the values are shifted by a
+    pixel, so the exact pads are kept for whatever computes values)."""
     shape = ctx.shape(x)
     if len(shape) != 4:
         raise UserError(f"expects an NCHW input, got {shape}", field=where,
@@ -84,22 +100,28 @@ def _window(ctx, node, attrs: dict, kernel: tuple[int, int], x: str, where: str,
     strides = _ints(attrs.get("strides"), 2, 1, "strides", where)
     auto_pad = attrs.get("auto_pad", "NOTSET")
     if auto_pad in ("SAME_UPPER", "SAME_LOWER"):
-        pads = []
+        begin, end = [], []
         for axis in range(2):
             size = shape[2 + axis]
             total = max((math.ceil(size / strides[axis]) - 1) * strides[axis] + kernel[axis]
                         - size, 0)
-            if total % 2:
-                raise UserError(f"auto_pad {auto_pad} needs asymmetric padding ({total} "
-                                f"pixels on axis {2 + axis})", field=where,
-                                fix="export with explicit, symmetric pads")
-            pads.append(total // 2)
-        return strides, (pads[0] + extra_pads[0], pads[1] + extra_pads[1])
-    pads = (0, 0, 0, 0) if auto_pad == "VALID" else _ints(attrs.get("pads"), 4, 0, "pads", where)
-    if pads[:2] != pads[2:]:
+            low = total // 2 if auto_pad == "SAME_UPPER" else total - total // 2
+            begin.append(low)
+            end.append(total - low)
+        pads = (*begin, *end)
+    else:
+        pads = (0, 0, 0, 0) if auto_pad == "VALID" else \
+            _ints(attrs.get("pads"), 4, 0, "pads", where)
+    exact = tuple(int(a + b) for a, b in zip(pads, extra_pads))
+    if exact[:2] == exact[2:]:
+        return strides, (exact[0], exact[1]), exact
+    symmetric = [_symmetric_equivalent(shape[2 + axis], kernel[axis], strides[axis],
+                                       exact[axis], exact[2 + axis]) for axis in range(2)]
+    if None in symmetric:
         raise UserError(f"asymmetric padding {list(pads)}", field=where,
-                        fix="pad symmetrically (the IR's padding is one size per axis)")
-    return strides, (pads[0] + extra_pads[0], pads[1] + extra_pads[1])
+                        fix="pad symmetrically (the IR's padding is one size per axis, and "
+                            "no symmetric pad gives this output size)")
+    return strides, tuple(symmetric), exact
 
 
 def _const(ctx, node, position: int, ndim: int | None, what: str, where: str) -> np.ndarray:
@@ -123,11 +145,13 @@ def _optional_const(ctx, node, position: int):
 # ---------------------------------------------------------------- handlers
 
 
-def _source(node, position: int, transposed: bool, scale: float) -> dict:
+def _source(ctx, node, position: int, transposed: bool, scale: float) -> dict:
     """Where a weight came from, so that models.weights can write a masked copy back:
-    the node (by its first output, unique in the graph), which input, and how the IR
-    weight (out, in, ...) relates to it (IR = scale * value, transposed or not)."""
+    the node (by its first output, unique in the graph), which input, its value as the
+    file holds it, and how the IR weight (out, in, ...) relates to it (IR = scale *
+    value, transposed or not, before any per-channel Mul the importer merged in)."""
     return {"node_output": node.output[0], "input": position, "tensor": node.input[position],
+            "value": np.asarray(ctx.constants[node.input[position]]),
             "transposed": bool(transposed), "scale": float(scale)}
 
 
@@ -147,11 +171,15 @@ def conv(ctx, node, attrs, where):
         raise UserError(f"kernel_shape {list(kernel)} differs from the weight's "
                         f"{[kernel_h, kernel_w]}", field=where, fix="export the model again")
     x, extra = ctx.take_pad(x)
-    strides, pads = _window(ctx, node, attrs, (kernel_h, kernel_w), x, where, extra)
+    strides, pads, exact = _window(ctx, node, attrs, (kernel_h, kernel_w), x, where, extra)
     groups = int(attrs.get("group", 1))
     op = Conv2d(ctx.name(node), cin_per_group * groups, cout, (kernel_h, kernel_w), strides, pads,
                 groups, bias=bias is not None)
-    weights = {"weight": weight.astype(np.float32), "onnx": _source(node, 1, False, 1.0)}
+    weights = {"weight": weight.astype(np.float32), "onnx": _source(ctx, node, 1, False, 1.0)}
+    # what ONNX Runtime's input to this node needs (a Pad node before it ran already)
+    weights["onnx"]["node_pads"] = tuple(a - b for a, b in zip(exact, extra))
+    if exact[:2] != exact[2:]:
+        weights["onnx"]["asymmetric_pads"] = exact
     if bias is not None:
         weights["bias"] = bias.astype(np.float32).reshape(-1)
     ctx.emit(node, op, [x], weights)
@@ -173,7 +201,8 @@ def gemm(ctx, node, attrs, where):
         raise UserError("the Gemm C operand is not a constant", field=where,
                         fix="export with the bias as an initializer")
     weights = {"weight": weight.astype(np.float32),
-               "onnx": _source(node, 1, not attrs.get("transB", 0), float(attrs.get("alpha", 1.0)))}
+               "onnx": _source(ctx, node, 1, not attrs.get("transB", 0),
+                                 float(attrs.get("alpha", 1.0)))}
     if c is not None:
         if c.size not in (1, out_features):
             raise UserError(f"Gemm bias {list(c.shape)} is not one value per output",
@@ -203,7 +232,7 @@ def matmul(ctx, node, attrs, where):
                             field=where, fix="the IR's dense layer takes a (K, N) weight")
         in_features, out_features = weight.shape
         ctx.emit(node, Dense(ctx.name(node), int(in_features), int(out_features), bias=False),
-                 [x], {"weight": weight.T.astype(np.float32), "onnx": _source(node, 1, True, 1.0)})
+                 [x], {"weight": weight.T.astype(np.float32), "onnx": _source(ctx, node, 1, True, 1.0)})
         return
     y = ctx.activation(node, 1, where)
     if len(ctx.shape(y)) < 2:
@@ -227,7 +256,7 @@ def binary(ctx, node, attrs, where):
             raise UserError(f"{node.op_type} of {list(x_shape)} with a constant of "
                             f"{list(value.shape)} changes the shape", field=where,
                             fix="the IR keeps a constant operand only as a bias or scale")
-        if node.op_type == "Add" and ctx.merge_bias(x, value, node):
+        if node.op_type in ("Add", "Mul") and ctx.merge_affine(x, value, node):
             return
         if node.op_type in ("Sub", "Div") and names[0] != x:
             raise UserError(f"{node.op_type} of a constant by an activation", field=where,
@@ -330,14 +359,15 @@ def clip(ctx, node, attrs, where):
 def pool(ctx, node, attrs, where):
     x = ctx.activation(node, 0, where)
     kernel = _ints(_require(attrs, "kernel_shape", where), 2, 1, "kernel_shape", where)
-    strides, pads = _window(ctx, node, attrs, kernel, x, where)
+    strides, pads, exact = _window(ctx, node, attrs, kernel, x, where)
     shape = ctx.shape(x)
     if attrs.get("ceil_mode", 0) and any(
             (shape[2 + a] + 2 * pads[a] - kernel[a]) % strides[a] for a in range(2)):
         raise UserError("ceil_mode changes the output size", field=where,
                         fix="export with ceil_mode=0 or pad the input")
     mode = "max" if node.op_type == "MaxPool" else "avg"
-    ctx.emit(node, Pool2d(ctx.name(node), mode, kernel, strides, pads), [x])
+    ctx.emit(node, Pool2d(ctx.name(node), mode, kernel, strides, pads), [x],
+             {"onnx": {"asymmetric_pads": exact}} if exact[:2] != exact[2:] else None)
 
 
 def global_pool(ctx, node, attrs, where):
@@ -490,11 +520,11 @@ def pad(ctx, node, attrs, where):
         pads = full
     pads = [int(p) for p in pads]
     if attrs.get("mode", "constant") != "constant" or value != 0.0 or rank != 4 or \
-            pads[:2] != [0, 0] or pads[4:6] != [0, 0] or pads[2:4] != pads[6:8]:
+            pads[:2] != [0, 0] or pads[4:6] != [0, 0] or min(pads) < 0:
         raise UserError(f"Pad {pads} (mode {attrs.get('mode', 'constant')}, value {value})",
-                        field=where, fix="the IR pads only symmetric zeros on H, W inside "
-                                         "the convolution that follows")
-    ctx.pad(node, x, (pads[2], pads[3]))
+                        field=where, fix="the IR pads only zeros on H, W inside the "
+                                         "convolution that follows")
+    ctx.pad(node, x, (pads[2], pads[3], pads[6], pads[7]))
 
 
 def passthrough(ctx, node, attrs, where):
@@ -520,5 +550,5 @@ HANDLERS: dict[str, Callable] = {
 SUPPORTED = frozenset(HANDLERS) | {"Constant", "Erf"}   # Erf: inside a GELU only
 
 
-def replace_bias(op: Dense) -> Dense:
+def replace_bias(op):
     return dataclasses.replace(op, bias=True)
