@@ -11,6 +11,7 @@ import collections
 import contextlib
 import copy
 import json
+import resource
 import signal
 from typing import Any, Iterator
 
@@ -121,6 +122,31 @@ def time_limit(seconds: int = TIME_LIMIT_S) -> Iterator[None]:
         signal.signal(signal.SIGALRM, previous)
 
 
+# Memory the CLI may add while it reads one input: a refusal must come before it allocates
+# for a huge input, and a fuzz run must not take a shared machine down when one does not.
+MEMORY_HEADROOM_BYTES = 4 * 1024 ** 3
+
+
+def _virtual_bytes() -> int:
+    with open("/proc/self/statm") as stream:
+        return int(stream.read().split()[0]) * resource.getpagesize()
+
+
+@contextlib.contextmanager
+def memory_limit(headroom: int = MEMORY_HEADROOM_BYTES) -> Iterator[None]:
+    """Caps this process's address space at its current size plus ``headroom`` (RLIMIT_AS):
+    an allocation beyond it fails (MemoryError, std::bad_alloc) instead of swapping."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+    cap = _virtual_bytes() + headroom
+    if hard != resource.RLIM_INFINITY:
+        cap = min(cap, hard)
+    resource.setrlimit(resource.RLIMIT_AS, (cap, hard))
+    try:
+        yield
+    finally:
+        resource.setrlimit(resource.RLIMIT_AS, (soft, hard))
+
+
 def _strict(name: str):
     raise AssertionError(f"stdout JSON holds {name}")
 
@@ -150,7 +176,7 @@ def check_contract(argv: list[str], capsys, *, names: str | None, outcomes: Outc
     ``names``: the text (a file path) that a refusal must mention; None when the command's
     refusals may name something else (a flag)."""
     capsys.readouterr()
-    with time_limit():
+    with time_limit(), memory_limit():
         code = main(argv)      # anything but a UserError propagates: a traceback fails the test
     out, err = capsys.readouterr()
     lines = [line for line in err.splitlines() if line.strip()]
