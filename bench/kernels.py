@@ -92,7 +92,7 @@ def tuned_params(tuning_dir: Path | None, target, pattern: str, shape: tuple[int
 
 def run_pattern(pattern: str, w: np.ndarray, x: np.ndarray, target, workdir: Path, repeats: int,
                 tuning_dir: Path | None = None, flavour: str | None = None):
-    """Returns the LayerResult of the sparse kernel for ``pattern`` (the tuning log's best
+    """Returns the KernelRun of the sparse kernel for ``pattern`` (the tuning log's best
     schedule when there is one, else the default tile)."""
     masked = masked_weights(w, pattern)
     if pattern.startswith("block"):

@@ -26,8 +26,8 @@ from models.ir import Conv2d
 from targets.cpu import CpuTarget
 
 @dataclass(frozen=True)
-class LayerResult:
-    """One layer run: the kernel's name, its timed runs, and its error against numpy."""
+class KernelRun:
+    """One kernel run on a target: the kernel's name, its timed runs, its error against numpy."""
     kernel: str
     target: str
     times_s: tuple[float, ...]
@@ -78,7 +78,7 @@ def default_spmm(target: str | CpuTarget, nr: int = 1, kb: int = 1,
 
 def run_nmgemm_layer(w: np.ndarray, x: np.ndarray, bias: np.ndarray | None, params: NmGemmParams,
                      target: str | CpuTarget, workdir: Path, repeats: int = 5, warmup: int = 1
-                     ) -> LayerResult:
+                     ) -> KernelRun:
     """Packs the masked ``w`` (cout x k), builds the kernel for ``target``, runs it on ``x``
     (k x p) ``repeats`` times, and checks its output against numpy."""
     workdir = Path(workdir)
@@ -93,13 +93,13 @@ def run_nmgemm_layer(w: np.ndarray, x: np.ndarray, bias: np.ndarray | None, para
     result = kernel_build.run(executable, target, cases, repeats=repeats, warmup=warmup)
     y = kernel_build.read_output(cases, "layer", "y", (w.shape[0], x.shape[1]))
     reference = apply_activation(w @ x + (0 if bias is None else bias[:, None]), params.act)
-    return LayerResult(kernel.name, kernel_build.as_target(target).name, tuple(result.times_s),
+    return KernelRun(kernel.name, kernel_build.as_target(target).name, tuple(result.times_s),
                        float(np.abs(y - reference).max()))
 
 
 def run_spmm_layer(w: np.ndarray, x: np.ndarray, bias: np.ndarray | None, params: SpmmParams,
                    target: str | CpuTarget, workdir: Path, repeats: int = 5, warmup: int = 1
-                   ) -> LayerResult:
+                   ) -> KernelRun:
     """The block-sparse (XNNPACK-style) counterpart of ``run_nmgemm_layer``."""
     workdir = Path(workdir)
     kernel = render_spmm(params)
@@ -114,13 +114,13 @@ def run_spmm_layer(w: np.ndarray, x: np.ndarray, bias: np.ndarray | None, params
     result = kernel_build.run(executable, target, cases, repeats=repeats, warmup=warmup)
     y = kernel_build.read_output(cases, "layer", "y", (w.shape[0], x.shape[1]))
     reference = apply_activation(w @ x + (0 if bias is None else bias[:, None]), params.act)
-    return LayerResult(kernel.name, kernel_build.as_target(target).name, tuple(result.times_s),
+    return KernelRun(kernel.name, kernel_build.as_target(target).name, tuple(result.times_s),
                        float(np.abs(y - reference).max()))
 
 
 def run_dwconv_layer(w: np.ndarray, x: np.ndarray, bias: np.ndarray | None, params: DwconvParams,
                      pad: int, target: str | CpuTarget, workdir: Path, repeats: int = 5,
-                     warmup: int = 1) -> LayerResult:
+                     warmup: int = 1) -> KernelRun:
     """Builds the depthwise kernel for ``target``, runs it on ``x`` (c x h x w) with weights
     ``w`` (c x k x k) ``repeats`` times, and checks its output against numpy."""
     workdir = Path(workdir)
@@ -136,5 +136,5 @@ def run_dwconv_layer(w: np.ndarray, x: np.ndarray, bias: np.ndarray | None, para
     conv = Conv2d("dw", channels, channels, params.k, stride=params.stride, padding=pad, groups=channels)
     reference = reference_conv(w.reshape(channels, 1, params.k, params.k), bias, x, conv, params.act)
     y = kernel_build.read_output(cases, "layer", "y", reference.shape)
-    return LayerResult(kernel.name, kernel_build.as_target(target).name, tuple(result.times_s),
+    return KernelRun(kernel.name, kernel_build.as_target(target).name, tuple(result.times_s),
                        float(np.abs(y - reference).max()))

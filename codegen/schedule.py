@@ -391,7 +391,7 @@ def parse_shape(text: str) -> tuple[int, int, int]:
     return cout, k, p
 
 
-def parse_pattern(text: str) -> tuple[int, int, int]:
+def parse_nm_rows(text: str) -> tuple[int, int, int]:
     """Returns (n, m, share) of "N:M" or "N:M/rowsR"."""
     spec, _, rows = text.partition("/rows")
     try:
@@ -417,7 +417,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
     try:
-        ops = [SparseOp(*parse_shape(shape), *parse_pattern(pattern))
+        ops = [SparseOp(*parse_shape(shape), *parse_nm_rows(pattern))
                for shape in args.shape for pattern in args.pattern]
         log = tune(ops, args.target, args.log, budget=args.budget, flavour=args.flavour,
                    workdir=args.workdir, repeats=args.repeats, progress=not args.no_progress)

@@ -52,7 +52,7 @@ class ElementwiseWork:
 
 
 @dataclass(frozen=True)
-class LayerRecord:
+class CpuLayerTime:
     """Predicted time of one layer on one CPU target."""
     name: str
     phase: str
@@ -331,7 +331,7 @@ def _schedule_for(schedules, workload, family: str, simd: str, raw: bool = False
 
 def simulate_layer(target, workload: GemmWorkload, schedule: KernelSchedule | None, cache_dir: Path, *,
                    kernel_source: KernelSourceFn | None = None, warm_weights: bool = False,
-                   cores: int | None = None, bandwidths=None) -> LayerRecord:
+                   cores: int | None = None, bandwidths=None) -> CpuLayerTime:
     """Returns the predicted cycles of one lowered GEMM (or depthwise conv) on ``target``."""
     family = family_of(workload)
     simd = kernel_simd(target)
@@ -390,10 +390,10 @@ def _memory(target, streams, m_tiles: int, cores: int, warm_weights: bool,
 
 
 def _record(target, name, phase, compute_cycles, memory, macs, function, cost: LoopCost, iterations,
-            origin: str = "hwsim", cores: int = 1) -> LayerRecord:
+            origin: str = "hwsim", cores: int = 1) -> CpuLayerTime:
     cycles = max(compute_cycles, memory.cycles)
     peak = target.vector_lanes_f32 * target.fma_units * max(1, cores)
-    return LayerRecord(name=name, phase=phase, cycles=cycles, ms=cycles / (target.clock_mhz * 1e3),
+    return CpuLayerTime(name=name, phase=phase, cycles=cycles, ms=cycles / (target.clock_mhz * 1e3),
                        bound="compute" if compute_cycles >= memory.cycles else "memory",
                        compute_cycles=compute_cycles, memory_cycles=memory.cycles, macs=macs,
                        memory_level=memory.bottleneck, kernel=function,
@@ -404,7 +404,7 @@ def _record(target, name, phase, compute_cycles, memory, macs, function, cost: L
 
 
 def simulate_elementwise(target, work: ElementwiseWork, cache_dir: Path, *, cores: int | None = None,
-                         bandwidths=None) -> LayerRecord:
+                         bandwidths=None) -> CpuLayerTime:
     """Returns the predicted cycles of a streaming layer (add + relu over ``elements`` floats)."""
     kernel = render("elementwise", kernel_simd(target))
     cost = cost_loops(target, kernel, cache_dir)
@@ -422,8 +422,8 @@ def simulate_elementwise(target, work: ElementwiseWork, cache_dir: Path, *, core
 def simulate_cpu(target, workloads: Iterable[GemmWorkload | ElementwiseWork], schedules=None,
                  cache_dir: str | Path = ".hwsim-cache", *, kernel_source: KernelSourceFn | None = None,
                  warm_weights: bool = False, cores: int | None = None,
-                 bandwidths: memory_model.CacheBandwidths | None = None) -> list[LayerRecord]:
-    """Returns one LayerRecord per workload, in order.
+                 bandwidths: memory_model.CacheBandwidths | None = None) -> list[CpuLayerTime]:
+    """Returns one CpuLayerTime per workload, in order.
 
     ``schedules``: None (each family's default tile), one schedule for all, or a
     mapping layer name (or family name) -> schedule; a schedule is any object

@@ -1,8 +1,13 @@
 """Small C kernels the CPU model compiles when the caller brings none (codegen's are the real ones).
 
-hwsim may not import codegen, so ``simulate_cpu`` takes a ``kernel_source``
-callable from the CLI; these kernels are its default and the fixtures of the
-tests. Layout is XNNPACK's sparse-inference layout (KERNELS.md): activations
+``simulate_cpu`` takes a ``kernel_source`` callable (hwsim.cpu.codegen_source renders the
+kernel codegen.plan picks); these kernels cost what codegen has no kernel for: the streams
+of pooling / elementwise / norm layers (cpu_model.simulate_elementwise), grouped
+convolutions, attention, training BP/WU GEMMs and batch > 1 depthwise layers, and they
+are the fixtures of the cost-model tests. Costing codegen's eltwise/pool kernels instead
+would change the model's predictions for every stream layer, so they stay until those
+families carry their own cost description. Lanes come from targets.simd's record.
+Layout is XNNPACK's sparse-inference layout (KERNELS.md): activations
 CHW, so ``X`` is K x M (M = pixels, contiguous), output ``Y`` is N x M,
 weights W are N x K.
 

@@ -20,7 +20,7 @@ from models.errors import UserError
 from models.fusion import fused_ops
 from models.ir import Elementwise, Norm, Pool2d
 from models.lowering import GemmWorkload, lower
-from hwsim.cpu.cpu_model import ElementwiseWork, LayerRecord, simulate_cpu
+from hwsim.cpu.cpu_model import ElementwiseWork, CpuLayerTime, simulate_cpu
 
 STREAM_OPS = (Pool2d, Elementwise, Norm)
 # Sparsity the CPU kernels run: N:M and BDWP (n of m along K) by nmgemm, block and
@@ -73,8 +73,8 @@ def check_runnable(workloads) -> None:
 def simulate_model_on_cpu(target, model_or_workloads, *, mode: str = "infer", batch: int | None = None,
                           kernel_source=None, schedules=None, cache_dir: str | Path = ".hwsim-cache",
                           warm_weights: bool = False, cores: int | None = None,
-                          bandwidths=None) -> list[LayerRecord]:
-    """Returns one LayerRecord per layer (GEMMs and stream ops) of a Model or a workload list."""
+                          bandwidths=None) -> list[CpuLayerTime]:
+    """Returns one CpuLayerTime per layer (GEMMs and stream ops) of a Model or a workload list."""
     workloads = (model_workloads(model_or_workloads, mode, batch)
                  if hasattr(model_or_workloads, "ops") else list(model_or_workloads))
     check_runnable(workloads)
@@ -82,7 +82,7 @@ def simulate_model_on_cpu(target, model_or_workloads, *, mode: str = "infer", ba
                         warm_weights=warm_weights, cores=cores, bandwidths=bandwidths)
 
 
-def layer_row(record: LayerRecord, work=None) -> dict:
+def layer_row(record: CpuLayerTime, work=None) -> dict:
     """Returns one layer in summary.json's shape (accelerator field names where they apply)."""
     gemm = work if isinstance(work, GemmWorkload) else None
     stall = max(0.0, record.cycles - record.compute_cycles)
@@ -97,7 +97,7 @@ def layer_row(record: LayerRecord, work=None) -> dict:
             "mca_core": record.mca_core, "mca_model": record.mca_model}
 
 
-def summary_dict(target, records: list[LayerRecord], *, model: str, sparsity: str = "dense",
+def summary_dict(target, records: list[CpuLayerTime], *, model: str, sparsity: str = "dense",
                  mode: str = "infer", batch: int = 1, workloads=None) -> dict:
     """Returns the summary.json document of a CPU run (the accelerator's fields; energy null)."""
     from hwsim import __version__
@@ -119,7 +119,7 @@ def summary_dict(target, records: list[LayerRecord], *, model: str, sparsity: st
             "layers": [layer_row(record, work) for record, work in zip(records, works)]}
 
 
-def bound_counts(records: list[LayerRecord]) -> dict:
+def bound_counts(records: list[CpuLayerTime]) -> dict:
     """Returns how many layers hit each bound ({'compute': n, 'memory': m})."""
     counts: dict[str, int] = {}
     for record in records:
