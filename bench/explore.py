@@ -367,6 +367,10 @@ def main() -> int:
     parser.add_argument("--only", default="abcd",
                         help="parts to run, e.g. 'ac' (d without b reads the front b left in --out)")
     args = parser.parse_args()
+    # The Ray instance of (a) is private and on loopback: no token auth, so the run leaves
+    # no ~/.ray/auth_token behind (Ray 2.60 creates one by default, and a later
+    # `ray start --head` then refuses drivers that do not send it).
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     out_dir = args.out or tempfile.mkdtemp(prefix="bench-explore-")
     os.makedirs(out_dir, exist_ok=True)
     print(f"bench/explore.py{' --quick' if args.quick else ''} on {platform.node()} "

@@ -182,18 +182,22 @@ def test_ray_head_front_equals_in_process(tmp_path):
         port = probe.getsockname()[1]
     space = _space_file(tmp_path)
     assert _explore(tmp_path, space, tmp_path / "inline") == 0
+    # A loopback test cluster without token auth on both sides: Ray 2.60 turns token auth
+    # on for `ray start` once any local ray.init() has left ~/.ray/auth_token, and then the
+    # subprocess driver's connection was refused (InvalidAuthToken).
+    ray_env = {**os.environ, "RAY_AUTH_MODE": "disabled"}
     subprocess.run([ray_cli, "start", "--head", "--node-ip-address", "127.0.0.1", "--port", str(port),
                     "--num-cpus", "2", "--include-dashboard=false", "--disable-usage-stats"],
-                   check=True, capture_output=True, timeout=120)
+                   check=True, capture_output=True, timeout=120, env=ray_env)
     try:
-        env = {**os.environ, "RAY_ADDRESS": f"127.0.0.1:{port}"}
+        env = {**ray_env, "RAY_ADDRESS": f"127.0.0.1:{port}"}
         done = subprocess.run(HWSIM + ["explore", "--arch", "sat", "--space", space, "--out",
                                        str(tmp_path / "ray"), "--objectives", "cycles,energy",
                                        "--no-progress", "--ray", "auto", "--workers", "2"],
                               env=env, capture_output=True, text=True, timeout=300)
         assert done.returncode == 0, done.stderr[-2000:]
     finally:
-        subprocess.run([ray_cli, "stop", "--force"], capture_output=True, timeout=120)
+        subprocess.run([ray_cli, "stop", "--force"], capture_output=True, timeout=120, env=ray_env)
     assert _front(tmp_path / "ray") == _front(tmp_path / "inline")
 
 
