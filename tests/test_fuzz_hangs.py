@@ -35,9 +35,17 @@ def outcomes():
     print("\nfuzz outcomes (tests/test_fuzz_hangs.py):\n" + counts.report())
 
 
+MEMORY_CAP_BYTES = 8 * 1024 ** 3     # a run that allocates past this fails, not the machine
+
+
+def _capped() -> None:
+    resource.setrlimit(resource.RLIMIT_AS, (MEMORY_CAP_BYTES, resource.RLIM_INFINITY))
+
+
 def _hwsim(*argv: str, timeout: float = TIMEOUT_S) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "cli", *argv], capture_output=True, text=True,
-                          timeout=timeout, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
+                          timeout=timeout, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
+                          preexec_fn=_capped)
 
 
 def _assert_contract(result: subprocess.CompletedProcess, names: str | None) -> str:
