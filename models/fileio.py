@@ -222,12 +222,9 @@ def _staging_prefix(directory: str) -> str:
     return f".tmp-{os.path.basename(directory)}-"
 
 
-def remove_dead_staging(directory: str) -> None:
-    """Removes staging folders beside ``directory`` left by a killed writer (dead pid)."""
-    parent = os.path.dirname(directory) or "."
-    prefix = _staging_prefix(directory)
+def _remove_dead(folder: str, prefix: str) -> None:
     try:
-        names = os.listdir(parent)
+        names = os.listdir(folder)
     except OSError:
         return
     for name in names:
@@ -235,7 +232,14 @@ def remove_dead_staging(directory: str) -> None:
             continue
         pid_text = name[len(prefix):].split("-", 1)[0]
         if pid_text.isdigit() and not _alive(int(pid_text)):
-            shutil.rmtree(os.path.join(parent, name), ignore_errors=True)
+            shutil.rmtree(os.path.join(folder, name), ignore_errors=True)
+
+
+def remove_dead_staging(directory: str) -> None:
+    """Removes staging folders left by a killed writer (dead pid): beside ``directory``
+    and, for in-place updates, inside it."""
+    _remove_dead(os.path.dirname(directory) or ".", _staging_prefix(directory))
+    _remove_dead(directory, _staging_prefix(directory))
 
 
 def _fsync_tree(folder: str) -> None:
@@ -251,6 +255,19 @@ def _fsync_tree(folder: str) -> None:
         os.close(descriptor)
 
 
+def _swappable(directory: str) -> bool:
+    """True when ``directory`` can be replaced whole: its parent is writable, it is not the
+    working directory (or above it), and it holds no subfolders (only files are carried)."""
+    parent = os.path.dirname(directory)
+    cwd = os.getcwd()
+    if cwd == directory or cwd.startswith(directory + os.sep) or not os.access(parent, os.W_OK):
+        return False
+    if not os.path.exists(directory):
+        return True
+    return not any(os.path.isdir(os.path.join(directory, name)) and not name.startswith(".tmp-")
+                   for name in os.listdir(directory))
+
+
 @contextlib.contextmanager
 def atomic_folder(directory: str | os.PathLike, *, replaces: tuple[str, ...] = ("*",)
                   ) -> Iterator[str]:
@@ -258,70 +275,69 @@ def atomic_folder(directory: str | os.PathLike, *, replaces: tuple[str, ...] = (
     replaces ``directory`` in one step (an atomic exchange where Linux has it).
 
     Files already in ``directory`` that no pattern of ``replaces`` matches (a user's
-    notes) are carried over (hard links). A folder that holds subfolders, or that is the
-    working directory or above it, is updated in place instead: its files matching
-    ``replaces`` are removed first and the staged files moved in one by one, the first
-    yielded name last, so no stale file survives beside a new one. A kill leaves either
-    the old set or the new one, plus at most a hidden staging folder that the next write
-    removes."""
+    notes) are carried over (hard links). A folder that cannot be swapped (it holds
+    subfolders, it is the working directory, its parent is not writable) is updated in
+    place instead, staged in a hidden folder inside it: its files matching ``replaces``
+    are removed first and the staged files moved in one by one, the first one written
+    last, so no stale file survives beside a new one and the summary a reader looks for
+    appears only with the rest. A kill leaves either the old set or the new one (in place:
+    at worst a set without its first file), plus at most a hidden staging folder that the
+    next write removes."""
     directory = os.path.abspath(str(directory))
     check_output_dir(directory)
-    parent = os.path.dirname(directory)
     try:
-        os.makedirs(parent, exist_ok=True)
+        swap = _swappable(directory)
+        os.makedirs(directory if not swap else os.path.dirname(directory), exist_ok=True)
         remove_dead_staging(directory)
-        staging = tempfile.mkdtemp(dir=parent, prefix=f"{_staging_prefix(directory)}{os.getpid()}-")
+        staging = tempfile.mkdtemp(dir=os.path.dirname(directory) if swap else directory,
+                                   prefix=f"{_staging_prefix(directory)}{os.getpid()}-")
     except OSError as error:
         raise _write_error(directory, error) from None
     try:
         yield staging
         _fsync_tree(staging)
-        _commit(staging, directory, replaces)
+        if swap:
+            _swap_in(staging, directory, replaces)
+        else:
+            _move_in(staging, directory, replaces)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
 
 
-def _commit(staging: str, directory: str, replaces: tuple[str, ...]) -> None:
-    staged = set(os.listdir(staging))
+def _replaced(name: str, staged: set[str], replaces: tuple[str, ...]) -> bool:
+    return name in staged or name.startswith(".tmp-") or any(
+        fnmatch.fnmatchcase(name, pattern) for pattern in replaces)
 
-    def replaced(name: str) -> bool:
-        return name in staged or name.startswith(".tmp-") or any(
-            fnmatch.fnmatchcase(name, pattern) for pattern in replaces)
 
+def _swap_in(staging: str, directory: str, replaces: tuple[str, ...]) -> None:
     if not os.path.exists(directory):
         os.chmod(staging, 0o777 & ~_umask())
         os.rename(staging, directory)
         return
-    existing = os.listdir(directory)
-    cwd = os.getcwd()
-    in_place = (any(os.path.isdir(os.path.join(directory, name)) for name in existing)
-                or cwd == directory or cwd.startswith(directory + os.sep))
-    if not in_place:
-        for name in existing:
-            if not replaced(name):
-                os.link(os.path.join(directory, name), os.path.join(staging, name))
-        os.chmod(staging, stat.S_IMODE(os.stat(directory).st_mode))
-        if _exchange(staging, directory):
-            return          # the old set is now at ``staging``, removed by the caller
-        old = staging + ".old"
-        os.rename(directory, old)
-        os.rename(staging, directory)
-        shutil.rmtree(old, ignore_errors=True)
-        return
-    for name in existing:
-        path = os.path.join(directory, name)
-        if replaced(name) and os.path.isfile(path):
-            os.unlink(path)
-    first = _first_written(staging)
-    for name in sorted(staged, key=lambda name: name == first):
-        os.replace(os.path.join(staging, name), os.path.join(directory, name))
+    staged = set(os.listdir(staging))
+    for name in os.listdir(directory):
+        if not _replaced(name, staged, replaces):
+            os.link(os.path.join(directory, name), os.path.join(staging, name))
+    os.chmod(staging, stat.S_IMODE(os.stat(directory).st_mode))
+    if _exchange(staging, directory):
+        return          # the old set is now at ``staging``, removed by the caller
+    old = staging + ".old"
+    os.rename(directory, old)
+    os.rename(staging, directory)
+    shutil.rmtree(old, ignore_errors=True)
 
 
-def _first_written(staging: str) -> str | None:
-    """The oldest staged file: the summary a writer writes first, moved in last."""
+def _move_in(staging: str, directory: str, replaces: tuple[str, ...]) -> None:
     names = os.listdir(staging)
-    return min(names, key=lambda name: os.stat(os.path.join(staging, name)).st_mtime_ns) \
+    staged = set(names)
+    for name in os.listdir(directory):
+        path = os.path.join(directory, name)
+        if _replaced(name, staged, replaces) and os.path.isfile(path) and not os.path.islink(path):
+            os.unlink(path)
+    first = min(names, key=lambda name: os.stat(os.path.join(staging, name)).st_mtime_ns) \
         if names else None
+    for name in sorted(names, key=lambda name: name == first):
+        os.replace(os.path.join(staging, name), os.path.join(directory, name))
 
 
 # ---------------------------------------------------------------- JSON out

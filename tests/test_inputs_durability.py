@@ -176,3 +176,25 @@ def test_json_out_is_strict():
     text = json_text({"a": float("nan"), "b": [float("inf"), 1.5], "c": {"d": -float("inf")}})
     assert json.loads(text, parse_constant=lambda name: pytest.fail(name)) == \
         {"a": None, "b": [None, 1.5], "c": {"d": None}}
+
+
+@pytest.mark.parametrize("how", ["working directory", "holds a subfolder"])
+def test_folders_that_cannot_be_swapped_are_updated_in_place(how, tmp_path, monkeypatch):
+    out = tmp_path / "here"
+    out.mkdir()
+    for name in ("summary.json", "old_plot.png", "notes.txt"):
+        (out / name).write_text("old")
+    if how == "working directory":
+        monkeypatch.chdir(out)
+    else:
+        (out / "runs").mkdir()
+    with atomic_folder(out if how != "working directory" else ".",
+                       replaces=("summary.json", "*.png")) as staging:
+        assert os.path.dirname(staging) == str(out)       # staged inside, not beside
+        write_atomic(os.path.join(staging, "summary.json"), "new")
+        write_atomic(os.path.join(staging, "new_plot.png"), "new")
+    expected = {"summary.json", "new_plot.png", "notes.txt"} | ({"runs"} if how != "working directory"
+                                                                else set())
+    assert set(os.listdir(out)) == expected
+    assert (out / "summary.json").read_text() == "new" and (out / "notes.txt").read_text() == "old"
+    assert os.getcwd() == str(out) or how != "working directory"
