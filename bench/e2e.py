@@ -133,6 +133,8 @@ def codegen_times(directory: Path, label: str, target, runner: str | None, threa
     repeat summed); every layer is checked against numpy on the way (run_build)."""
     manifest = json.loads((directory / "manifest.json").read_text())
     os.environ["OMP_NUM_THREADS"] = str(threads)
+    # idle OpenMP workers sleep, as `hwsim run` has them (codegen.dense_baseline.measure_build)
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     runs = run_build(directory, manifest, label, target, runner, repeats, 1, 1800.0, progress=False)
     worst = max(run.relative_error for run in runs)
     if not worst <= 1e-3:
