@@ -463,10 +463,6 @@ def test_onnx_hostile_graphs(content, small_onnx, capsys, outcomes, tmp_path):
                    outcomes=outcomes, kind="onnx graph")
 
 
-@pytest.mark.xfail(strict=False, reason="issue 14's importer runs onnx shape inference before it "
-                   "refuses ops it does not model: a Loop without its body graph makes "
-                   "onnx.shape_inference allocate until the memory cap of the fuzz harness "
-                   "(unbounded on a real run); it should be refused by name first")
 def test_onnx_loop_without_body_is_refused_by_name(small_onnx, capsys, tmp_path):
     from onnx import TensorProto, helper
 

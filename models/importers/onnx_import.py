@@ -225,8 +225,19 @@ def _unsupported(nodes) -> UserError | None:
                          + ", ".join(sorted(onnx_ops.HANDLERS)))
 
 
+def _has_subgraph(node) -> bool:
+    """Loop / If / Scan carry graphs: never folded, never modelled, and onnx's shape
+    inference can run away on a malformed one, so they are refused before folding."""
+    from onnx import AttributeProto
+    return node.op_type in ("Loop", "If", "Scan") or any(
+        attr.type in (AttributeProto.GRAPH, AttributeProto.GRAPHS) for attr in node.attribute)
+
+
 def model_from_onnx(proto, input_size: int | None = None) -> Model:
     """Returns the IR of an in-memory ``onnx.ModelProto``."""
+    error = _unsupported([node for node in proto.graph.node if _has_subgraph(node)])
+    if error is not None:
+        raise error
     folded = onnx_fold.fold(proto, input_size=input_size)
     nodes, _ = onnx_patterns.fuse(folded.nodes, folded.constants, folded.used)
     error = _unsupported(nodes)
