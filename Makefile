@@ -38,7 +38,7 @@ run: setup
 	$(BIN)/hwsim simulate --arch targets/accelerators/sat.yaml --out reports/default
 
 test: setup $(TEST_DEPS)
-	$(BIN)/python -m pytest -q -n $(PYTEST_WORKERS) -m "not phone"
+	$(BIN)/python -m pytest -q -rs -n $(PYTEST_WORKERS) -m "not phone"
 
 # The adb runner on a real phone (USB debugging on, `adb devices` lists it).
 test-phone: setup
