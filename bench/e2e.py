@@ -36,6 +36,7 @@ sys.path.insert(0, str(ROOT))
 
 from codegen.model_build import build_model, run_build  # noqa: E402
 from models.fileio import write_atomic  # noqa: E402
+from targets.engines.blas import time_calls  # noqa: E402
 from models.ir import Conv2d, Dense, Elementwise, Input, Norm, Pool2d, Reshape  # noqa: E402
 from models.loading import load  # noqa: E402
 from models.patterns import parse_pattern  # noqa: E402
@@ -118,15 +119,6 @@ def tfjs_layers(model) -> dict:
 # ---------------------------------------------------------------- timing pieces
 
 
-def timed(call, repeats: int) -> list[float]:
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        call()
-        times.append(time.perf_counter() - start)
-    return times
-
-
 def codegen_times(directory: Path, label: str, target, runner: str | None, threads: int,
                   repeats: int) -> list[float]:
     """Returns whole-model seconds of one build, one per repeat (the layers' times in that
@@ -194,7 +186,7 @@ def bench_model(name: str, sparsities: tuple[str, ...], threads_list: tuple[int,
         first = next(iter(builds.values()))
         for round_number in range(rounds):
             for label, call in engines.items():
-                times.setdefault(label, []).extend(timed(call, repeats))
+                times.setdefault(label, []).extend(time_calls(call, repeats, warmup=0))
             times.setdefault("codegen dense", []).extend(
                 codegen_times(first, "dense", host, "local", threads, repeats))
             for spec, directory in builds.items():

@@ -19,6 +19,7 @@ import numpy as np
 
 from codegen.render import Abi, Buffer, OutputBuffer, RenderedKernel
 from targets.cpu import CpuTarget
+from targets.engines.blas import time_calls
 
 
 @dataclass(frozen=True)
@@ -438,18 +439,7 @@ def _interleaved_baselines(blas_lib, blas_calls, blas_times, tvm_gemms, tvm_time
             tvm_times[shape] += gemm.times(repeats)
     else:
         for label, call in engine_calls.items():
-            engine_times[label] += _time(call, repeats)
-
-
-def _time(call, repeats: int) -> list[float]:
-    import time
-
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        call()
-        times.append(time.perf_counter() - start)
-    return times
+            engine_times[label] += time_calls(call, repeats, warmup=0)
 
 
 def _model_engines(manifest: dict, threads: int) -> tuple[dict, list[str]]:
