@@ -73,6 +73,8 @@ def front_yaml(space: Space, record: dict, name: str) -> str:
               f"# Workload: {space.workload.describe()} ({space.workload.mode}); "
               f"cycles {metrics['cycles']}, energy {metrics['energy_mj']:.6g} mJ"
               + (f", area {metrics['area_mm2']:.6g} mm2" if metrics.get("area_mm2") is not None else "")]
+    header += [f"# Reproduce (from the explore output folder): {command.replace(' --format json', '')}"
+               for command in simulate_commands(space, record, f"front/{name}.yaml")]
     return "\n".join(header) + "\n" + yaml.safe_dump(document, sort_keys=False)
 
 
