@@ -78,7 +78,9 @@ def run_command(args) -> int:
                                    engines=not args.no_engines, progress=sys.stderr.isatty())
     failures = [(label, record) for label, records in runs.items() for record in records
                 if not record.relative_error <= TOLERANCE]
-    emulated = runner == "qemu"
+    from targets.runners import runner_spec
+    spec = runner_spec(runner)
+    emulated = spec is not None and not spec.timing_real      # qemu: emulated times
     # a build from an .onnx file: the whole build, chained, against ONNX Runtime on the file
     from targets.engines.ort_compare import compare_build, describe
     whole = compare_build(directory, manifest, target, args.runner, timeout_s=args.timeout)

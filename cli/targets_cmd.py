@@ -64,6 +64,15 @@ def _accelerators() -> list[dict]:
     return rows
 
 
+def _runners() -> list[dict]:
+    """Returns every runner's own description (targets/runners/*.py SPEC records)."""
+    from targets.runners import RUNNER_SPECS
+
+    return [{"name": spec.spelling, "isas": list(spec.isas), "timing_real": spec.timing_real,
+             "driven_here": spec.make is not None, "in_target_files": spec.in_target_files,
+             "needs": list(spec.needs), "summary": spec.summary} for spec in RUNNER_SPECS]
+
+
 def list_targets(args) -> int:
     from targets.cpu import bundled_cpu_targets, load_cpu_target
 
@@ -73,8 +82,10 @@ def list_targets(args) -> int:
         rows.append({"name": name, "isa": target.isa, "core": target.core, "simd": target.simd,
                      "runner": target.runner, **_availability(target)})
     accelerators = _accelerators()
+    runners = _runners()
     if args.format == "json":
-        print(json.dumps({"cpus": rows, "accelerators": accelerators}, indent=1))
+        print(json.dumps({"cpus": rows, "accelerators": accelerators, "runners": runners},
+                         indent=1))
         return 0
     print(f"{'cpu target':<16} {'isa':<8} {'core':<11} {'simd':<13} {'runner':<9} "
           f"{'toolchain':<10} {'runner here'}")
@@ -89,6 +100,12 @@ def list_targets(args) -> int:
         print(f"\n{'accelerator':<20} kind")
         for row in accelerators:
             print(f"{row['name']:<20} {row['kind']}")
+    print(f"\n{'runner':<16} {'isas':<15} {'timing':<9} needs")
+    for row in runners:
+        timing = "real" if row["timing_real"] else "emulated"
+        needs = "; ".join(row["needs"]) if row["driven_here"] else "(not driven from here)"
+        print(f"{row['name']:<16} "
+              f"{','.join(row['isas']):<15} {timing:<9} {needs or '-'}")
     return 0
 
 

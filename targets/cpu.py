@@ -26,13 +26,8 @@ from targets.simd import SIMDS, simd_level
 BUNDLED_DIR = Path(__file__).parent / "cpus"
 
 ISAS = ("aarch64", "wasm32", "x86_64")
-RUNNERS = ("local", "qemu", "wasmtime", "node", "browser", "rpc", "adb")
-# Which runners can execute which ISA's programs (local runs what the host runs).
-RUNNERS_FOR_ISA = {
-    "aarch64": ("local", "qemu", "rpc", "adb"),
-    "wasm32": ("wasmtime", "node", "browser"),
-    "x86_64": ("local", "rpc"),
-}
+# Which runners a file may name, and for which ISA, each runner module says itself
+# (its SPEC, read through targets.runners.target_file_runners / runners_for_isa).
 # The triple a C compiler / llvm-mca uses for each ISA.
 LLVM_TRIPLES = {"aarch64": "aarch64-linux-gnu", "wasm32": "wasm32-wasi", "x86_64": "x86_64-linux-gnu"}
 DETECT = "detect"
@@ -213,10 +208,11 @@ def cpu_target_from_dict(raw: Any, source: str, *,
         raise check.fail("vector_bits", f"{simd} registers have {expected_bits} bits, not {vector_bits}",
                          f"set vector_bits: {expected_bits}")
 
-    runner = check.choice(raw["runner"], "runner", RUNNERS)
-    if runner not in RUNNERS_FOR_ISA[isa]:
+    from targets.runners import runners_for_isa, target_file_runners  # they import this module
+    runner = check.choice(raw["runner"], "runner", target_file_runners())
+    if runner not in runners_for_isa(isa):
         raise check.fail("runner", f"runner '{runner}' cannot run {isa} programs",
-                         f"use one of: {', '.join(RUNNERS_FOR_ISA[isa])}")
+                         f"use one of: {', '.join(runners_for_isa(isa))}")
     # A wasm engine runs on some physical core; llvm-mca models that core's ISA.
     core_isa = raw.get("core_isa", "" if isa == "wasm32" else isa)
     if core_isa:

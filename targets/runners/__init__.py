@@ -4,20 +4,71 @@
 *, timeout_s) -> RunResult``; names: local, qemu, wasmtime, node, chromium, adb, rpc://HOST:PORT.
 Programs follow the protocol in targets/runners/base.py (files in workdir, an
 ``HWSIM_TIMES [...]`` line on stdout).
+
+Each runner module describes itself in one ``SPEC`` record (``RunnerSpec``: name, ISAs,
+whether its timing is real, what it needs here); this registry, target-file validation
+(targets/cpu.py) and `hwsim targets` read those records. A new runner is one module with
+its runner class and its ``SPEC``, and one entry in ``RUNNER_SPECS``.
 """
 from __future__ import annotations
 
-import platform
+from typing import TYPE_CHECKING
 
 from models.errors import UserError, suggest
-from targets.cpu import CpuTarget
-from targets.runners.base import RunError, RunResult, Runner, parse_times
+from targets.runners import adb, chromium, local, node, qemu, rpc, wasmtime
+from targets.runners.base import RunError, RunnerSpec, RunResult, Runner, parse_times
 
-RUNNER_NAMES = ("local", "qemu", "wasmtime", "node", "chromium", "adb", "rpc://HOST:PORT")
-# platform.machine() spellings of each ISA, for "can local run this?".
-MACHINE_ISAS = {"x86_64": "x86_64", "amd64": "x86_64", "aarch64": "aarch64", "arm64": "aarch64"}
+if TYPE_CHECKING:
+    from targets.cpu import CpuTarget
 
-__all__ = ["RunError", "RunResult", "Runner", "get_runner", "parse_times", "RUNNER_NAMES"]
+# "browser" in a target file: the page runs on the device (a phone's browser), which
+# nothing here drives; chromium (below) is the browser this machine can drive.
+BROWSER = RunnerSpec(name="browser", isas=("wasm32",), timing_real=True,
+                     summary="a browser on the device (not driven from here)",
+                     refusal=("no browser is driven from here",
+                              "use runner node (V8, Chrome's engine) or wasmtime for the same .wasm"))
+
+# Every runner, in the order messages list them (target files: local, qemu, wasmtime,
+# node, browser, rpc, adb).
+RUNNER_SPECS: tuple[RunnerSpec, ...] = (local.SPEC, qemu.SPEC, wasmtime.SPEC, node.SPEC,
+                                        chromium.SPEC, BROWSER, rpc.SPEC, adb.SPEC)
+# The names get_runner drives, as a user spells them.
+RUNNER_NAMES = tuple(spec.spelling for spec in RUNNER_SPECS if spec.make is not None)
+
+__all__ = ["RunError", "RunResult", "Runner", "RunnerSpec", "get_runner", "parse_times",
+           "RUNNER_NAMES", "RUNNER_SPECS", "runner_spec", "runner_problems",
+           "target_file_runners", "runners_for_isa"]
+
+
+def runner_spec(name: str) -> RunnerSpec | None:
+    """Returns the record of runner ``name`` ('rpc://HOST:PORT' finds rpc), None when unknown."""
+    for spec in RUNNER_SPECS:
+        if name == spec.name or (spec.address and name.startswith(spec.name + "://")):
+            return spec
+    return None
+
+
+def target_file_runners() -> tuple[str, ...]:
+    """Returns the runner names a ``kind: cpu`` file may give."""
+    return tuple(spec.name for spec in RUNNER_SPECS if spec.in_target_files)
+
+
+def runners_for_isa(isa: str) -> tuple[str, ...]:
+    """Returns the runner names a target file of ``isa`` may give."""
+    return tuple(spec.name for spec in RUNNER_SPECS if spec.in_target_files and isa in spec.isas)
+
+
+def _isa_refusal(spec: RunnerSpec, target: CpuTarget) -> UserError | None:
+    """Returns why ``spec`` cannot run the target's ISA (None: it can)."""
+    wasm_only = spec.isas == ("wasm32",)
+    native_only = "wasm32" not in spec.isas
+    if wasm_only and target.isa != "wasm32" or native_only and target.isa == "wasm32":
+        return UserError(f"runner '{spec.name}' cannot run {target.isa} programs", field="runner",
+                         fix="wasm32 targets use wasmtime or node; native targets local, qemu or adb")
+    if target.isa not in spec.isas:
+        return UserError(f"the {spec.name} runner runs {' or '.join(spec.isas)} programs, not "
+                         f"{target.isa}", field="runner", fix=spec.wrong_isa_fix)
+    return None
 
 
 def get_runner(name: str | None, target: CpuTarget, **options) -> Runner:
@@ -27,87 +78,36 @@ def get_runner(name: str | None, target: CpuTarget, **options) -> Runner:
     qemu binary). UserError when the runner cannot run the target's programs.
     """
     name = name or target.runner
-    if name.startswith("rpc://"):
-        from targets.runners.rpc import RpcRunner, parse_rpc_address
-        host, port = parse_rpc_address(name)
-        return RpcRunner(target=target.name, host=host, port=port, **options)
-    if name == "rpc":
-        raise UserError("the rpc runner needs an address", field="runner",
-                        fix="write rpc://HOST:PORT, e.g. rpc://127.0.0.1:9090")
-    wasm_runners = ("wasmtime", "node", "chromium")
-    if name in wasm_runners and target.isa != "wasm32" or \
-            name not in wasm_runners and name in ("local", "qemu", "adb") and target.isa == "wasm32":
-        raise UserError(f"runner '{name}' cannot run {target.isa} programs", field="runner",
-                        fix="wasm32 targets use wasmtime or node; native targets local, qemu or adb")
-    if name == "local":
-        machine_isa = MACHINE_ISAS.get(platform.machine().lower())
-        if machine_isa != target.isa:
-            raise UserError(f"this machine ({platform.machine()}) cannot run {target.isa} programs "
-                            f"natively", field="runner",
-                            fix="use runner qemu (emulation) or adb (a phone)")
-        from targets.runners.local import LocalRunner
-        return LocalRunner(target=target.name, **options)
-    if name == "qemu":
-        if target.isa != "aarch64":
-            raise UserError(f"the qemu runner runs aarch64 programs, not {target.isa}",
-                            field="runner", fix="use runner local for the host")
-        from targets.runners.qemu import QemuRunner
-        return QemuRunner(target=target.name, **options)
-    if name == "wasmtime":
-        from targets.runners.wasmtime import WasmtimeRunner
-        return WasmtimeRunner(target=target.name, **options)
-    if name == "node":
-        from targets.runners.node import NodeRunner
-        return NodeRunner(target=target.name, **options)
-    if name == "chromium":
-        from targets.runners.chromium import ChromiumRunner
-        return ChromiumRunner(target=target.name, **options)
-    if name == "adb":
-        if target.isa != "aarch64":
-            raise UserError(f"the adb runner runs aarch64 programs, not {target.isa}", field="runner")
-        from targets.runners.adb import AdbRunner
-        return AdbRunner(target=target.name, **options)
-    if name == "browser":
-        raise UserError("no browser is driven from here", field="runner",
-                        fix="use runner node (V8, Chrome's engine) or wasmtime for the same .wasm")
-    raise UserError(f"unknown runner '{name}'", field="runner",
-                    fix=suggest(name, RUNNER_NAMES + ("browser",)))
+    spec = runner_spec(name)
+    if spec is None:
+        raise UserError(f"unknown runner '{name}'", field="runner",
+                        fix=suggest(name, RUNNER_NAMES + ("browser",)))
+    if spec.address:
+        if name == spec.name:
+            raise UserError(f"the {spec.name} runner needs an address", field="runner",
+                            fix=f"write {spec.address}, e.g. rpc://127.0.0.1:9090")
+        # An address runner reaches a remote machine: its ISA is not checked here.
+        return spec.make(target=target.name, address=name, **options)
+    if spec.make is None:
+        message, fix = spec.refusal
+        raise UserError(message, field="runner", fix=fix)
+    refusal = _isa_refusal(spec, target) or (spec.refuses(target) if spec.refuses else None)
+    if refusal is not None:
+        raise refusal
+    return spec.make(target=target.name, **options)
 
 
 def runner_problems(name: str | None, target: CpuTarget) -> list[str]:
     """Returns why runner ``name`` cannot run the target's programs here (empty when it can).
 
-    Checks what can be checked without running anything remote: the tool is on
-    PATH, node is new enough, adb lists a device. An rpc server is not contacted.
+    Checks what can be checked without running anything remote (each runner's
+    ``SPEC.problems``: the tool is on PATH, node is new enough, adb lists a device).
+    An rpc server is not contacted.
     """
-    import importlib.util
-    import shutil
-
     name = name or target.runner
     try:
         runner = get_runner(name, target)
     except UserError as error:
         return [error.one_line()]
-    if name == "qemu" and shutil.which(runner.qemu) is None:
-        return [f"'{runner.qemu}' not found (apt-get install qemu-user-static)"]
-    if name == "wasmtime" and importlib.util.find_spec("wasmtime") is None:
-        return ["the Python package wasmtime is not installed (pip install wasmtime)"]
-    if name == "node":
-        from targets.runners.node import MIN_NODE_MAJOR, node_major
-        node_path = shutil.which(runner.node)
-        if node_path is None:
-            return ["'node' not found (apt-get install nodejs)"]
-        major = node_major(node_path)
-        if major is None or major < MIN_NODE_MAJOR:
-            return [f"node {major} found, node:wasi preview1 needs >= {MIN_NODE_MAJOR}"]
-    if name == "chromium":
-        from targets.runners.chromium import chromium_problems
-        return chromium_problems(runner.chromium, runner.node)
-    if name == "adb":
-        from targets.runners.adb import adb_devices
-        adb_path = shutil.which(runner.adb)
-        if adb_path is None:
-            return ["'adb' not found (apt-get install adb)"]
-        if not adb_devices(adb_path):
-            return ["no device: adb lists no phone"]
-    return []
+    spec = runner_spec(name)
+    return spec.problems(runner) if spec.problems else []

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Sequence
 
 from models.errors import UserError
-from targets.runners.base import Completed, RunError, RunResult, finish, run_process
+from targets.runners.base import Completed, RunError, RunnerSpec, RunResult, finish, run_process
 from targets.toolchains import require_tool
 
 REMOTE_DIR = "/data/local/tmp/hwsim"
@@ -90,3 +90,20 @@ class AdbRunner:
             returncode = -(returncode - 128)
         return finish(Completed(returncode, completed.stdout, completed.stderr, completed.wall_s),
                       target=self.target, runner=self.name, program=program, check=check)
+
+
+def adb_problems(runner: AdbRunner) -> list[str]:
+    """Returns why adb cannot run here: no adb on PATH, or no phone listed."""
+    import shutil
+    adb_path = shutil.which(runner.adb)
+    if adb_path is None:
+        return ["'adb' not found (apt-get install adb)"]
+    if not adb_devices(adb_path):
+        return ["no device: adb lists no phone"]
+    return []
+
+
+SPEC = RunnerSpec(name="adb", isas=("aarch64",), timing_real=True,
+                  summary="a static aarch64 program on an Android phone over adb",
+                  needs=("adb (apt adb)", "a phone with USB debugging enabled"),
+                  make=AdbRunner, problems=adb_problems)

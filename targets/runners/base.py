@@ -15,7 +15,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol, Sequence
+from typing import Callable, Protocol, Sequence
 
 from models.errors import UserError
 
@@ -59,6 +59,40 @@ class Runner(Protocol):
 
     def run(self, executable: Path, args: Sequence[str], workdir: Path, *,
             timeout_s: float) -> RunResult: ...
+
+
+@dataclass(frozen=True)
+class RunnerSpec:
+    """What one runner module says about itself (its ``SPEC``), so that the registry
+    (targets/runners/__init__.py), target-file validation (targets/cpu.py) and
+    `hwsim targets` read one record instead of each keeping a table of runner names.
+
+    ``isas``: the ISAs whose programs it runs (the ones a target file may pair it with).
+    ``timing_real``: its measured times are the target's own (False: emulation, e.g. qemu).
+    ``needs``: what this machine must have, in words (`hwsim targets` prints them);
+    ``problems(runner)`` checks them and returns why it cannot run here (empty: it can).
+    ``make(target=NAME, **options)`` builds the runner (None: a name target files may use
+    but nothing here drives; ``refusal`` says why). ``refuses(target)`` is a check beyond
+    the ISA list (local: only the machine's own ISA) returning a UserError or None.
+    ``wrong_isa_fix``: the fix printed when a native ISA it does not run is asked for.
+    ``address``: the spelling with an address (rpc://HOST:PORT) when the name needs one."""
+    name: str
+    isas: tuple[str, ...]
+    timing_real: bool
+    summary: str
+    needs: tuple[str, ...] = ()
+    make: Callable[..., Runner] | None = None
+    problems: Callable[[Runner], list[str]] | None = None
+    refuses: Callable[..., UserError | None] | None = None
+    wrong_isa_fix: str | None = None
+    refusal: tuple[str, str] | None = None       # (message, fix) when make is None
+    in_target_files: bool = True
+    address: str | None = None
+
+    @property
+    def spelling(self) -> str:
+        """Returns the name as a user writes it (rpc://HOST:PORT for the rpc runner)."""
+        return self.address or self.name
 
 
 def parse_times(stdout: str) -> tuple[float, ...]:

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Iterator, Sequence
 
 from models.errors import UserError
-from targets.runners.base import RunResult, finish, run_process
+from targets.runners.base import RunnerSpec, RunResult, finish, run_process
 from targets.runners.node import MIN_NODE_MAJOR, node_major
 from targets.runners.wasmtime import check_wasm
 from targets.toolchains import require_tool
@@ -175,3 +175,15 @@ class ChromiumRunner:
                                     runner=self.name, program=executable.name, env=env)
         return finish(completed, target=self.target, runner=self.name, program=executable.name,
                       check=check)
+
+
+def _problems(runner: ChromiumRunner) -> list[str]:
+    return chromium_problems(runner.chromium, runner.node)
+
+
+# Target files name "browser" for a browser on the device; this one is driven from here.
+SPEC = RunnerSpec(name="chromium", isas=("wasm32",), timing_real=True,
+                  summary="a WASI .wasm in headless chromium (puppeteer-core), timed in the page",
+                  needs=("chromium (apt)", f"node >= {MIN_NODE_MAJOR}",
+                         "puppeteer-core in targets/web/node_modules"),
+                  make=ChromiumRunner, problems=_problems, in_target_files=False)

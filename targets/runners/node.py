@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Sequence
 
 from models.errors import UserError
-from targets.runners.base import RunResult, finish, run_process
+from targets.runners.base import RunnerSpec, RunResult, finish, run_process
 from targets.runners.wasmtime import check_wasm
 from targets.toolchains import require_tool
 
@@ -49,3 +49,21 @@ class NodeRunner:
                                 program=executable.name)
         return finish(completed, target=self.target, runner=self.name, program=executable.name,
                       check=check)
+
+
+def node_problems(runner: NodeRunner) -> list[str]:
+    """Returns why node cannot run here: missing, or older than node:wasi preview1 needs."""
+    import shutil
+    node_path = shutil.which(runner.node)
+    if node_path is None:
+        return ["'node' not found (apt-get install nodejs)"]
+    major = node_major(node_path)
+    if major is None or major < MIN_NODE_MAJOR:
+        return [f"node {major} found, node:wasi preview1 needs >= {MIN_NODE_MAJOR}"]
+    return []
+
+
+SPEC = RunnerSpec(name="node", isas=("wasm32",), timing_real=True,
+                  summary="a WASI .wasm under node (V8, the engine of Chrome)",
+                  needs=(f"node >= {MIN_NODE_MAJOR} (apt nodejs)",),
+                  make=NodeRunner, problems=node_problems)

@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Sequence
 
 from models.errors import UserError
-from targets.runners.base import RunResult, finish, run_process
+from targets.runners.base import RunnerSpec, RunResult, finish, run_process
 from targets.toolchains import require_tool
 
 ELF_MAGIC = b"\x7fELF"
@@ -44,3 +44,18 @@ class QemuRunner:
                                 program=executable.name)
         return finish(completed, target=self.target, runner=self.name, program=executable.name,
                       check=check)
+
+
+def qemu_problems(runner: QemuRunner) -> list[str]:
+    """Returns why qemu cannot run here: its binary is not on PATH."""
+    import shutil
+    if shutil.which(runner.qemu) is None:
+        return [f"'{runner.qemu}' not found (apt-get install qemu-user-static)"]
+    return []
+
+
+SPEC = RunnerSpec(name="qemu", isas=("aarch64",), timing_real=False,
+                  summary="a static aarch64 program under qemu-user (checks results; times are "
+                          "emulated)",
+                  needs=("qemu-aarch64-static (apt qemu-user-static)",),
+                  make=QemuRunner, problems=qemu_problems, wrong_isa_fix="use runner local for the host")

@@ -23,7 +23,8 @@ from typing import Sequence
 import numpy as np
 
 from models.errors import UserError
-from targets.runners.base import RunError, RunResult, python_module_command, run_process
+from targets.runners.base import (RunError, RunnerSpec, RunResult, python_module_command,
+                                  run_process)
 
 ADDRESS_PATTERN = re.compile(r"rpc://(?P<host>[^:/\s]+):(?P<port>\d{1,5})/?")
 # How the child tells the parent what went wrong (one stderr line each).
@@ -140,6 +141,18 @@ def _child_main(argv: list[str]) -> int:
     np.savez(partial, *results, times_s=times_s)
     partial.replace(outputs)
     return 0
+
+
+def make_rpc_runner(*, target: str, address: str, **options) -> RpcRunner:
+    """Returns the RpcRunner of an 'rpc://HOST:PORT' address (UserError when malformed)."""
+    host, port = parse_rpc_address(address)
+    return RpcRunner(target=target, host=host, port=port, **options)
+
+
+SPEC = RunnerSpec(name="rpc", isas=("aarch64", "x86_64"), timing_real=True,
+                  summary="TVM modules on a TVM RPC server (e.g. a phone's tvm_rpc app)",
+                  needs=("a TVM RPC server reachable at HOST:PORT",),
+                  make=make_rpc_runner, address="rpc://HOST:PORT")
 
 
 if __name__ == "__main__":

@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import Sequence
 
 from models.errors import UserError
-from targets.runners.base import (TRAP_MARKER, Completed, RunResult, finish, python_module_command,
-                                  run_process)
+from targets.runners.base import (TRAP_MARKER, Completed, RunnerSpec, RunResult, finish,
+                                  python_module_command, run_process)
 
 WASM_MAGIC = b"\0asm"
 
@@ -86,6 +86,20 @@ def _child_main(argv: list[str]) -> int:
         print(f"{TRAP_MARKER} {first_line}\n{error}", file=sys.stderr)
         return 70
     return 0
+
+
+def wasmtime_problems(runner: WasmtimeRunner) -> list[str]:
+    """Returns why wasmtime cannot run here: the Python package is missing."""
+    import importlib.util
+    if importlib.util.find_spec("wasmtime") is None:
+        return ["the Python package wasmtime is not installed (pip install wasmtime)"]
+    return []
+
+
+SPEC = RunnerSpec(name="wasmtime", isas=("wasm32",), timing_real=True,
+                  summary="a WASI .wasm under the wasmtime engine (PyPI), in a child Python",
+                  needs=("the Python package wasmtime",),
+                  make=WasmtimeRunner, problems=wasmtime_problems)
 
 
 if __name__ == "__main__":
