@@ -54,7 +54,71 @@ from dataclasses import dataclass
 
 import numpy as np
 
-DATAFLOWS = ("os", "ws", "is")
+
+
+# The GEMM dimensions each operand spans: A (ifmap, M x K), B (filter, K x N), C (ofmap, M x N).
+OPERAND_DIMS = {"A": ("M", "K"), "B": ("K", "N"), "C": ("M", "N")}
+
+
+@dataclass(frozen=True)
+class Dataflow:
+    """One dataflow, stated once: which GEMM dimension goes on the array's rows, on its
+    columns and through time (SCALE-Sim's topology_utils.calc_spatio_temporal_params, the
+    table in the module docstring). Everything else follows from those three:
+
+    - ``cuts``: the fold axis that cuts each operand. One that spans the temporal
+      dimension streams through the array along the axis of its other dimension ('row'
+      or 'col': re-read by every fold along the other axis); the one that does not is
+      stationary ('tile': it stays in the PEs, read, or for C written, once per fold).
+    - ``preloads``: the stationary operand is an input, loaded (``rows`` cycles) before
+      the others stream (ws, is); os keeps its outputs stationary and preloads nothing.
+
+    >>> DATAFLOW_SPECS["ws"].cuts
+    {'A': 'row', 'B': 'tile', 'C': 'col'}
+    """
+    name: str
+    spatial_rows: str          # the GEMM dimension (M, N or K) on the array rows
+    spatial_cols: str          # ... on the array columns
+    temporal: str              # ... streamed through time
+
+    @property
+    def cuts(self) -> dict[str, str]:
+        """Returns {operand: 'row' | 'col' | 'tile'}, the fold axis that cuts it."""
+        def cut(dims: tuple[str, str]) -> str:
+            if self.temporal not in dims:
+                return "tile"
+            return "row" if self.spatial_rows in dims else "col"
+        return {role: cut(dims) for role, dims in OPERAND_DIMS.items()}
+
+    @property
+    def preloads(self) -> bool:
+        return self.cuts["C"] != "tile"
+
+    def dims(self, M: int, N: int, K: int) -> tuple[int, int, int]:
+        """Returns (Sr, Sc, T): the GEMM's extents on array rows, array columns and time."""
+        extent = {"M": M, "N": N, "K": K}
+        return extent[self.spatial_rows], extent[self.spatial_cols], extent[self.temporal]
+
+    def cycles_per_fold(self, rows: int, cols: int, temporal: int) -> int:
+        """Returns one fold's cycles: T streamed, cols-1 drain, rows-1 skew (+ rows preload)."""
+        return temporal + rows + cols - 2 + (rows if self.preloads else 0)
+
+
+# The one definition of the dataflows (arch files, engine, mapper and tests read it).
+DATAFLOW_SPECS: dict[str, Dataflow] = {
+    "os": Dataflow("os", spatial_rows="M", spatial_cols="N", temporal="K"),
+    "ws": Dataflow("ws", spatial_rows="K", spatial_cols="N", temporal="M"),
+    "is": Dataflow("is", spatial_rows="K", spatial_cols="M", temporal="N"),
+}
+DATAFLOWS = tuple(DATAFLOW_SPECS)
+
+
+def dataflow_spec(name: str) -> Dataflow:
+    """Returns the record of dataflow ``name`` (ValueError when there is none)."""
+    try:
+        return DATAFLOW_SPECS[name]
+    except KeyError:
+        raise ValueError(f"unknown dataflow {name!r}; expected one of {DATAFLOWS}") from None
 
 
 @dataclass(frozen=True)
@@ -129,16 +193,11 @@ class FoldPlan:
         # column fold outer, row fold inner (every systolic_compute_*.py loops so)
         rows_used = np.tile(rows_used, self.col_folds)
         cols_used = np.repeat(cols_used, self.row_folds)
-        stationary = rows_used * cols_used
-        along_rows = self.temporal * rows_used
-        along_cols = self.temporal * cols_used
-        if self.dataflow == "os":
-            ifmap, filt, ofmap = along_rows, along_cols, stationary
-        elif self.dataflow == "ws":
-            ifmap, filt, ofmap = along_rows, stationary, along_cols
-        else:
-            ifmap, filt, ofmap = stationary, along_rows, along_cols
-        return FoldTraffic(rows_used, cols_used, ifmap, filt, ofmap)
+        by_cut = {"tile": rows_used * cols_used, "row": self.temporal * rows_used,
+                  "col": self.temporal * cols_used}
+        cuts = dataflow_spec(self.dataflow).cuts
+        return FoldTraffic(rows_used, cols_used, by_cut[cuts["A"]], by_cut[cuts["B"]],
+                           by_cut[cuts["C"]])
 
 
 def _tile_sizes(extent: int, tile: int) -> np.ndarray:
@@ -151,13 +210,7 @@ def _tile_sizes(extent: int, tile: int) -> np.ndarray:
 
 def spatio_temporal(M: int, N: int, K: int, dataflow: str) -> tuple[int, int, int]:
     """Returns (Sr, Sc, T): the GEMM dims on array rows, array cols and time."""
-    if dataflow == "os":
-        return M, N, K
-    if dataflow == "ws":
-        return K, N, M
-    if dataflow == "is":
-        return K, M, N
-    raise ValueError(f"unknown dataflow {dataflow!r}; expected one of {DATAFLOWS}")
+    return dataflow_spec(dataflow).dims(M, N, K)
 
 
 def plan_folds(M: int, N: int, K: int, rows: int, cols: int, dataflow: str) -> FoldPlan:
@@ -171,20 +224,16 @@ def plan_folds(M: int, N: int, K: int, rows: int, cols: int, dataflow: str) -> F
     for name, value in (("M", M), ("N", N), ("K", K), ("rows", rows), ("cols", cols)):
         if value < 1:
             raise ValueError(f"{name}={value} must be >= 1")
-    spatial_rows, spatial_cols, temporal = spatio_temporal(M, N, K, dataflow)
+    spec = dataflow_spec(dataflow)
+    spatial_rows, spatial_cols, temporal = spec.dims(M, N, K)
     row_folds = math.ceil(spatial_rows / rows)
     col_folds = math.ceil(spatial_cols / cols)
-    if dataflow == "os":
-        cycles_per_fold = temporal + rows + cols - 2
-    else:
-        cycles_per_fold = 2 * rows + cols + temporal - 2
+    cycles_per_fold = spec.cycles_per_fold(rows, cols, temporal)
     compute_cycles = row_folds * col_folds * cycles_per_fold - 1
-    if dataflow == "os":
-        ifmap, filt, ofmap = col_folds * M * K, row_folds * K * N, M * N
-    elif dataflow == "ws":
-        ifmap, filt, ofmap = col_folds * M * K, K * N, row_folds * M * N
-    else:
-        ifmap, filt, ofmap = M * K, col_folds * K * N, row_folds * M * N
+    # A streaming operand is re-read by every fold along the other axis (module docstring).
+    rereads = {"row": col_folds, "col": row_folds, "tile": 1}
+    ifmap, filt, ofmap = (rereads[spec.cuts[role]] * size
+                          for role, size in (("A", M * K), ("B", K * N), ("C", M * N)))
     return FoldPlan(dataflow=dataflow, rows=rows, cols=cols, M=M, N=N, K=K,
                     spatial_rows=spatial_rows, spatial_cols=spatial_cols, temporal=temporal,
                     row_folds=row_folds, col_folds=col_folds,

@@ -25,27 +25,31 @@ For every GEMM of ``models.lowering.lower`` (FF, BP, WU per layer):
 4. Energy from event counts (``hwsim.energy``).
 
 Everything is numpy over folds; one ResNet-50 training step takes well under a second.
+
+Where each part lives: the orientation (C = A.B or C^T = B^T.A^T) in
+``hwsim.orientation``, the fold plan of each dataflow in ``hwsim.dataflow``, bytes per
+fold in ``hwsim.memory``, what the N:M sparse mode costs in ``hwsim.sparse_mode``, the
+step's DRAM timeline in ``hwsim.timeline``; this module puts one GEMM's schedule
+together from them (``schedule_gemm``) and runs the step (``simulate``).
 """
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
 
 from hwsim import __version__
 from hwsim.arch import Accelerator
+from hwsim.dataflow import dataflow_spec, plan_folds
 from hwsim.energy import gemm_energy_pj
-from hwsim.memory import (Operand, default_outer, fold_axis, fold_traffic, stall_cycles,
-                          transfer_cycles)
+from hwsim.memory import Operand, default_outer, fold_axis, fold_traffic
+from hwsim.orientation import IM2COL_ROLE, Orientation, im2col_reuse, orient  # noqa: F401 (re-exported)
+from hwsim.sparse_mode import index_bytes, pregeneration_bytes, selection_costs, sparse_words
+from hwsim.timeline import local_cycles, rounded_total, step_timeline
 from models.errors import UserError
 from models.lowering import GemmWorkload
-
-# Which fold axis cuts each operand (A ifmap, B filter, C ofmap), per dataflow.
-OPERAND_CUTS = {"os": {"A": "row", "B": "col", "C": "tile"},
-                "ws": {"A": "row", "B": "tile", "C": "col"},
-                "is": {"A": "tile", "B": "row", "C": "col"}}
 
 
 def area_of(arch: Accelerator):
@@ -54,12 +58,6 @@ def area_of(arch: Accelerator):
         return None
     from hwsim.area import accelerator_area
     return accelerator_area(arch)
-
-
-def _dataflow():
-    """Returns the hwsim.dataflow module (imported late: it is owned by another module)."""
-    from hwsim import dataflow
-    return dataflow
 
 
 @dataclass(frozen=True)
@@ -233,67 +231,7 @@ class GemmSchedule:
     dram_bytes: float
     index_bytes: float
     select_groups: float
-    extra: dict = field(default_factory=dict)
     dataflow: str = ""
-
-
-def _sparse_words(arch: Accelerator, workload: GemmWorkload) -> tuple[int, float]:
-    """Returns (effective reduction K_eff, bytes per stored weight incl. its index)."""
-    if not workload.sparse:
-        return workload.K, float(arch.word_bytes)
-    n, m = workload.nm
-    return _dataflow().sparse_reduction(workload.K, n, m), arch.word_bytes + arch.index_bits / 8
-
-
-# Which operand of each phase is an im2col matrix (FF and WU read Xcol, BP writes dXcol).
-IM2COL_ROLE = {"FF": "A", "WU": "A", "BP": "C"}
-
-
-def im2col_reuse(model) -> dict[str, float]:
-    """Returns {conv layer: im2col elements per unique feature-map element}.
-
-    An im2col matrix repeats each input pixel about R*S/stride^2 times; the buffers
-    hold the feature map itself and the array's feeders expand it (as SCALE-Sim's
-    address traces do), so DRAM moves the unique elements:
-        reuse = (Ho * Wo * R * S) / (Hin * Win)
-    (below 1 for strided 1x1 convolutions, which skip pixels)."""
-    from models.ir import Conv2d
-    reuse = {}
-    for op in model.ops():
-        if isinstance(op, Conv2d):
-            _, _, height_in, width_in = model.input_specs(op.name)[0].shape
-            _, _, height_out, width_out = model.output_spec(op.name).shape
-            reuse[op.name] = (height_out * width_out * op.kernel[0] * op.kernel[1]) / (
-                height_in * width_in)
-    return reuse
-
-
-@dataclass(frozen=True)
-class Orientation:
-    """Which way a GEMM meets the array: C = A.B as lowered, or C^T = B^T.A^T (M and N swap).
-
-    ``sparse_role``: the operand holding N:M weights ('A' once transposed, else 'B').
-    ``expanded_role``: the im2col operand (A or B) when the buffers hold the raw
-    feature map instead (``reuse`` != 1); None otherwise."""
-    transposed: bool
-    M: int
-    N: int
-    sparse_role: str | None
-    expanded_role: str | None
-
-    @property
-    def name(self) -> str:
-        return "NxM" if self.transposed else "MxN"
-
-
-def orient(workload: GemmWorkload, transposed: bool, reuse: float = 1.0) -> Orientation:
-    """Returns the GEMM's orientation: its array-facing M, N and where the special operands sit."""
-    sparse_role = ("A" if transposed else "B") if workload.sparse else None
-    expanded_role = IM2COL_ROLE.get(workload.phase) if reuse != 1.0 else None
-    if transposed and expanded_role in ("A", "B"):
-        expanded_role = "B" if expanded_role == "A" else "A"
-    M, N = (workload.N, workload.M) if transposed else (workload.M, workload.N)
-    return Orientation(transposed, M, N, sparse_role, expanded_role)
 
 
 def _operands(arch: Accelerator, workload: GemmWorkload, orientation: Orientation, dataflow: str,
@@ -305,7 +243,7 @@ def _operands(arch: Accelerator, workload: GemmWorkload, orientation: Orientatio
     M_o, N_o = orientation.M, orientation.N
     shapes = {"A": M_o * workload.K, "B": workload.K * N_o, "C": M_o * N_o}
     buffers = {"A": memory.ifmap_bytes, "B": memory.filter_bytes, "C": memory.ofmap_bytes}
-    cuts = OPERAND_CUTS[dataflow]
+    cuts = dataflow_spec(dataflow).cuts
     operands = []
     index_share = 0.0
     for role in ("A", "B", "C"):
@@ -345,20 +283,6 @@ def _fold_cycles(plan, interleave: bool, reps: int, groups: int) -> np.ndarray:
     return compute
 
 
-def _selection_costs(arch: Accelerator, workload: GemmWorkload, traffic, sparse_role: str | None
-                     ) -> tuple[np.ndarray, np.ndarray]:
-    """Returns (top-n groups selected, selector cycles) per fold: the on-the-fly sparse mode's cost.
-
-    Pre-generated weights cost nothing here (they are charged once per step to WU)."""
-    select_groups = np.zeros(len(traffic.weights))
-    if sparse_role and not arch.options.pregenerate_sparse_weights:
-        # Every dense weight fetched goes through the top-n selector on its way in.
-        select_groups = traffic.loads_by_role[sparse_role] / (arch.word_bytes * workload.nm[1])
-    select_cycles = (select_groups / arch.sparsity.select_groups_per_cycle if sparse_role
-                     else select_groups)
-    return select_groups, select_cycles
-
-
 def _loop_order(arch: Accelerator, dataflow: str, row_axis, col_axis, operands, outer: str | None):
     """Returns the fold traffic in the given loop order, or (None) the engine's choice:
     SCALE-Sim's order, or with offline scheduling whichever moves fewer DRAM bytes."""
@@ -382,24 +306,27 @@ def schedule_gemm(arch: Accelerator, workload: GemmWorkload, transposed: bool,
     elements per unique feature-map element of this GEMM's im2col operand.
     ``dataflow`` None is the arch's default one."""
     dataflow = dataflow or arch.dataflow
-    K_eff, weight_bytes = _sparse_words(arch, workload)
+    # 1. orientation and sparse mode: the array-facing M, N and the reduction it costs
     orientation = orient(workload, transposed, reuse)
-    plan = _dataflow().plan_folds(orientation.M, orientation.N, K_eff, arch.array.rows,
-                                  arch.array.cols, dataflow)
+    K_eff, weight_bytes = sparse_words(arch, workload)
+    # 2. the fold plan and the bytes each fold moves, in the cheaper (or given) loop order
+    plan = plan_folds(orientation.M, orientation.N, K_eff, arch.array.rows, arch.array.cols,
+                      dataflow)
     operands, index_share = _operands(arch, workload, orientation, dataflow, K_eff, weight_bytes,
                                       reuse)
     row_axis = fold_axis(plan.spatial_rows, arch.array.rows, plan.row_folds)
     col_axis = fold_axis(plan.spatial_cols, arch.array.cols, plan.col_folds)
     traffic = _loop_order(arch, dataflow, row_axis, col_axis, operands, outer)
-    # The traffic arrays run in the chosen (outer, inner) order; fold cycles are equal
-    # across the grid except the first fold's fill, so they need no reordering.
+    # 3. per-fold compute and the sparse mode's selector; the DRAM timeline (hwsim.timeline)
+    # sets these against the transfers. The traffic arrays run in the chosen (outer, inner)
+    # order; fold cycles are equal across the grid except the first fold's fill, so they
+    # need no reordering.
     reps = len(traffic.weights)
     groups = workload.groups
     compute = _fold_cycles(plan, arch.options.interleave, reps, groups)
     sparse_role = orientation.sparse_role
-    select_groups, select_cycles = _selection_costs(arch, workload, traffic, sparse_role)
-    sparse_dram = float((traffic.loads_by_role[sparse_role] * traffic.weights).sum()) if sparse_role else 0.0
-    index_bytes = sparse_dram * index_share if arch.options.pregenerate_sparse_weights else 0.0
+    select_groups, select_cycles = selection_costs(arch, workload, traffic, sparse_role)
+    index_bytes_per_group = index_bytes(arch, traffic, sparse_role, index_share)
     return GemmSchedule(
         orientation=orientation.name, loop_order=f"{traffic.outer}-outer",
         folds=plan.row_folds * plan.col_folds * groups, weights=np.tile(traffic.weights, groups),
@@ -407,7 +334,7 @@ def schedule_gemm(arch: Accelerator, workload: GemmWorkload, transposed: bool,
         load_bytes=np.tile(traffic.load_bytes, groups), store_bytes=np.tile(traffic.store_bytes, groups),
         select_cycles=np.tile(select_cycles, groups),
         sram_bytes=traffic.sram_bytes * groups, dram_bytes=traffic.dram_bytes * groups,
-        index_bytes=index_bytes * groups,
+        index_bytes=index_bytes_per_group * groups,
         select_groups=float((select_groups * traffic.weights).sum()) * groups,
         dataflow=dataflow)
 
@@ -419,16 +346,6 @@ def shape_key(workload: GemmWorkload) -> GemmWorkload:
     return dataclasses.replace(workload, layer="")
 
 
-def _local_cycles(arch: Accelerator, schedule: GemmSchedule) -> float:
-    """Returns the GEMM's cycles when run alone (used to choose its orientation)."""
-    loads, stores = transfer_cycles(schedule.load_bytes, schedule.store_bytes,
-                                    arch.dram_bytes_per_cycle)
-    loads = np.maximum(loads, schedule.select_cycles)
-    stalls = stall_cycles(loads, stores, schedule.compute_cycles, arch.options.offline_schedule)
-    weights = np.append(schedule.weights, 1)
-    return float((schedule.compute_cycles * schedule.weights).sum() + (stalls * weights).sum())
-
-
 def best_schedule(arch: Accelerator, workload: GemmWorkload, reuse: float = 1.0) -> GemmSchedule:
     """Returns the FF orientation, or with ``interleave`` the faster of both orientations."""
     upright = schedule_gemm(arch, workload, transposed=False, reuse=reuse)
@@ -436,70 +353,10 @@ def best_schedule(arch: Accelerator, workload: GemmWorkload, reuse: float = 1.0)
         return upright
     flipped = schedule_gemm(arch, workload, transposed=True, reuse=reuse)
     # Ties (to the cycle) keep the FF orientation.
-    return min((upright, flipped), key=lambda s: round(_local_cycles(arch, s)))
-
-
-def _pregeneration_bytes(arch: Accelerator, workloads: list[GemmWorkload]
-                         ) -> dict[int, tuple[float, float, float]]:
-    """Returns {WU workload index: (load bytes, store bytes, selected groups)} of pre-generation.
-
-    Once per training step, after WU refreshes a layer's dense weights, the FF and
-    BP compressed copies are rebuilt: read the dense weights once, select top-n per
-    group along each pruning axis, write each compressed copy (values + indices)."""
-    by_layer: dict[str, list[int]] = {}
-    for index, workload in enumerate(workloads):
-        by_layer.setdefault(workload.layer, []).append(index)
-    extra = {}
-    for layer, indices in by_layer.items():
-        sparse = [workloads[i] for i in indices if workloads[i].sparse and workloads[i].phase in ("FF", "BP")]
-        updates = [i for i in indices if workloads[i].phase == "WU"]
-        if not sparse or not updates:
-            continue
-        update = workloads[updates[0]]
-        dense_weights = update.M * update.N * update.groups
-        load = dense_weights * arch.word_bytes
-        store = sum(dense_weights * w.nm[0] / w.nm[1] * (arch.word_bytes + arch.index_bits / 8)
-                    for w in sparse)
-        selected = sum(dense_weights / w.nm[1] for w in sparse)
-        extra[updates[0]] = (float(load), float(store), float(selected))
-    return extra
+    return min((upright, flipped), key=lambda s: round(local_cycles(arch, s)))
 
 
 # ---------------------------------------------------------------- a whole step
-
-
-def _rounded_total(compute_per_gemm: np.ndarray, stall_per_gemm: np.ndarray) -> int:
-    """Returns the step's cycles as the layer records will add them up."""
-    return int(np.round(compute_per_gemm).sum() + np.round(stall_per_gemm).sum())
-
-
-def _timeline(arch: Accelerator, schedules: list[GemmSchedule],
-              pregenerated: dict[int, tuple[float, float, float]]) -> tuple[np.ndarray, np.ndarray]:
-    """Returns (compute cycles, stall cycles) per GEMM of the step's one DRAM timeline."""
-    loads, stores, computes, owners, weights = [], [], [], [], []
-    for index, schedule in enumerate(schedules):
-        load_bytes, store_bytes = schedule.load_bytes, schedule.store_bytes
-        if index in pregenerated:
-            # Spread over the WU's folds: it shares the link but not the array.
-            extra_load, extra_store, _ = pregenerated[index]
-            load_bytes = load_bytes + extra_load / schedule.folds
-            store_bytes = store_bytes + extra_store / schedule.folds
-        load_cycles, store_cycles = transfer_cycles(load_bytes, store_bytes, arch.dram_bytes_per_cycle)
-        loads.append(np.maximum(load_cycles, schedule.select_cycles))
-        stores.append(store_cycles)
-        computes.append(schedule.compute_cycles)
-        owners.append(np.full(len(schedule.weights), index))
-        weights.append(schedule.weights)
-    compute_all = np.concatenate(computes)
-    stalls = stall_cycles(np.concatenate(loads), np.concatenate(stores), compute_all,
-                          arch.options.offline_schedule)
-    owner_all = np.concatenate(owners)
-    weight_all = np.concatenate(weights)
-    stall_per_gemm = np.bincount(owner_all, weights=stalls[:-1] * weight_all, minlength=len(schedules))
-    stall_per_gemm[-1] += stalls[-1]
-    compute_per_gemm = np.bincount(owner_all, weights=compute_all * weight_all,
-                                   minlength=len(schedules))
-    return compute_per_gemm, stall_per_gemm
 
 
 def simulate(arch: Accelerator, workloads: list[GemmWorkload], *, model_name: str = "model",
@@ -527,30 +384,23 @@ def simulate(arch: Accelerator, workloads: list[GemmWorkload], *, model_name: st
         return memo[key]
 
     schedules = [once(best_schedule, workload) for workload in workloads]
-    pregenerated = (_pregeneration_bytes(arch, workloads)
-                    if arch.options.pregenerate_sparse_weights and arch.sparsity else {})
+    pregenerated = pregeneration_bytes(arch, workloads)
 
     if not schedules:
         return SimResult(arch, model_name, sparsity, mode, batch, (), area=area_of(arch))
-    compute_per_gemm, stall_per_gemm = _timeline(arch, schedules, pregenerated)
+    compute_per_gemm, stall_per_gemm = step_timeline(arch, schedules, pregenerated)
     if arch.options.interleave:
         # Orientations are chosen GEMM by GEMM, but the step is one timeline in which
         # a GEMM's first load overlaps its predecessor's last fold: the offline
         # scheduler also evaluates the all-FF-orientation plan and keeps the faster.
         upright = [once(schedule_gemm, workload, transposed=False) for workload in workloads]
-        upright_compute, upright_stall = _timeline(arch, upright, pregenerated)
-        if _rounded_total(upright_compute, upright_stall) < _rounded_total(compute_per_gemm,
-                                                                           stall_per_gemm):
+        upright_compute, upright_stall = step_timeline(arch, upright, pregenerated)
+        if rounded_total(upright_compute, upright_stall) < rounded_total(compute_per_gemm,
+                                                                         stall_per_gemm):
             schedules, compute_per_gemm, stall_per_gemm = upright, upright_compute, upright_stall
 
     return result_of(arch, workloads, schedules, pregenerated, compute_per_gemm, stall_per_gemm,
                      model_name=model_name, sparsity=sparsity, mode=mode, batch=batch)
-
-
-def pregenerated_bytes(arch: Accelerator, workloads: list[GemmWorkload]) -> dict:
-    """Returns the step's pre-generation transfers ({} when weights are selected on the fly)."""
-    return (_pregeneration_bytes(arch, workloads)
-            if arch.options.pregenerate_sparse_weights and arch.sparsity else {})
 
 
 def result_of(arch: Accelerator, workloads: list[GemmWorkload], schedules: list[GemmSchedule],

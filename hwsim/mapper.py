@@ -23,8 +23,9 @@ import numpy as np
 
 from hwsim.arch import Accelerator
 from hwsim.energy import gemm_energy_pj
-from hwsim.engine import (SimResult, _local_cycles, _rounded_total, _timeline, check_supported,
-                          pregenerated_bytes, result_of, schedule_gemm, shape_key, simulate)
+from hwsim.engine import SimResult, check_supported, result_of, schedule_gemm, shape_key, simulate
+from hwsim.sparse_mode import pregeneration_bytes
+from hwsim.timeline import local_cycles, rounded_total, step_timeline
 from models.lowering import GemmWorkload
 
 OBJECTIVES = ("cycles", "energy", "edp")
@@ -82,11 +83,11 @@ def simulate_mapped(arch: Accelerator, workloads: list[GemmWorkload], *, objecti
             rows[key] = [schedule_gemm(arch, workload, transposed=transposed, outer=outer,
                                        reuse=reuse, dataflow=dataflow)
                          for transposed, dataflow, outer in options]
-            scores = [_score(objective, _local_cycles(arch, schedule),
+            scores = [_score(objective, local_cycles(arch, schedule),
                              _energy_pj(arch, workload, schedule)) for schedule in rows[key]]
             chosen_by_shape[key] = rows[key][int(np.argmin(scores))]
         table.append(rows[key])
-    pregenerated = pregenerated_bytes(arch, workloads)
+    pregenerated = pregeneration_bytes(arch, workloads)
 
     def plan_energy_pj(schedules) -> float:
         # The same per-GEMM figures, summed in the same order, as result_of's layers.
@@ -101,8 +102,8 @@ def simulate_mapped(arch: Accelerator, workloads: list[GemmWorkload], *, objecti
         return total
 
     def plan(schedules) -> tuple[float, list, np.ndarray, np.ndarray]:
-        compute, stall = _timeline(arch, schedules, pregenerated)
-        score = _score(objective, _rounded_total(compute, stall),
+        compute, stall = step_timeline(arch, schedules, pregenerated)
+        score = _score(objective, rounded_total(compute, stall),
                        plan_energy_pj(schedules) if objective != "cycles" else 0.0)
         return score, schedules, compute, stall
 
@@ -117,4 +118,4 @@ def simulate_mapped(arch: Accelerator, workloads: list[GemmWorkload], *, objecti
                      mapping=objective, **names)
 
 
-__all__ = ["OBJECTIVES", "candidates", "simulate_mapped", "_rounded_total"]
+__all__ = ["OBJECTIVES", "candidates", "simulate_mapped"]

@@ -20,6 +20,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from hwsim.dataflow import DATAFLOWS
 from models.errors import UserError
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -167,7 +168,7 @@ def _validate(layers: list, rows: int, cols: int, dataflow: str) -> None:
     kinds = {type(layer) for layer in layers}
     if len(kinds) != 1 or not kinds <= {ConvLayer, GemmLayer}:
         raise ValueError("layers must be all ConvLayer or all GemmLayer (one topology format)")
-    if dataflow not in ("os", "ws", "is"):
+    if dataflow not in DATAFLOWS:
         raise ValueError(f"unknown dataflow {dataflow!r}")
     if rows < 1 or cols < 1:
         raise ValueError(f"array {rows}x{cols} must be at least 1x1")

@@ -10,15 +10,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from hwsim.arch import load_arch
-from hwsim.dataflow import plan_folds, sparse_reduction
+from hwsim.dataflow import DATAFLOWS, plan_folds, sparse_reduction
 from hwsim.engine import best_schedule, im2col_reuse, simulate
 from hwsim.memory import stall_cycles
 from models.ir import Conv2d, Dense, Elementwise, GraphBuilder, Pool2d, Reshape
 from models.lowering import GemmWorkload, lower
 from models.patterns import BDWP
 from tests.conftest import small_cnn
-
-DATAFLOWS = ("os", "ws", "is")
 
 
 def variant(arch, *, dataflow=None, rows=None, cols=None, dram_gbps=None, sram_kb=None, **options):

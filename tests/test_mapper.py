@@ -8,7 +8,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from hwsim.arch import load_arch, with_overrides
-from hwsim.engine import _local_cycles, _timeline, pregenerated_bytes, result_of, schedule_gemm, simulate
+from hwsim.engine import result_of, schedule_gemm, simulate
+from hwsim.sparse_mode import pregeneration_bytes
+from hwsim.timeline import local_cycles, step_timeline
 from hwsim.mapper import candidates, simulate_mapped
 from models.errors import UserError
 from models.lowering import GemmWorkload
@@ -30,8 +32,8 @@ def fixed(arch, workloads, mapping):
     transposed, dataflow, outer = mapping
     schedules = [schedule_gemm(arch, w, transposed=transposed, outer=outer, dataflow=dataflow)
                  for w in workloads]
-    pre = pregenerated_bytes(arch, workloads)
-    compute, stall = _timeline(arch, schedules, pre)
+    pre = pregeneration_bytes(arch, workloads)
+    compute, stall = step_timeline(arch, schedules, pre)
     return result_of(arch, workloads, schedules, pre, compute, stall, model_name="m",
                      sparsity="s", mode="train", batch=1)
 
@@ -174,13 +176,13 @@ def test_shape_key_captures_everything_a_schedule_depends_on(reconfigurable, M, 
     shared = simulate_mapped(reconfigurable, steps, objective="cycles")
     schedules = [min((schedule_gemm(reconfigurable, w, transposed=t, outer=o, dataflow=d)
                       for t, d, o in candidates(reconfigurable)),
-                     key=lambda s: round(_local_cycles(reconfigurable, s))) for w in steps]
+                     key=lambda s: round(local_cycles(reconfigurable, s))) for w in steps]
     assert shared.total_cycles <= fixed_plan_cycles(reconfigurable, steps, schedules)
 
 
 def fixed_plan_cycles(arch, workloads, schedules):
-    pre = pregenerated_bytes(arch, workloads)
-    compute, stall = _timeline(arch, schedules, pre)
+    pre = pregeneration_bytes(arch, workloads)
+    compute, stall = step_timeline(arch, schedules, pre)
     return result_of(arch, workloads, schedules, pre, compute, stall, model_name="m", sparsity="s",
                      mode="train", batch=1).total_cycles
 
