@@ -3,9 +3,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from pathlib import Path
-
-ACCELERATOR_DIR = Path(__file__).resolve().parents[2] / "targets" / "accelerators"
 
 
 def register(subparsers, formatter_class) -> None:
@@ -48,15 +45,18 @@ def _availability(target) -> dict:
 
 
 def _accelerators() -> list[dict]:
-    import yaml
+    """Returns name and kind of every bundled accelerator file (read by the shared reader)."""
+    from models.errors import UserError
+    from models.inputs import read_yaml
+    from targets.descriptions import bundled_paths
 
     rows = []
-    for path in sorted(ACCELERATOR_DIR.glob("*.yaml")):
+    for path in bundled_paths("accelerator"):
         try:
-            raw = yaml.safe_load(path.read_text()) or {}
-        except (OSError, yaml.YAMLError) as error:
+            raw = read_yaml(path, what="accelerator description") or {}
+        except UserError as error:
             rows.append({"name": path.stem, "kind": "unreadable", "source": str(path),
-                         "error": str(error).splitlines()[0]})
+                         "error": error.one_line()})
             continue
         raw = raw if isinstance(raw, dict) else {}
         rows.append({"name": raw.get("name", path.stem), "kind": raw.get("kind", "?"),

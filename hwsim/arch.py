@@ -18,25 +18,24 @@ A file looks like this (every key is documented on its dataclass below)::
 
 Unknown keys are errors with the closest known key suggested; every error is a
 ``UserError`` naming the file and the dotted field (``memory.dram_gbps``).
-``kind: cpu`` files share the front door (``read_target``) but are validated by
-the CPU simulator, not here.
+Files are found, read and checked field by field by the one reader of target
+descriptions (``targets.descriptions``), which ``kind: cpu`` files share (their
+schema is targets/cpu.py); this module holds the accelerator's schema.
 """
 from __future__ import annotations
 
 import math
-import os
 from dataclasses import dataclass, field, fields
-from pathlib import Path
 from typing import Any
 
 from models.errors import UserError, suggest
-from models.inputs import Reader, Section, read_yaml
+from targets.descriptions import (KINDS, Fields, SchemaReader, bundled_dirs,  # noqa: F401
+                                  bundled_names, read_description, resolve_description)
+from targets.descriptions import description_kind as target_kind  # noqa: F401 (the CLI's name)
 
 from hwsim.area import Technology, load_technology
 from hwsim.fpga import FpgaSpec, parse_fpga, spec_document
 from hwsim.dataflow import DATAFLOWS  # noqa: E402  (the one list of dataflows)
-
-KINDS = ("accelerator", "cpu")
 
 
 @dataclass(frozen=True)
@@ -173,51 +172,9 @@ class Accelerator:
 # ---------------------------------------------------------------- reading YAML
 
 
-def bundled_dirs() -> list[Path]:
-    """Returns the folders searched for bundled target names (targets/accelerators, targets/cpus)."""
-    import targets
-    root = Path(targets.__file__).resolve().parent
-    return [root / "accelerators", root / "cpus"]
-
-
-def bundled_names() -> list[str]:
-    return sorted(path.stem for folder in bundled_dirs() if folder.is_dir()
-                  for path in folder.glob("*.yaml"))
-
-
-def resolve_target_path(path_or_name: str) -> Path:
-    """Returns the YAML file a path or a bundled name ('sat') refers to."""
-    candidate = Path(path_or_name)
-    if candidate.is_file():
-        return candidate
-    if candidate.suffix not in (".yaml", ".yml") and os.sep not in path_or_name:
-        for folder in bundled_dirs():
-            bundled = folder / f"{path_or_name}.yaml"
-            if bundled.is_file():
-                return bundled
-        raise UserError(f"no such file or bundled target '{path_or_name}'", field="--arch",
-                        fix=suggest(path_or_name, bundled_names()))
-    raise UserError(f"no such file '{path_or_name}'", field="--arch",
-                    fix=f"give a YAML file or a bundled name ({', '.join(bundled_names())})")
-
-
-def read_target(path_or_name: str) -> tuple[str, dict[str, Any]]:
-    """Returns (source path, parsed mapping) of a target YAML; malformed YAML names its line."""
-    path = resolve_target_path(path_or_name)
-    source = str(path)
-    document = read_yaml(path, what="accelerator description")
-    if not isinstance(document, dict):
-        raise UserError("the file must be a mapping of keys to values", source=source,
-                        fix="start with 'kind: accelerator' and 'name: ...'")
-    kind = document.get("kind", "accelerator")
-    if kind not in KINDS:
-        raise UserError(f"unknown kind '{kind}'", source=source, field="kind",
-                        fix=suggest(str(kind), KINDS))
-    return source, document
-
-
-def target_kind(document: dict[str, Any]) -> str:
-    return document.get("kind", "accelerator")
+# ``--arch`` names either kind: the CLI reads the file here and hands kind: cpu on.
+read_target = read_description
+resolve_target_path = resolve_description
 
 
 # Each numeric field's sane range (models/inputs.py LIMITS states them, with units).
@@ -231,35 +188,13 @@ _FIELD_LIMITS = {"clock_mhz": "clock_mhz", "word_bytes": "word_bytes", "index_bi
                  "energy_pj.dram_byte": "energy_pj", "energy_pj.select_group": "energy_pj"}
 
 
-class _Reader(Section):
-    """One mapping read by the shared field reader (models.inputs) with this schema's ranges."""
-
-    def __init__(self, mapping: Any, source: str, prefix: str, known: tuple[str, ...]):
-        super().__init__(mapping, Reader(source, _FIELD_LIMITS), prefix, known)
-
-    def _get(self, key: str, default: Any, required: bool) -> Any:
-        return self.get(key, default, required)
-
-    def positive_int(self, key: str, default: int | None = None, required: bool = True) -> int:
-        value = self._get(key, default, required and default is None)
-        return self.reader.integer(value, self.path(key))
-
-    def positive_number(self, key: str, default: float | None = None, required: bool = True) -> float:
-        value = self._get(key, default, required and default is None)
-        return self.reader.number(value, self.path(key))
-
-    def non_negative_number(self, key: str, default: float | None = None) -> float:
-        return self.reader.number(self._get(key, default, default is None), self.path(key),
-                                  positive=False)
-
-    def boolean(self, key: str, default: bool) -> bool:
-        return self.reader.boolean(self._get(key, default, False), self.path(key))
-
-    def text(self, key: str, default: str | None = None) -> str:
-        return self.reader.string(self._get(key, default, default is None), self.path(key),
-                                  "name: my-array")
+def _fields(mapping: Any, source: str, prefix: str, known: tuple[str, ...]) -> Fields:
+    """Returns one mapping of the file read with this schema's ranges (targets.descriptions)."""
+    return Fields(mapping, SchemaReader(source, _FIELD_LIMITS), prefix, known)
 
 
+# The example a bad name (or technology) is told to follow.
+NAME_EXAMPLE = "name: my-array"
 TOP_KEYS = ("kind", "name", "description", "clock_mhz", "word_bytes", "index_bits", "array",
             "dataflow", "sparsity", "memory", "energy_pj", "dataflow_options", "technology",
             "mapping", "fpga")
@@ -274,7 +209,7 @@ ENERGY_KEYS = ("mac", "sram_byte", "dram_byte", "select_group")
 OPTION_KEYS = tuple(option.name for option in fields(DataflowOptions))
 
 
-def _parse_mode(text: Any, reader: _Reader, group_size: int) -> tuple[int, int]:
+def _parse_mode(text: Any, reader: Fields, group_size: int) -> tuple[int, int]:
     fix = f"write modes as \"N:M\" with M dividing group_size {group_size}, e.g. \"2:{group_size}\""
     if not isinstance(text, str) or text.count(":") != 1:
         raise reader.error("modes", f"cannot read mode {text!r}", fix)
@@ -290,7 +225,7 @@ def _parse_mode(text: Any, reader: _Reader, group_size: int) -> tuple[int, int]:
     return n, m
 
 
-def _parse_dataflows(top: _Reader, value: Any) -> tuple[str, tuple[str, ...]]:
+def _parse_dataflows(top: Fields, value: Any) -> tuple[str, tuple[str, ...]]:
     """Returns (the default dataflow, all it supports): ``os`` or a list ``[os, ws]``.
 
     A list declares a reconfigurable array: the first entry runs when no mapper
@@ -311,9 +246,9 @@ def _parse_dataflows(top: _Reader, value: Any) -> tuple[str, tuple[str, ...]]:
 
 def parse_accelerator(document: dict[str, Any], source: str) -> Accelerator:
     """Returns the validated Accelerator of a parsed YAML mapping (kind: accelerator)."""
-    top = _Reader(document, source, "", TOP_KEYS)
-    name = top.text("name")
-    array_reader = _Reader(top._get("array", None, True), source, "array", ARRAY_KEYS)
+    top = _fields(document, source, "", TOP_KEYS)
+    name = top.text("name", example=NAME_EXAMPLE)
+    array_reader = _fields(top.get("array", None, True), source, "array", ARRAY_KEYS)
     array = ArrayShape(array_reader.positive_int("rows"), array_reader.positive_int("cols"))
     dataflow, dataflows = _parse_dataflows(top, document.get("dataflow", "os"))
     word_bytes = top.positive_int("word_bytes", 2)
@@ -321,9 +256,9 @@ def parse_accelerator(document: dict[str, Any], source: str) -> Accelerator:
     sparsity = None
     index_bits = 0
     if document.get("sparsity") is not None:
-        sparse_reader = _Reader(document["sparsity"], source, "sparsity", SPARSITY_KEYS)
+        sparse_reader = _fields(document["sparsity"], source, "sparsity", SPARSITY_KEYS)
         group_size = sparse_reader.positive_int("group_size")
-        modes_value = sparse_reader._get("modes", None, True)
+        modes_value = sparse_reader.get("modes", None, True)
         if not isinstance(modes_value, list) or not modes_value:
             raise sparse_reader.error("modes", f"expected a non-empty list, got {modes_value!r}",
                                       f"e.g. modes: [\"2:{group_size}\"]")
@@ -340,7 +275,7 @@ def parse_accelerator(document: dict[str, Any], source: str) -> Accelerator:
         raise top.error("index_bits", "index_bits without a sparsity section",
                         "add 'sparsity: {group_size: 8, modes: [\"2:8\"]}' or drop index_bits")
 
-    memory_reader = _Reader(top._get("memory", None, True), source, "memory", MEMORY_KEYS)
+    memory_reader = _fields(top.get("memory", None, True), source, "memory", MEMORY_KEYS)
     memory = MemoryConfig(*(memory_reader.positive_number(key) for key in MEMORY_KEYS))
     # Double buffering: each buffer half must hold at least one array-sized tile.
     tile_bytes = 2 * array.rows * array.cols * word_bytes
@@ -351,13 +286,13 @@ def parse_accelerator(document: dict[str, Any], source: str) -> Accelerator:
                                       f"{array.cols} tiles of {word_bytes}-byte words",
                                       f"use at least {math.ceil(tile_bytes / 1024)} KB")
 
-    energy_reader = _Reader(top._get("energy_pj", None, True), source, "energy_pj", ENERGY_KEYS)
+    energy_reader = _fields(top.get("energy_pj", None, True), source, "energy_pj", ENERGY_KEYS)
     energy = EnergyConfig(energy_reader.non_negative_number("mac"),
                           energy_reader.non_negative_number("sram_byte"),
                           energy_reader.non_negative_number("dram_byte"),
                           energy_reader.non_negative_number("select_group", 0.0))
 
-    options_reader = _Reader(document.get("dataflow_options") or {}, source, "dataflow_options",
+    options_reader = _fields(document.get("dataflow_options") or {}, source, "dataflow_options",
                              OPTION_KEYS)
     options = DataflowOptions(**{option.name: options_reader.boolean(option.name, option.default)
                                  for option in fields(DataflowOptions)})
@@ -366,7 +301,7 @@ def parse_accelerator(document: dict[str, Any], source: str) -> Accelerator:
         raise top.error("description", "expected a string", "quote the description")
     technology = None
     if document.get("technology") is not None:
-        technology = load_technology(top.text("technology"), source)
+        technology = load_technology(top.text("technology", example=NAME_EXAMPLE), source)
         technology.mac_area_um2(word_bytes * 8)   # the node must price this operand width
     mapping = parse_mapping(document.get("mapping"), source)
     fpga = parse_fpga(document["fpga"], source) if document.get("fpga") is not None else None

@@ -5,6 +5,10 @@ build for it (``Toolchain``), how to run on it (``runner``) and what TVM should
 generate for it (``tvm_target``, a TVM 0.27 JSON-dict target). The bundled files
 live in targets/cpus/*.yaml; any other YAML file can be loaded by path.
 
+Files are found, read and checked field by field by the one reader of target
+descriptions (targets/descriptions.py, shared with accelerator files); this module
+holds the CPU schema.
+
 The ``host`` file says ``detect`` for what only the running machine knows (SIMD
 level, llvm core, core count, caches, clock): those are read from /proc/cpuinfo
 and sysfs (targets/features.py) when the file is loaded, never assumed.
@@ -18,12 +22,12 @@ from pathlib import Path
 from typing import Any
 
 from models.errors import UserError, printable, suggest
-from models.inputs import Reader, read_yaml
+from targets.descriptions import BUNDLED_DIRS, SchemaReader, bundled_names, read_description_file
 from targets.features import (HostFeatures, choose_llvm_core, detect_host_features, llvm_mca_cpus,
                               preferred_llvm_cores, vector_fma_units)
 from targets.simd import SIMDS, simd_level
 
-BUNDLED_DIR = Path(__file__).parent / "cpus"
+BUNDLED_DIR = BUNDLED_DIRS["cpu"]
 
 ISAS = ("aarch64", "wasm32", "x86_64")
 # Which runners a file may name, and for which ISA, each runner module says itself
@@ -123,28 +127,12 @@ _FIELD_LIMITS = {"vector_bits": "vector_bits", "fma_units": "fma_units", "clock_
                  "cache_line_bytes": "cache_line_bytes", "dram_gbps": "dram_gbps"}
 
 
-class _Checker(Reader):
-    """The shared field reader (models.inputs.Reader) with the CPU schema's ranges."""
-
-    def __init__(self, source: str):
-        super().__init__(source, _FIELD_LIMITS)
-
-    def positive(self, value: Any, name: str, kind: type = float) -> float | int:
-        return self.integer(value, name) if kind is int else self.number(value, name)
+def _schema_reader(source: str) -> SchemaReader:
+    """Returns the shared field reader (targets.descriptions) with the CPU schema's ranges."""
+    return SchemaReader(source, _FIELD_LIMITS)
 
 
-def _read_yaml(path: Path) -> Any:
-    try:
-        return read_yaml(path, what="CPU target description")
-    except UserError as error:
-        if not path.exists():
-            raise UserError("cannot read: no such file", source=str(path),
-                            fix="check the path; bundled targets: " + ", ".join(bundled_cpu_targets())
-                            ) from None
-        raise
-
-
-def _resolve_tvm_target(checker: _Checker, raw: Any, features: HostFeatures | None) -> dict:
+def _resolve_tvm_target(checker: SchemaReader, raw: Any, features: HostFeatures | None) -> dict:
     spec = dict(checker.keys(raw, _TVM_TARGET_KEYS, "tvm_target", required=("kind",)))
     checker.string(spec["kind"], "tvm_target.kind")
     for key, value in spec.items():
@@ -174,7 +162,7 @@ def cpu_target_from_dict(raw: Any, source: str, *,
     ``host_features`` and ``llvm_cpus`` replace detection (for tests); they are
     read from this machine only when the file says ``detect`` somewhere.
     """
-    check = _Checker(source)
+    check = _schema_reader(source)
     check.keys(raw, _TOP_KEYS, "", required=_REQUIRED)
     if raw["kind"] != "cpu":
         raise check.fail("kind", f"expected 'cpu', got {raw['kind']!r}",
@@ -232,7 +220,7 @@ def cpu_target_from_dict(raw: Any, source: str, *,
         core_isa=core_isa, host_features=features)
 
 
-def _caches(check: _Checker, raw: Any) -> CacheSizes:
+def _caches(check: SchemaReader, raw: Any) -> CacheSizes:
     check.keys(raw, _CACHE_KEYS, "caches_kb", required=("l1d", "l2"))
     l3 = raw.get("l3")
     return CacheSizes(l1d_kb=check.positive(raw["l1d"], "caches_kb.l1d", int),
@@ -240,7 +228,7 @@ def _caches(check: _Checker, raw: Any) -> CacheSizes:
                       l3_kb=None if l3 is None else check.positive(l3, "caches_kb.l3", int))
 
 
-def _detected_caches(check: _Checker, features: HostFeatures) -> CacheSizes:
+def _detected_caches(check: SchemaReader, features: HostFeatures) -> CacheSizes:
     found = dict(features.caches_kb)
     if "l1d" not in found or "l2" not in found:
         raise check.fail("caches_kb", "this machine's sysfs does not list its caches",
@@ -248,7 +236,7 @@ def _detected_caches(check: _Checker, features: HostFeatures) -> CacheSizes:
     return CacheSizes(l1d_kb=found["l1d"], l2_kb=found["l2"], l3_kb=found.get("l3"))
 
 
-def _detected_mhz(check: _Checker, features: HostFeatures) -> float:
+def _detected_mhz(check: SchemaReader, features: HostFeatures) -> float:
     if not features.mhz:
         raise check.fail("clock_mhz", "/proc/cpuinfo has no 'cpu MHz'", "write clock_mhz")
     return features.mhz
@@ -293,7 +281,7 @@ def _trusted() -> bool:
     return os.environ.get(TRUST_ENV, "") == "1"
 
 
-def _compiler(check: _Checker, value: Any) -> str:
+def _compiler(check: SchemaReader, value: Any) -> str:
     cc = check.string(value, "toolchain.cc")
     if _COMPILER_NAME.fullmatch(cc) or (_trusted() and os.path.isabs(cc)):
         return cc
@@ -302,7 +290,7 @@ def _compiler(check: _Checker, value: Any) -> str:
                      f"clang-15, ... (a path only with {TRUST_ENV}=1 in your environment)")
 
 
-def _flags(check: _Checker, value: Any, field: str, allowed: re.Pattern) -> tuple[str, ...]:
+def _flags(check: SchemaReader, value: Any, field: str, allowed: re.Pattern) -> tuple[str, ...]:
     flags = check.string_list(value, field)
     if _trusted():
         return flags
@@ -315,7 +303,7 @@ def _flags(check: _Checker, value: Any, field: str, allowed: re.Pattern) -> tupl
     return flags
 
 
-def _toolchain(check: _Checker, raw: Any, features: HostFeatures | None) -> Toolchain:
+def _toolchain(check: SchemaReader, raw: Any, features: HostFeatures | None) -> Toolchain:
     check.keys(raw, _TOOLCHAIN_KEYS, "toolchain", required=("cc", "debian_package"))
     cflags = _flags(check, raw.get("cflags"), "toolchain.cflags", _SAFE_CFLAGS)
     if features is not None and DETECT in cflags:
@@ -335,7 +323,7 @@ def _toolchain(check: _Checker, raw: Any, features: HostFeatures | None) -> Tool
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]{0,63}")
 
 
-def _target_name(check: _Checker, value: Any) -> str:
+def _target_name(check: SchemaReader, value: Any) -> str:
     name = check.string(value, "name")
     if not _NAME.fullmatch(name) or ".." in name:
         raise check.fail("name", f"'{printable(name[:80])}' cannot name files (letters, digits, "
@@ -347,7 +335,7 @@ def _target_name(check: _Checker, value: Any) -> str:
 
 def bundled_cpu_targets() -> list[str]:
     """Returns the names of the CPU targets shipped in targets/cpus/."""
-    return sorted(path.stem for path in BUNDLED_DIR.glob("*.yaml"))
+    return bundled_names("cpu")
 
 
 def load_cpu_target(name_or_path: str | Path, *, host_features: HostFeatures | None = None,
@@ -363,5 +351,7 @@ def load_cpu_target(name_or_path: str | Path, *, host_features: HostFeatures | N
             raise UserError(f"unknown CPU target '{text}'", field="target",
                             fix=suggest(text, known) + " (or give a .yaml path)")
         path = BUNDLED_DIR / f"{text}.yaml"
-    raw = _read_yaml(path)
+    raw = read_description_file(path, what="CPU target description",
+                                missing_fix="check the path; bundled targets: "
+                                            + ", ".join(bundled_cpu_targets()))
     return cpu_target_from_dict(raw, str(path), host_features=host_features, llvm_cpus=llvm_cpus)
