@@ -29,9 +29,9 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 
 from models.errors import UserError, suggest
+# read_target / target_kind: the CLI reads --arch (either kind) here and hands kind: cpu on.
 from targets.descriptions import (KINDS, Fields, SchemaReader, bundled_dirs,  # noqa: F401
-                                  bundled_names, read_description, resolve_description)
-from targets.descriptions import description_kind as target_kind  # noqa: F401 (the CLI's name)
+                                  bundled_names, read_target, resolve_target_path, target_kind)
 
 from hwsim.area import Technology, load_technology
 from hwsim.fpga import FpgaSpec, parse_fpga, spec_document
@@ -106,9 +106,22 @@ class EnergyConfig:
     select_group_pj: float = 0.0
 
 
+def switch(*, flag: str, on: str, off: str, help: str, default: bool = True):
+    """Returns one DataflowOptions field: its YAML key is the field's name under
+    ``dataflow_options``, ``flag`` turns it off on `hwsim simulate`, ``on``/``off`` are
+    what the report's header says, ``help`` what the flag's help says."""
+    return field(default=default, metadata={"flag": flag, "on": on, "off": off, "help": help})
+
+
 @dataclass(frozen=True)
 class DataflowOptions:
     """SAT's dataflow optimisations as switches (SAT.md), so each one's effect can be measured.
+
+    Everything about an option is derived from its field: the YAML key
+    (``dataflow_options.NAME``, read and written by this module), the `hwsim simulate`
+    flag that turns it off (cli/simulate_cmd.py), the report's header (``describe``) and
+    summary.json's ``dataflow_options``. Adding one is this field and the code that reads
+    ``arch.options.NAME`` (hwsim/engine.py, timeline.py, sparse_mode.py).
 
     ``interleave``: per-phase orientation choice and back-to-back folds whose fill
     and drain overlap (the array stays busy across FF/BP/WU shape changes).
@@ -116,16 +129,15 @@ class DataflowOptions:
     (off the critical path) instead of selected from dense weights at every tile load.
     ``offline_schedule``: double-buffered prefetch of the next tile (and the next
     layer's first tile) during compute; off, every transfer serialises with compute."""
-    interleave: bool = field(default=True, metadata={
-        "flag": "--no-interleave", "on": "interleave on", "off": "interleave off",
-        "help": "fixed orientation, every fold pays its own fill and drain"})
-    pregenerate_sparse_weights: bool = field(default=True, metadata={
-        "flag": "--on-the-fly-weights", "on": "weights pre-generated",
-        "off": "weights selected on the fly",
-        "help": "select N:M weights from dense ones at every tile load"})
-    offline_schedule: bool = field(default=True, metadata={
-        "flag": "--no-overlap", "on": "offline schedule on", "off": "offline schedule off",
-        "help": "no offline schedule: DRAM transfers serialise with compute"})
+    interleave: bool = switch(
+        flag="--no-interleave", on="interleave on", off="interleave off",
+        help="fixed orientation, every fold pays its own fill and drain")
+    pregenerate_sparse_weights: bool = switch(
+        flag="--on-the-fly-weights", on="weights pre-generated", off="weights selected on the fly",
+        help="select N:M weights from dense ones at every tile load")
+    offline_schedule: bool = switch(
+        flag="--no-overlap", on="offline schedule on", off="offline schedule off",
+        help="no offline schedule: DRAM transfers serialise with compute")
 
     def describe(self) -> str:
         """Returns the switches as the report's header shows them ("interleave on, ...")."""
@@ -170,11 +182,6 @@ class Accelerator:
 
 
 # ---------------------------------------------------------------- reading YAML
-
-
-# ``--arch`` names either kind: the CLI reads the file here and hands kind: cpu on.
-read_target = read_description
-resolve_target_path = resolve_description
 
 
 # Each numeric field's sane range (models/inputs.py LIMITS states them, with units).

@@ -122,8 +122,9 @@ def dataflow_spec(name: str) -> Dataflow:
 
 
 @dataclass(frozen=True)
-class FoldTraffic:
-    """Per-fold operand elements in SCALE-Sim's fold order (column fold outer).
+class FoldRequests:
+    """Per-fold SRAM element requests in SCALE-Sim's fold order (column fold outer); the
+    DRAM bytes per fold, which depend on the buffers, are ``hwsim.memory.FoldTraffic``.
 
     Each array has one entry per fold: rows/cols of the array it uses, and the
     ifmap (M x K operand) and filter (K x N operand) elements it reads from SRAM and
@@ -184,7 +185,7 @@ class FoldPlan:
             return self.ofmap_writes + self.folds * (self.rows + self.cols)
         return self.ofmap_writes
 
-    def fold_traffic(self) -> FoldTraffic:
+    def fold_requests(self) -> FoldRequests:
         """Returns the per-fold array use and SRAM traffic (numpy, one entry per fold).
 
         Sums equal ``ifmap_reads``, ``filter_reads`` and ``ofmap_writes``."""
@@ -196,7 +197,7 @@ class FoldPlan:
         by_cut = {"tile": rows_used * cols_used, "row": self.temporal * rows_used,
                   "col": self.temporal * cols_used}
         cuts = dataflow_spec(self.dataflow).cuts
-        return FoldTraffic(rows_used, cols_used, by_cut[cuts["A"]], by_cut[cuts["B"]],
+        return FoldRequests(rows_used, cols_used, by_cut[cuts["A"]], by_cut[cuts["B"]],
                            by_cut[cuts["C"]])
 
 

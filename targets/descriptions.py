@@ -3,9 +3,9 @@
 Both kinds are YAML files under targets/ (``accelerators/*.yaml``, ``cpus/*.yaml``) or
 anywhere on disk, read the same way:
 
-1. found: a path, or a bundled name ('sat', 'snapdragon855'): ``resolve_description``;
+1. found: a path, or a bundled name ('sat', 'snapdragon855'): ``resolve_target_path``;
 2. parsed by the bounded YAML reader (``models.inputs.read_yaml``: duplicate keys, alias
-   bombs, deep nesting, huge numbers refused with the line): ``read_description``;
+   bombs, deep nesting, huge numbers refused with the line): ``read_target``;
 3. checked field by field against its schema with ``SchemaReader`` (values) and
    ``Fields`` (one mapping, key by key): unknown keys name the closest known key,
    numbers must lie in the sane ranges of ``models.inputs.LIMITS``, and every error is a
@@ -46,7 +46,7 @@ def bundled_paths(kind: str) -> list[Path]:
     return sorted(BUNDLED_DIRS[kind].glob("*.yaml"))
 
 
-def resolve_description(path_or_name: str) -> Path:
+def resolve_target_path(path_or_name: str) -> Path:
     """Returns the YAML file a path or a bundled name ('sat') refers to (``--arch``)."""
     candidate = Path(path_or_name)
     if candidate.is_file():
@@ -62,23 +62,23 @@ def resolve_description(path_or_name: str) -> Path:
                     fix=f"give a YAML file or a bundled name ({', '.join(bundled_names())})")
 
 
-def description_kind(document: dict[str, Any]) -> str:
+def target_kind(document: dict[str, Any]) -> str:
     """Returns the document's kind (a file without ``kind:`` is an accelerator)."""
     return document.get("kind", "accelerator")
 
 
-def read_description(path_or_name: str) -> tuple[str, dict[str, Any]]:
+def read_target(path_or_name: str) -> tuple[str, dict[str, Any]]:
     """Returns (source path, parsed mapping) of a target YAML of either kind.
 
     Malformed YAML names its line; a document that is not a mapping, or names an
     unknown kind, is refused here, before either schema reads it."""
-    path = resolve_description(path_or_name)
+    path = resolve_target_path(path_or_name)
     source = str(path)
     document = read_yaml(path, what="accelerator description")
     if not isinstance(document, dict):
         raise UserError("the file must be a mapping of keys to values", source=source,
                         fix="start with 'kind: accelerator' and 'name: ...'")
-    kind = description_kind(document)
+    kind = target_kind(document)
     if kind not in KINDS:
         raise UserError(f"unknown kind '{kind}'", source=source, field="kind",
                         fix=suggest(str(kind), KINDS))

@@ -161,3 +161,26 @@ def test_subprocess_exit_code_and_one_line(tmp_path):
     assert process.returncode == 2
     assert len(process.stderr.strip().splitlines()) == 1
     assert "array.rows" in process.stderr and "Traceback" not in process.stderr
+
+
+def test_every_option_comes_from_its_field(tmp_path):
+    """A DataflowOptions field is all an option needs: its YAML key loads and is written
+    back, `hwsim simulate` has its flag, the report header and summary.json show it."""
+    import argparse
+    from dataclasses import fields
+
+    from cli.simulate_cmd import register
+    from hwsim.arch import DataflowOptions, accelerator_document
+    from hwsim.engine import simulate
+
+    subparsers = argparse.ArgumentParser().add_subparsers()
+    register(subparsers, argparse.HelpFormatter)
+    flags = set(subparsers.choices["simulate"]._option_string_actions)
+    for option in fields(DataflowOptions):
+        arch = load_arch(write(tmp_path, VALID + f"dataflow_options: {{{option.name}: false}}\n"))
+        assert getattr(arch.options, option.name) is False
+        assert accelerator_document(arch)["dataflow_options"][option.name] is False
+        assert option.metadata["flag"] in flags
+        assert option.metadata["off"] in arch.options.describe()
+        summary = simulate(arch, [], model_name="none").summary_dict()
+        assert summary["dataflow_options"][option.name] is False

@@ -63,7 +63,7 @@ def test_cycles_monotone_in_each_dimension(M, N, K, rows, cols, dataflow, axis, 
 @given(M=dims, N=dims, K=dims, rows=array_side, cols=array_side, dataflow=dataflows)
 def test_folds_cover_the_gemm_once(M, N, K, rows, cols, dataflow):
     plan = plan_folds(M, N, K, rows, cols, dataflow)
-    folds = plan.fold_traffic()
+    folds = plan.fold_requests()
     assert len(folds.rows_used) == plan.folds == plan.row_folds * plan.col_folds
     assert np.all((folds.rows_used >= 1) & (folds.rows_used <= rows))
     assert np.all((folds.cols_used >= 1) & (folds.cols_used <= cols))
@@ -105,3 +105,18 @@ def test_rejects_bad_input(bad):
         plan_folds(**arguments)
     with pytest.raises(ValueError):
         sparse_reduction(8, 3, 2)
+
+
+def test_dataflow_records_state_scalesim_mapping():
+    """The one definition (hwsim.dataflow.DATAFLOW_SPECS) against SCALE-Sim's
+    calc_spatio_temporal_params and its compute/systolic_compute_*.py operand roles."""
+    from hwsim.dataflow import DATAFLOW_SPECS
+    assert DATAFLOWS == ("os", "ws", "is") == tuple(DATAFLOW_SPECS)
+    table = {name: (spec.spatial_rows, spec.spatial_cols, spec.temporal, spec.cuts, spec.preloads)
+             for name, spec in DATAFLOW_SPECS.items()}
+    assert table == {
+        "os": ("M", "N", "K", {"A": "row", "B": "col", "C": "tile"}, False),
+        "ws": ("K", "N", "M", {"A": "row", "B": "tile", "C": "col"}, True),
+        "is": ("K", "M", "N", {"A": "tile", "B": "row", "C": "col"}, True)}
+    with pytest.raises(ValueError, match="unknown dataflow"):
+        plan_folds(4, 4, 4, 2, 2, "rs")

@@ -342,3 +342,61 @@ def test_adb_runner_push_run_pull_with_a_fake_device(tmp_path, fake_adb, affine_
     _, crashing = build("local", tmp_path, CRASH_PROGRAM, "crash")
     with pytest.raises(RunError, match="crashed with SIGSEGV"):
         runner.run(crashing, [], workdir, timeout_s=30)
+
+
+# ---------------------------------------------------------------- runners describe themselves
+
+def test_every_runner_module_describes_itself():
+    """Each module that defines a runner declares its SPEC, and the registry lists it."""
+    import importlib
+    import pkgutil
+
+    import targets.runners as package
+    from targets.runners import RUNNER_SPECS
+    helpers = {"base", "rpc_server"}           # the protocol, and a server for tests
+    modules = [info.name for info in pkgutil.iter_modules(package.__path__) if info.name not in helpers]
+    specs = {spec.name: spec for spec in RUNNER_SPECS}
+    assert len(specs) == len(RUNNER_SPECS)
+    for module_name in modules:
+        spec = importlib.import_module(f"targets.runners.{module_name}").SPEC
+        assert specs[spec.name] is spec, module_name
+        assert spec.make is not None and spec.isas and spec.summary
+
+
+@pytest.mark.parametrize("target_name", ["host", "snapdragon855", "wasm32-simd128"])
+def test_registry_follows_the_records(target_name):
+    """get_runner builds a spec's runner exactly for the ISAs the spec names (local: the
+    machine's own), refuses the others, and target files accept the same pairs."""
+    import platform
+
+    from targets.runners import RUNNER_SPECS, runner_spec, runners_for_isa, target_file_runners
+    from targets.runners.local import MACHINE_ISAS
+    target = load_cpu_target(target_name)
+    assert target.runner in runners_for_isa(target.isa)
+    assert set(runners_for_isa(target.isa)) <= set(target_file_runners())
+    for spec in RUNNER_SPECS:
+        name = "rpc://127.0.0.1:9090" if spec.address else spec.name
+        runs_here = spec.make is not None and (spec.address or (
+            target.isa in spec.isas and (spec.name != "local"
+                                         or MACHINE_ISAS.get(platform.machine().lower()) == target.isa)))
+        if runs_here:
+            runner = get_runner(name, target)
+            assert runner.name == spec.name and runner_spec(name) is spec
+        else:
+            with pytest.raises(UserError):
+                get_runner(name, target)
+        if spec.in_target_files and not spec.address:
+            assert (spec.name in runners_for_isa(target.isa)) == (target.isa in spec.isas)
+
+
+def test_only_emulation_has_unreal_timing():
+    from targets.runners import RUNNER_SPECS
+    assert [spec.name for spec in RUNNER_SPECS if not spec.timing_real] == ["qemu"]
+
+
+def test_problems_come_from_the_runner_module(monkeypatch):
+    """runner_problems asks the spec's own check: a missing qemu binary is named with its package."""
+    target = load_cpu_target("snapdragon855")
+    monkeypatch.setattr(shutil, "which", lambda name: None)
+    problems = runner_problems("qemu", target)
+    assert problems == ["'qemu-aarch64-static' not found (apt-get install qemu-user-static)"]

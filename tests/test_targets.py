@@ -364,3 +364,36 @@ def test_cli_show_host_and_errors(capsys):
     assert "cortex-a73" in capsys.readouterr().out
     assert hwsim_main(["targets", "show", "snapdragon8555"]) == 2
     assert "did you mean" in capsys.readouterr().err
+
+
+def test_cli_lists_accelerators_and_runners(capsys):
+    """The listing reads the bundled accelerator files and every runner's own record."""
+    from targets.descriptions import bundled_names
+    from targets.runners import RUNNER_SPECS
+    assert hwsim_main(["targets", "--format", "json"]) == 0
+    listing = json.loads(capsys.readouterr().out)
+    assert {row["source"].rsplit("/", 1)[1][:-5] for row in listing["accelerators"]} == \
+        set(bundled_names("accelerator")) and "sat" in bundled_names("accelerator")
+    assert all(row["kind"] == "accelerator" for row in listing["accelerators"])
+    assert [row["name"] for row in listing["runners"]] == [spec.spelling for spec in RUNNER_SPECS]
+    qemu = next(row for row in listing["runners"] if row["name"] == "qemu")
+    assert qemu["timing_real"] is False and qemu["isas"] == ["aarch64"]
+
+
+def test_one_reader_for_both_kinds(tmp_path):
+    """Accelerator and CPU files go through the same reader: the same bounded YAML errors,
+    the same unknown-key suggestion, the same range check, each naming file and field."""
+    from hwsim.arch import load_arch
+    from targets.descriptions import read_target
+    duplicate = "kind: cpu\nname: a\nname: b\n"
+    for kind, load in (("cpu", load_cpu_target), ("accelerator", load_arch)):
+        path = tmp_path / f"{kind}.yaml"
+        path.write_text(duplicate.replace("cpu", kind))
+        with pytest.raises(UserError, match="duplicate key 'name'") as error:
+            load(str(path))
+        assert error.value.source == str(path)
+    source, document = read_target(str(BUNDLED_DIR / "snapdragon855.yaml"))
+    assert document["kind"] == "cpu" and source.endswith("snapdragon855.yaml")
+    with pytest.raises(UserError, match="unknown key 'clock_mhzz'") as error:
+        cpu_target_from_dict({**SD855, "clock_mhzz": 1}, "x.yaml")
+    assert "did you mean 'clock_mhz'" in error.value.fix
