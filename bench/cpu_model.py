@@ -4,8 +4,8 @@
                                         [--out reports/cpu_model.json]
 
 Each row: one GEMM shape x pattern x kernel flavour. The kernel is the one ``hwsim
-codegen`` emits (codegen.render: N:M GEMM nmgemm.c.j2 for dense (n == m) and N:M
-patterns, the XNNPACK-style spmm.c.j2 for block 1x4; default schedules of codegen.layer,
+codegen`` emits (codegen.kernels: N:M GEMM nmgemm.c.j2 for dense (n == m) and N:M
+patterns, the XNNPACK-style spmm.c.j2 for block 1x4; default schedules of codegen.kernels,
 one thread). "predicted" is hwsim.cpu.simulate_cpu with a kernel_source that renders
 that same kernel (llvm-mca on its machine code + memory roofline, weights warm because
 the harness reruns one layer; indexed row loads and memcpy packing at this host's
@@ -38,7 +38,7 @@ from models.fileio import write_atomic                      # noqa: E402
 from models.lowering import GemmWorkload                    # noqa: E402
 from targets.features import detect_host_features  # noqa: E402
 from hwsim.cpu.cpu_model import simulate_cpu, mca_core   # noqa: E402
-from hwsim.cpu.codegen_kernels import from_rendered                  # noqa: E402
+from hwsim.cpu.codegen_source import from_rendered                   # noqa: E402
 
 # MobileNet-v1 (224x224) pointwise convolutions: (pixels, Cin, Cout), distinct shapes.
 MOBILENET_POINTWISE = [(112 * 112, 32, 64), (56 * 56, 64, 128), (56 * 56, 128, 128), (28 * 28, 128, 256),
@@ -67,19 +67,19 @@ def workload_for(shape, pattern_name) -> GemmWorkload:
 
 
 def codegen_params(pattern_name: str, flavour: str, target):
-    """Returns (render function, params) of codegen's kernel for one pattern (one thread)."""
-    from codegen.layer import default_nmgemm, default_spmm
-    from codegen.render import render_nmgemm, render_spmm
+    """Returns (family module, params) of codegen's kernel for one pattern (one thread)."""
+    from codegen.kernels import nmgemm, spmm
     pattern = PATTERNS[pattern_name]
     if pattern is None:
-        return render_nmgemm, default_nmgemm(1, 1, target, flavour=flavour, threads=1)
+        return nmgemm, nmgemm.default_schedule(1, 1, target, flavour=flavour, threads=1)
     if isinstance(pattern, tuple):
-        return render_nmgemm, default_nmgemm(*pattern, target, flavour=flavour, threads=1)
-    return render_spmm, default_spmm(target, nr=1, kb=4, flavour=flavour)
+        return nmgemm, nmgemm.default_schedule(*pattern, target, flavour=flavour, threads=1)
+    return spmm, spmm.default_schedule(target, nr=1, kb=4, flavour=flavour)
 
 
 def masked_weights(pattern_name: str, N: int, K: int, rng) -> "np.ndarray":
-    from codegen.packing import mask_blocks, mask_nm
+    from codegen.kernels.nmgemm import mask_nm
+    from codegen.kernels.spmm import mask_blocks
     w = rng.standard_normal((N, K)).astype("float32")
     pattern = PATTERNS[pattern_name]
     if pattern is None:
@@ -91,21 +91,19 @@ def masked_weights(pattern_name: str, N: int, K: int, rng) -> "np.ndarray":
 
 def codegen_row(cost_target, run_target, flavour, shape, pattern_name, reps, cache_dir, work, rng,
                 batches: int = BATCHES) -> dict:
-    """Returns one row: codegen's kernel predicted (hwsim.cpu) and measured (codegen.layer)."""
+    """Returns one row: codegen's kernel predicted (hwsim.cpu) and measured (the family's run_layer)."""
     import numpy as np
-    from codegen.layer import run_nmgemm_layer, run_spmm_layer
     M, N, K = shape
-    render_fn, params = codegen_params(pattern_name, flavour, run_target)
+    family, params = codegen_params(pattern_name, flavour, run_target)
     workload = workload_for(shape, pattern_name)
-    source = lambda w, s, t: from_rendered(render_fn(params), w)          # noqa: E731
+    source = lambda w, s, t: from_rendered(family.render(params), w)      # noqa: E731
     record = simulate_cpu(cost_target, [workload], cache_dir=cache_dir, kernel_source=source,
                           warm_weights=True, cores=1)[0]
     w = masked_weights(pattern_name, N, K, rng)
     x = rng.standard_normal((K, M)).astype(np.float32)
-    runner = run_nmgemm_layer if render_fn.__name__ == "render_nmgemm" else run_spmm_layer
     medians, best = [], math.inf
     for _ in range(max(1, batches)):
-        result = runner(w, x, None, params, run_target, work, repeats=reps, warmup=1)
+        result = family.run_layer(w, x, None, params, run_target, work, repeats=reps, warmup=1)
         if not result.max_abs_error < 1e-2 * max(1.0, math.sqrt(K)):
             # a wrong kernel is no timing to compare with: said, kept out of the errors
             print(f"WRONG {result.kernel} on {shape} {pattern_name}: max error {result.max_abs_error:.3g} "
@@ -139,18 +137,17 @@ def _row(runtime, flavour, shape, pattern_name, record, measured, origin, best=N
 def depthwise_row(cost_target, run_target, flavour, plane, reps, cache_dir, work: Path, rng,
                   batches: int = BATCHES) -> dict:
     """Returns one depthwise row: codegen's dwconv kernel (templates/dwconv.c.j2, with relu as
-    MobileNet fuses it) predicted by hwsim.cpu and measured by codegen.layer."""
+    MobileNet fuses it) predicted by hwsim.cpu and measured by codegen.kernels.dwconv.run_layer."""
     import numpy as np
-    from codegen.layer import run_dwconv_layer
-    from codegen.render import DwconvParams, render_dwconv
-    from hwsim.cpu.codegen_kernels import DepthwiseGeometry
+    from codegen.kernels import dwconv
+    from codegen.kernels.dwconv import DepthwiseGeometry, DwconvParams
     channels, side, stride = plane
     params = DwconvParams(flavour, 3, stride, "relu")
     out_side = (side + 2 - 3) // stride + 1
     workload = GemmWorkload(f"dw{side}x{channels}s{stride}", "FF", M=out_side * out_side, N=1, K=9,
                             groups=channels, op_kind="depthwise")
     geometry = DepthwiseGeometry(channels, side, side, 1)
-    source = lambda w, s, t: from_rendered(render_dwconv(params), w, geometry)   # noqa: E731
+    source = lambda w, s, t: from_rendered(dwconv.render(params), w, geometry)   # noqa: E731
     record = simulate_cpu(cost_target, [workload], cache_dir=cache_dir, kernel_source=source,
                           warm_weights=True, cores=1)[0]
     x = rng.standard_normal((channels, side, side)).astype(np.float32)
@@ -158,7 +155,7 @@ def depthwise_row(cost_target, run_target, flavour, plane, reps, cache_dir, work
     bias = rng.standard_normal(channels).astype(np.float32)
     medians, best = [], math.inf
     for _ in range(max(1, batches)):
-        result = run_dwconv_layer(w, x, bias, params, 1, run_target, work, repeats=reps, warmup=1)
+        result = dwconv.run_layer(w, x, bias, params, 1, run_target, work, repeats=reps, warmup=1)
         if not result.max_abs_error < 1e-3:
             print(f"WRONG {result.kernel} on {plane}: max error {result.max_abs_error:.3g}; row left out")
             return {"runtime": cost_target.name, "flavour": flavour, "shape": list(plane), "pattern": "dense",

@@ -35,8 +35,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from codegen import build as kernel_build  # noqa: E402
 from codegen import dense_baseline  # noqa: E402
-from codegen.layer import default_nmgemm, default_spmm, run_nmgemm_layer, run_spmm_layer  # noqa: E402
-from codegen.packing import mask_blocks, mask_nm, mask_nm_shared  # noqa: E402
+from codegen.kernels import nmgemm, spmm  # noqa: E402
+from codegen.kernels.nmgemm import mask_nm, mask_nm_shared  # noqa: E402
+from codegen.kernels.spmm import mask_blocks  # noqa: E402
 from targets.cpu import load_cpu_target  # noqa: E402
 from targets.features import detect_host_features  # noqa: E402
 
@@ -97,15 +98,15 @@ def run_pattern(pattern: str, w: np.ndarray, x: np.ndarray, target, workdir: Pat
     masked = masked_weights(w, pattern)
     if pattern.startswith("block"):
         rows, cols = map(int, pattern[len("block"):].split("@")[0].split("x"))
-        return run_spmm_layer(masked, x, None, default_spmm(target, nr=rows, kb=cols, flavour=flavour), target,
-                              workdir, repeats=repeats)
+        return spmm.run_layer(masked, x, None, spmm.default_schedule(target, nr=rows, kb=cols, flavour=flavour),
+                              target, workdir, repeats=repeats)
     spec, _, rows = pattern.partition("/rows")
     n, m = map(int, spec.split(":"))
     params = tuned_params(tuning_dir, target, pattern, (w.shape[0], w.shape[1], x.shape[1]))
     if params is None or (flavour and params.isa != flavour):
-        params = default_nmgemm(n, m, target, shared=bool(rows), flavour=flavour,
-                                rows=int(rows) if rows else None)
-    return run_nmgemm_layer(masked, x, None, params, target, workdir, repeats=repeats)
+        params = nmgemm.default_schedule(n, m, target, shared=bool(rows), flavour=flavour,
+                                         rows=int(rows) if rows else None)
+    return nmgemm.run_layer(masked, x, None, params, target, workdir, repeats=repeats)
 
 
 def warm_up_cpu(seconds: float = 1.5) -> None:
@@ -170,7 +171,7 @@ def bench_target(target_name: str, shapes: list[str], repeats: int, workdir: Pat
         return []
     print(f"\n== target {target.name}: {target.isa}, SIMD {target.simd} "
           f"(kernel flavours {', '.join(kernel_build.runnable_flavours(target))}), "
-          f"runner {target.runner}, kernel threads {default_nmgemm(2, 8, target).threads}")
+          f"runner {target.runner}, kernel threads {nmgemm.default_schedule(2, 8, target).threads}")
     header = (f"{'shape':10s} {'cout x k x p':>18s} {'pattern':13s} {'kernel':44s} {'ms':>8s} "
               f"{'vs BLAS':>8s} {'vs TVM':>7s} {'vs best':>8s} {'err':>8s}")
     print(header)
@@ -190,9 +191,8 @@ def bench_target(target_name: str, shapes: list[str], repeats: int, workdir: Pat
         results = [(pattern, run_pattern(pattern, w, x, target, shape_dir, repeats, tuning_dir,
                                             flavour))
                    for pattern in patterns]
-        ours = run_nmgemm_layer(w, x, None, default_nmgemm(1, 1, target, shared=True, flavour=flavour),
-                                target,
-                                shape_dir, repeats=repeats)
+        ours = nmgemm.run_layer(w, x, None, nmgemm.default_schedule(1, 1, target, shared=True, flavour=flavour),
+                                target, shape_dir, repeats=repeats)
         if blas_s:
             blas_s.append(time_numpy(w, x, repeats))
         tvm_s = min(tvm_first[0], tvm_dense.time(repeats)[0])

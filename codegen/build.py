@@ -6,7 +6,7 @@ with the detected -m flags, aarch64-linux-gnu-gcc -static, clang --target=wasm32
 
 One layer, end to end::
 
-    kernel = render_nmgemm(NmGemmParams(2, 8, "avx2", mr=4, nr=24))
+    kernel = nmgemm.render(NmGemmParams(2, 8, "avx2", mr=4, nr=24))   # codegen.kernels.nmgemm
     exe = build(kernel, "host", workdir)
     write_case(workdir, "c0", {"values": ..., "indices": ..., "bias": ..., "x": ...}, (cout, k, p))
     result = run(exe, "host", workdir, repeats=5)      # result.times_s
@@ -47,6 +47,17 @@ def runnable_flavours(target: str | CpuTarget) -> tuple[str, ...]:
     if simd and simd not in flavours:
         flavours.append(simd)
     return tuple(flavours)
+
+
+def best_flavour(target: str | CpuTarget) -> str:
+    """Returns the widest kernel flavour the target runs (AVX-512 only when detected)."""
+    return runnable_flavours(target)[-1]
+
+
+def default_threads(target: str | CpuTarget) -> int:
+    """Returns the OpenMP threads an untuned kernel starts: the cores on x86 hosts, else 1."""
+    target = as_target(target)
+    return target.cores if target.isa == "x86_64" else 1
 
 
 def _openmp(kernel: RenderedKernel, target: CpuTarget) -> bool:

@@ -207,9 +207,7 @@ def wrapper_kernel(symbol: str, cout: int, k: int, p: int) -> RenderedKernel:
     """Returns the C wrapper (as a kernel the harness can call) around TVM's function."""
     name = f"{symbol}_wrapper"
     abi = Abi(ints=("cout", "k", "p"), inputs=(Buffer("w", "float"), Buffer("x", "float")),
-              output=OutputBuffer("y", "float", "cout * p"),
-              params="size_t cout, size_t k, size_t p, const float* w, const float* x, float* y",
-              call="(size_t) cout, (size_t) k, (size_t) p, w, x, y")
+              output=OutputBuffer("y", "float", "cout * p"), restrict=False)
     source = WRAPPER.format(name=name, symbol=symbol, cout=cout, k=k, p=p)
     return RenderedKernel(name, source, abi, "tvm", DenseSchedule())
 

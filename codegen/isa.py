@@ -43,7 +43,7 @@ class Isa:
     # (mr, nr, unroll) of nmgemm with per-row indices, then with shared indices
     nm_tiles: tuple[tuple[int, int, int], tuple[int, int, int]]
     spmm_pixels: int                               # spmm's untuned pixel tile
-    # the tiles codegen.variants ships (every one compiled in the tests): nmgemm (mr, nr)
+    # the tiles codegen.kernels ships (every one compiled in the tests): nmgemm (mr, nr)
     # and spmm pixel tiles (XNNPACK ships 4..32 pixels per flavour)
     shipped_nm_tiles: tuple[tuple[int, int], ...]
     shipped_spmm_pixels: tuple[int, ...]

@@ -34,11 +34,15 @@ from pathlib import Path
 import numpy as np
 
 from codegen import build as kernel_build
+from codegen.kernels import dwconv, eltwise, nmgemm, pool, spmm
+from codegen.kernels.dwconv import DwconvParams
+from codegen.kernels.eltwise import EltwiseParams
+from codegen.kernels.nmgemm import NmGemmParams
+from codegen.kernels.pool import PoolParams
+from codegen.kernels.spmm import mask_blocks
 from codegen.plan import forward_workloads, plan_workload
-from codegen.packing import mask_blocks, pack_block_sparse, pack_nm
 from codegen.reference import apply_activation, reference_conv, reference_pool
-from codegen.render import (DwconvParams, EltwiseParams, NmGemmParams, PoolParams,
-                            RenderedKernel, render_dwconv, render_eltwise, render_pool)
+from codegen.render import RenderedKernel
 from models.errors import UserError
 from models.fileio import (check_output_dir, check_sha256, file_sha256, remove_matching,
                            safe_member_path, write_atomic)
@@ -196,18 +200,12 @@ class _Planner:
         plan = self.plan(op.name)
         params = plan.params
         if plan.family == "spmm":
-            packed = pack_block_sparse(w2d, params.nr, pixels, bias, kb=params.kb)
             self.add_case(plan.render(), output, ops, "spmm",
-                          {"values": packed.values, "nnz": packed.nnz, "diffs": packed.diffs,
-                           "x": x.reshape(cin, pixels)}, (cout, cin, pixels), reference, macs,
-                          True, spec)
+                          spmm.buffers(params, w2d, bias, x.reshape(cin, pixels)),
+                          (cout, cin, pixels), reference, macs, True, spec)
             return
-        n, m = params.n, params.m
-        packed = pack_nm(w2d, n, m, mr=params.mr, shared=params.shared)
-        buffers = {"values": packed.values, "indices": None if n == m else packed.indices,
-                   "bias": bias, "x": x}
+        buffers = nmgemm.buffers(params, w2d, bias, x.reshape(cin, pixels) if pointwise else x)
         if pointwise:
-            buffers["x"] = x.reshape(cin, pixels)
             ints = (cout, cin, pixels)
         else:
             ints = (cout, cin, x.shape[1], x.shape[2], conv.kernel[0], conv.kernel[1],
@@ -233,7 +231,7 @@ class _Planner:
         reference = reference_conv(w, bias, x, conv, act)
         channels, height, width = x.shape
         self.add_case(plan.render(), output, ops, plan.family,
-                      {"weights": w, "bias": bias, "x": x}, (channels, height, width, conv.padding[0]),
+                      dwconv.buffers(plan.params, w, bias, x), (channels, height, width, conv.padding[0]),
                       reference, int(w.size) * reference.shape[1] * reference.shape[2], False, None)
 
     def batch_norm(self, op: Norm, x: np.ndarray) -> None:
@@ -248,8 +246,8 @@ class _Planner:
             bias = (self.rng.standard_normal(channels) * 0.1).astype(np.float32)
         reference = reference_conv(scale, bias, x, conv, "none")
         params = DwconvParams(self.flavour, 1, 1, "none")
-        self.add_case(render_dwconv(params), op.name, [op.name], "dwconv",
-                      {"weights": scale, "bias": bias, "x": x}, (channels, *x.shape[1:], 0),
+        self.add_case(dwconv.render(params), op.name, [op.name], "dwconv",
+                      dwconv.buffers(params, scale, bias, x), (channels, *x.shape[1:], 0),
                       reference, int(x.size), False, None)
 
     def pool(self, op: Pool2d, x: np.ndarray) -> None:
@@ -264,7 +262,7 @@ class _Planner:
         params = PoolParams(kind, self.flavour)
         ints = (channels, height * width) if kind == "gavg" else \
             (channels, height, width, kernel[0], kernel[1], stride, pad)
-        self.add_case(render_pool(params), op.name, [op.name], "pool", {"x": x}, ints,
+        self.add_case(pool.render(params), op.name, [op.name], "pool", {"x": x}, ints,
                       reference.reshape(channels, *reference.shape[1:]), 0, False, None)
 
     def eltwise(self, op: Elementwise, sources: list[np.ndarray]) -> list[str]:
@@ -283,7 +281,7 @@ class _Planner:
         reference = a.astype(np.float64) + (b if b is not None else 0)
         reference = apply_activation(reference, {"add_relu": "relu", "add": "none"}.get(function, function))
         params = EltwiseParams(function, self.flavour)
-        self.add_case(render_eltwise(params), output, ops, "eltwise", {"a": a, "b": b},
+        self.add_case(eltwise.render(params), output, ops, "eltwise", {"a": a, "b": b},
                       (int(a.size),), reference, 0, False, None)
         if output != op.name:
             self.tensors[op.name] = self.tensors[output]

@@ -30,32 +30,31 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from codegen import build as kernel_build
-from codegen.layer import default_nmgemm, default_spmm, default_threads
-from codegen.render import (DwconvParams, NmGemmParams, RenderedKernel, SpmmParams, render_dwconv,
-                            render_nmgemm, render_spmm)
+from codegen.kernels import dwconv, nmgemm, render, spmm
+from codegen.kernels.dwconv import DwconvParams
+from codegen.kernels.nmgemm import NmGemmParams
+from codegen.kernels.spmm import SpmmParams
+from codegen.render import RenderedKernel
 from models.errors import UserError
 from models.lowering import GemmWorkload, lower
 from models.patterns import Block, Group, SparsityPattern, nm_of, parse_pattern
-
-FAMILIES = ("nmgemm", "nmconv", "spmm", "dwconv")
 
 
 @dataclass(frozen=True)
 class KernelPlan:
     """The kernel one layer runs: its family, its parameters (schedule and epilogue included),
-    and the tuning-log key of its shape (N:M families; None for spmm and dwconv)."""
-    family: str                                        # one of FAMILIES
+    and the tuning-log key of its shape (N:M families; None for spmm and dwconv).
+
+    ``family`` is the codegen.kernels family's name, except "nmconv" for the nmgemm family's
+    KxK convolution (``params.conv``): the build's manifest names a layer's kind by it."""
+    family: str                                        # nmgemm | nmconv | spmm | dwconv
     params: NmGemmParams | SpmmParams | DwconvParams
     key: str | None = None
     tuned: bool = False                                # the schedule came from the tuning log
 
     def render(self) -> RenderedKernel:
         """Returns the rendered C of the planned kernel."""
-        if self.family == "spmm":
-            return render_spmm(self.params)
-        if self.family == "dwconv":
-            return render_dwconv(self.params)
-        return render_nmgemm(self.params)
+        return render(self.params)
 
 
 def schedule_key(cout: int, k: int, pixels: int, n: int, m: int) -> str:
@@ -95,14 +94,10 @@ def _is_kxk_conv(model, workload: GemmWorkload) -> bool:
 
 
 def _depthwise_params(model, workload: GemmWorkload, flavour: str, threads: int = 1) -> DwconvParams | None:
-    """Returns the dwconv of a depthwise layer (None where codegen has none: non-square
-    kernels, strides or padding, or an input batch > 1)."""
+    """Returns the dwconv of a depthwise layer (None where the family has none)."""
     op = model.op(workload.layer)
     (spec,) = model.input_specs(op.name)
-    if op.kernel[0] != op.kernel[1] or op.stride[0] != op.stride[1] or len(spec.shape) != 4 \
-            or spec.shape[0] != 1 or op.padding[0] != op.padding[1]:
-        return None
-    return DwconvParams(flavour, op.kernel[0], op.stride[0], _activation(model, workload), threads=threads)
+    return dwconv.default_schedule(op, spec.shape, flavour, _activation(model, workload), threads)
 
 
 def plan_workload(workload: GemmWorkload, model, target, schedules: dict | None = None,
@@ -114,7 +109,7 @@ def plan_workload(workload: GemmWorkload, model, target, schedules: dict | None 
         return None
     flavour = flavour or kernel_build.runnable_flavours(target)[-1]
     if workload.op_kind == "depthwise":
-        params = _depthwise_params(model, workload, flavour, default_threads(target)) \
+        params = _depthwise_params(model, workload, flavour, kernel_build.default_threads(target)) \
             if model is not None else None
         return KernelPlan("dwconv", params) if params is not None else None
     if workload.op_kind not in ("conv2d", "dense") or workload.groups != 1:
@@ -123,13 +118,13 @@ def plan_workload(workload: GemmWorkload, model, target, schedules: dict | None 
     act = _activation(model, workload)
     if workload.sparse and workload.nm is None and not kxk:
         nr, kb = spmm_block(parse_pattern(workload.pattern) if workload.pattern else None)
-        params = dataclasses.replace(default_spmm(target, nr=nr, kb=kb, flavour=flavour), act=act,
-                                     threads=default_threads(target))
+        params = dataclasses.replace(spmm.default_schedule(target, nr=nr, kb=kb, flavour=flavour), act=act,
+                                     threads=kernel_build.default_threads(target))
         return KernelPlan("spmm", params)
     n, m = workload.nm if workload.sparse and workload.nm else (1, 1)
     key = schedule_key(workload.N, workload.K, workload.M, n, m)
     tuned = (schedules or {}).get(key)
-    params = tuned or default_nmgemm(n, m, target, flavour=flavour)
+    params = tuned or nmgemm.default_schedule(n, m, target, flavour=flavour)
     params = dataclasses.replace(params, act=act, conv=kxk)
     return KernelPlan("nmconv" if kxk else "nmgemm", params, key, tuned is not None)
 

@@ -1,7 +1,7 @@
 """The numpy references every generated kernel is checked against (float64 on CHW tensors).
 
-Below both users: codegen.layer (one layer) and codegen.model_build (a whole model) read
-these, so neither imports the other.
+Below both users: the family modules' run_layer (one layer, codegen.kernels) and
+codegen.model_build (a whole model) read these, so neither imports the other.
 """
 from __future__ import annotations
 

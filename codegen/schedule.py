@@ -32,7 +32,7 @@ import numpy as np
 
 from codegen import build as kernel_build
 from codegen.isa import get_isa
-from codegen.render import NmGemmParams
+from codegen.kernels.nmgemm import NmGemmParams
 from codegen.tuning_log import TuningLog
 from models.errors import UserError
 from targets.cpu import CpuTarget
@@ -256,7 +256,7 @@ def timing_is_real(target: CpuTarget) -> bool:
 
 
 def masked_nm_weights(op: SparseOp, seed: int = 0) -> np.ndarray:
-    from codegen.packing import mask_nm_shared
+    from codegen.kernels.nmgemm import mask_nm_shared
 
     w = np.random.default_rng(seed).standard_normal((op.cout, op.k)).astype(np.float32)
     return mask_nm_shared(w, op.n, op.m, op.share)
@@ -266,11 +266,11 @@ def measure(op: SparseOp, params: NmGemmParams, target: CpuTarget, workdir: Path
             repeats: int = 5) -> tuple[float, float]:
     """Returns (best seconds of ``repeats``, max abs error) of the rendered kernel on the
     target's runner."""
-    from codegen.layer import run_nmgemm_layer
+    from codegen.kernels import nmgemm
 
     w = masked_nm_weights(op)
     x = np.random.default_rng(1).standard_normal((op.k, op.p)).astype(np.float32)
-    result = run_nmgemm_layer(w, x, None, params, target, workdir, repeats=repeats)
+    result = nmgemm.run_layer(w, x, None, params, target, workdir, repeats=repeats)
     return result.best_s, result.max_abs_error
 
 

@@ -29,7 +29,7 @@ from models.fileio import append_line_durably, check_output_path
 from models.inputs import read_text
 
 MAX_LOG_BYTES = 256 * 1024 * 1024     # ~1 KB an entry: a quarter of a million candidates
-# The schedule fields a logged entry may carry (codegen.render.NmGemmParams).
+# The schedule fields a logged entry may carry (codegen.kernels.nmgemm.NmGemmParams).
 _PARAM_FIELDS = {"n": int, "m": int, "isa": str, "mr": int, "nr": int, "unroll": int,
                  "shared": bool, "kc": int, "prefetch": int, "threads": int, "act": str,
                  "conv": bool}

@@ -81,9 +81,8 @@ def test_unknown_baseline_is_one_line(tmp_path, capsys):
 @pytest.mark.parametrize("n,m,shared,mr", [(1, 1, True, 4), (2, 8, False, 4), (2, 8, True, 4), (3, 3, False, 3)])
 def test_one_pixel_matrix_vector_path_matches_numpy(n, m, shared, mr, tmp_path):
     """nmgemm's p == 1 path (a dense layer at batch 1) on ragged cout and k, with bias and relu6."""
-    from codegen.layer import run_nmgemm_layer
-    from codegen.packing import mask_nm, mask_nm_shared
-    from codegen.render import NmGemmParams
+    from codegen.kernels.nmgemm import NmGemmParams, mask_nm, mask_nm_shared
+    from codegen.kernels.nmgemm import run_layer as run_nmgemm_layer
     from tests.conftest import require_tools
 
     require_tools("cc")
@@ -104,9 +103,10 @@ def test_one_pixel_matrix_vector_path_matches_numpy(n, m, shared, mr, tmp_path):
 def test_threaded_spmm_and_dwconv_match_numpy(pixels, tmp_path):
     """spmm.c.j2 over pixel chunks and dwconv.c.j2 over channels on 2 threads (large enough
     to start the team) agree with numpy, ragged tails included."""
-    from codegen.layer import run_dwconv_layer, run_spmm_layer
-    from codegen.packing import mask_blocks
-    from codegen.render import DwconvParams, SpmmParams
+    from codegen.kernels.dwconv import DwconvParams
+    from codegen.kernels.dwconv import run_layer as run_dwconv_layer
+    from codegen.kernels.spmm import SpmmParams, mask_blocks
+    from codegen.kernels.spmm import run_layer as run_spmm_layer
     from tests.conftest import require_tools
 
     require_tools("cc")

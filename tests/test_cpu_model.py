@@ -95,9 +95,9 @@ def test_mca_results_are_cached_where_the_caller_says(tmp_path):
 
 def _codegen_source(target_name):
     """Returns a kernel_source rendering codegen's nmgemm (dense: n == m) as the CLI does."""
-    from codegen.layer import default_nmgemm
-    from codegen.render import render_nmgemm
-    from hwsim.cpu.codegen_kernels import from_rendered
+    from codegen.kernels.nmgemm import default_schedule as default_nmgemm
+    from codegen.kernels.nmgemm import render as render_nmgemm
+    from hwsim.cpu.codegen_source import from_rendered
 
     def source(workload, schedule, target):
         n, m = workload.nm if workload.nm else (1, 1)
@@ -184,10 +184,11 @@ def test_gather_micro_benchmark_measures_a_positive_pick_cost_and_caches_it(tmp_
 def test_codegen_per_row_sparse_kernel_declares_its_gathers():
     """nmgemm with per-row indices names its indexed row loads; dense and shared ones do not."""
     from types import SimpleNamespace
-    from hwsim.cpu.codegen_kernels import from_rendered
+    from codegen.kernels.nmgemm import NmGemmParams
+    from hwsim.cpu.codegen_source import from_rendered
     work = GemmWorkload("g", "FF", M=96, N=64, K=256, sparse=True, pattern="2:8", density=0.25, nm=(2, 8))
     def rendered(n, m, shared=False):
-        params = SimpleNamespace(n=n, m=m, unroll=2, isa="avx2", mr=4, nr=24, kc=None, shared=shared, threads=1)
+        params = NmGemmParams(n, m, "avx2", mr=4, nr=24, unroll=2, kc=0, shared=shared, threads=1)
         return SimpleNamespace(name="k", source="", params=params)
     sparse = from_rendered(rendered(2, 8), work)
     assert sparse.loops[0].gathers == 2 * 2 * 4 and sparse.gather.row_vectors == 3
@@ -210,8 +211,9 @@ def test_pack_micro_benchmark_scales_with_the_rows_copied(tmp_path):
 
 
 def _dwconv_source(flavour, channels, side, stride):
-    from codegen.render import DwconvParams, render_dwconv
-    from hwsim.cpu.codegen_kernels import DepthwiseGeometry, from_rendered
+    from codegen.kernels.dwconv import DwconvParams, render as render_dwconv
+    from codegen.kernels.dwconv import DepthwiseGeometry
+    from hwsim.cpu.codegen_source import from_rendered
     rendered = render_dwconv(DwconvParams(flavour, 3, stride, "relu"))
     geometry = DepthwiseGeometry(channels, side, side, 1)
     return lambda w, s, t: from_rendered(rendered, w, geometry)
@@ -252,9 +254,9 @@ def test_kxk_conv_costs_its_im2col_gather(cache, name):
     same GEMM costs more as a conv kernel than with a packed panel, by a loop llvm-mca saw."""
     import dataclasses as dc
     from codegen.build import runnable_flavours
-    from codegen.layer import default_nmgemm
-    from codegen.render import render_nmgemm
-    from hwsim.cpu.codegen_kernels import from_rendered
+    from codegen.kernels.nmgemm import default_schedule as default_nmgemm
+    from codegen.kernels.nmgemm import render as render_nmgemm
+    from hwsim.cpu.codegen_source import from_rendered
     target = _target(name)
     params = default_nmgemm(1, 1, target, flavour=runnable_flavours(target)[-1], threads=1)
     work = GemmWorkload("conv0", "FF", M=112 * 112, N=32, K=27, op_kind="conv2d")
@@ -279,8 +281,9 @@ def test_the_model_applies_nmgemm_s_own_threading_rule():
     same threshold (a small sparse layer runs on one thread even on a 2-core target)."""
     from pathlib import Path
     import codegen
-    from codegen.render import NmGemmParams, render_nmgemm
-    from hwsim.cpu.codegen_kernels import NMGEMM_PARALLEL_MACS, from_rendered
+    from codegen.kernels.nmgemm import NmGemmParams, render as render_nmgemm
+    from codegen.kernels.nmgemm import PARALLEL_MACS as NMGEMM_PARALLEL_MACS
+    from hwsim.cpu.codegen_source import from_rendered
     template = (Path(codegen.__file__).parent / "templates" / "nmgemm.c.j2").read_text()
     import re
     (threshold,) = re.findall(r"\(double\) p >= ([0-9.e+]+);", template)
@@ -299,8 +302,9 @@ def test_dwconv_tail_costed_as_the_template_renders_it(flavour, stride):
     then ends each row with a masked vector (no scalar tail loop), and the cost description
     has no scalar tail loop; without masked tails both have the scalar loop."""
     from codegen.isa import get_isa
-    from codegen.render import DwconvParams, render_dwconv
-    from hwsim.cpu.codegen_kernels import DepthwiseGeometry, from_rendered
+    from codegen.kernels.dwconv import DwconvParams, render as render_dwconv
+    from codegen.kernels.dwconv import DepthwiseGeometry
+    from hwsim.cpu.codegen_source import from_rendered
     isa = get_isa(flavour)
     rendered = render_dwconv(DwconvParams(flavour, 3, stride, "none"))
     side = 4 * isa.lanes * stride + 3                      # a row that leaves a partial vector
@@ -327,9 +331,9 @@ def test_tile_stores_are_added_once(cache, name):
     """The output tile's stores, where the compiler put them outside the loop bodies llvm-mca
     sees, are added (a short reduction makes them a large share); where the row loop's body
     has them already they are not counted twice."""
-    from codegen.layer import default_nmgemm
-    from codegen.render import render_nmgemm
-    from hwsim.cpu.codegen_kernels import from_rendered
+    from codegen.kernels.nmgemm import default_schedule as default_nmgemm
+    from codegen.kernels.nmgemm import render as render_nmgemm
+    from hwsim.cpu.codegen_source import from_rendered
     from hwsim.cpu.cpu_model import cost_loops
     target = _target(name)
     work = _nm(3136, 256, 16, 1, 8)

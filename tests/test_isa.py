@@ -33,9 +33,10 @@ def test_lane_counts():
 
 
 def test_avx512_is_16_lanes_for_every_reader():
-    from codegen.layer import default_nmgemm, default_spmm
-    from codegen.render import NmGemmParams, render_nmgemm
-    from hwsim.cpu.codegen_kernels import from_rendered
+    from codegen.kernels.nmgemm import NmGemmParams, render as render_nmgemm
+    from codegen.kernels.nmgemm import default_schedule as default_nmgemm
+    from codegen.kernels.spmm import default_schedule as default_spmm
+    from hwsim.cpu.codegen_source import from_rendered
     from hwsim.cpu.cpu_model import _vector_bytes
     from hwsim.cpu.kernels import render
     from models.lowering import GemmWorkload

@@ -19,12 +19,15 @@ from hypothesis import strategies as st
 
 from codegen import build as kernel_build
 from codegen.isa import get_isa
-from codegen.packing import (mask_blocks, mask_nm, mask_nm_shared, pack_block_sparse, pack_index_bits,
-                             pack_nm, unpack_block_sparse, unpack_index_bits, unpack_nm)
-from codegen.render import (ELTWISE_OPS, POOL_KINDS, DwconvParams, EltwiseParams, NmGemmParams,
-                            PoolParams, SpmmParams, render_dwconv, render_eltwise, render_harness,
-                            render_nmgemm, render_pool, render_spmm)
-from codegen.variants import shipped_kernels
+from codegen.kernels import shipped_kernels
+from codegen.kernels.dwconv import DwconvParams, render as render_dwconv
+from codegen.kernels.eltwise import OPS as ELTWISE_OPS, EltwiseParams, render as render_eltwise
+from codegen.kernels.nmgemm import (NmGemmParams, mask_nm, mask_nm_shared, pack as pack_nm, pack_index_bits,
+                                    render as render_nmgemm, unpack as unpack_nm, unpack_index_bits)
+from codegen.kernels.pool import KINDS as POOL_KINDS, PoolParams, render as render_pool
+from codegen.kernels.spmm import (SpmmParams, mask_blocks, pack as pack_block_sparse, render as render_spmm,
+                                  unpack as unpack_block_sparse)
+from codegen.render import render_harness
 
 TOLERANCE = 1e-4  # relative to the magnitude of the reference (float32 sums of ~100 terms)
 

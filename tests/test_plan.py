@@ -11,7 +11,7 @@ import dataclasses
 import pytest
 from hypothesis import example, given, settings, strategies as st
 
-from codegen.layer import default_nmgemm
+from codegen.kernels.nmgemm import default_schedule as default_nmgemm
 from codegen.plan import (KernelPlan, plan_model, plan_workload, schedule_key, spmm_block,
                           tunable_ops)
 from models.lowering import GemmWorkload

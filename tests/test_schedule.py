@@ -16,7 +16,7 @@ import pytest
 from codegen import build as kernel_build
 from codegen import dense_baseline
 from codegen.isa import get_isa
-from codegen.render import render_nmgemm
+from codegen.kernels.nmgemm import render as render_nmgemm
 from codegen.schedule import (Candidate, SparseOp, candidates,
                               predict_cycles, to_params, tune, validate_with_tvm)
 from codegen.tuning_log import TuningLog, read_entries

@@ -29,9 +29,10 @@ import json
 import platform
 import shutil
 import subprocess
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
+from codegen.kernels.work import GatherShape, PackShape   # as the family modules state them
 from models.fileio import write_atomic
 from targets.features import detect_host_features
 from targets.simd import x86_cflags_for_vector_bytes
@@ -98,19 +99,6 @@ int main(int argc, char** argv) {
   return 0;
 }
 """
-
-@dataclass(frozen=True)
-class GatherShape:
-    """One kernel's gathered-row access: the panel and what each pick loads."""
-    vector_bytes: int          # 16 (SSE / wasm SIMD128 under Cranelift), 32 (AVX2), 64 (AVX-512)
-    row_vectors: int           # vectors loaded per picked row
-    panel_rows: int            # rows of the panel one sweep walks
-    group_rows: int            # rows per group a pick is drawn from (N:M's m)
-    picks_per_group: int       # picks per group per sweep (mr x n)
-    slots: int                 # independent accumulator rows (register tile rows, at most 4)
-    row_stride_bytes: int = 0  # bytes between rows (0: rows are contiguous, a packed panel)
-    group_density: float = 1.0 # share of groups with picks (block sparsity: kept blocks)
-
 
 def can_measure(target) -> bool:
     """True when ``target``'s code runs on this machine's x86 core (the host, or wasm costed on it)."""
@@ -179,16 +167,6 @@ int main(int argc, char** argv) {   /* rows row_bytes stride_bytes tiles: copy t
   return 0;
 }
 """
-
-
-@dataclass(frozen=True)
-class PackShape:
-    """A kernel's panel packing: ``tiles`` times, copy ``row_bytes`` from each of ``rows`` rows
-    ``stride_bytes`` apart (codegen nmgemm: memcpy of NR pixels of each of k rows of X)."""
-    rows: int
-    row_bytes: int
-    stride_bytes: int
-    tiles: int
 
 
 def pack_cycles(shape: PackShape, cache_dir: Path) -> float:

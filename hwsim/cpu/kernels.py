@@ -75,46 +75,29 @@ class KernelSchedule:
 
 
 @dataclass(frozen=True)
-class LoopWork:
-    """One multiplying innermost loop of a kernel: lanes per iteration and total iterations.
-
-    ``mac_lanes`` is what one iteration of the *source* loop multiplies; the compiled loop
-    with that many lanes (or a multiple, when the compiler unrolled it) is costed."""
-    mac_lanes: int
-    iterations: float
-    gathers: int = 0         # rows fetched through a loaded index per iteration (gather_bench)
-    # > 0: a scalar source loop of this many trips per entry that the compiler may have
-    # vectorized (mac_lanes x V lanes per compiled iteration, a scalar remainder after it)
-    trips_per_entry: int = 0
-    # a loop that multiplies nothing but divides once or more per iteration: a KxK
-    # convolution's im2col gather ((pixel) / out_w per element); the kernel's innermost
-    # dividing loop with the fewest divisions is costed
-    divides: bool = False
-
-
-@dataclass(frozen=True)
 class KernelSource:
     """C text of one kernel and the function the model should read.
 
-    The optional fields describe one workload's run of the kernel (codegen_kernels fills
-    them for codegen's kernels): every multiplying innermost loop with its iterations,
-    the entries of the loops around the first one (innermost first), the memory streams
-    of its blocking, and how many independent tiles the threads share. Left None, the
-    model derives them for this module's own fallback kernels."""
+    The optional fields describe one workload's run of the kernel (for codegen's kernels,
+    hwsim.cpu.codegen_source copies them from the family's codegen.kernels.work.KernelWork):
+    every multiplying innermost loop with its iterations, the entries of the loops around
+    the first one (innermost first), the memory streams of its blocking, and how many
+    independent tiles the threads share. Left None, the model derives them for this
+    module's own fallback kernels."""
     family: str          # dense | sparse | depthwise | elementwise | nmgemm | spmm
     simd: str
     schedule: KernelSchedule
     function: str
     c_source: str
-    loops: tuple = None                 # tuple[LoopWork, ...]
+    loops: tuple = None                 # tuple[codegen.kernels.work.LoopWork, ...]
     parent_trips: tuple = None          # tuple[float, ...], innermost parent first
-    streams: tuple = None               # tuple[memory_model.Stream, ...]
+    streams: tuple = None               # tuple[codegen.kernels.work.Stream, ...]
     memory_tiles: int = 1               # pixel tiles the streams' passes are counted over
     parallel_units: int = 0             # tiles shared out among threads (0: unknown)
     threads: int = 1                    # threads the kernel itself starts (OpenMP)
     origin: str = "hwsim"               # hwsim (fallback kernels.py) | codegen
-    gather: object = None               # gather_bench.GatherShape of the indexed row loads, if any
-    pack: object = None                 # gather_bench.PackShape (or a tuple of them) of memcpy packing
+    gather: object = None               # codegen.kernels.work.GatherShape of the indexed row loads, if any
+    pack: object = None                 # codegen.kernels.work.PackShape (or a tuple of them) of memcpy packing
     tile_stores: float = 0.0            # vector stores of the output tile per entry of the hot loop's parent
 
 

@@ -32,6 +32,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from codegen.kernels.work import Stream   # a kernel family's streams, as its module states them
+
 FLOAT_BYTES = 4
 INDEX_BYTES = 4            # int32 byte diffs in the fallback kernels
 FIT_FRACTION = 0.5         # a stream "fits" a level when it takes at most this share of it
@@ -46,15 +48,6 @@ class CacheBandwidths:
     @classmethod
     def default(cls, cache_line_bytes: int) -> "CacheBandwidths":
         return cls(l2=cache_line_bytes / 2, l3=cache_line_bytes / 4)
-
-
-@dataclass(frozen=True)
-class Stream:
-    """One operand's traffic: ``footprint_bytes`` read ``passes`` times, reusable iff it fits."""
-    name: str
-    footprint_bytes: float
-    passes: int
-    pass_bytes: float | None = None    # bytes one re-read touches (sparse: only rows with nonzeros)
 
 
 @dataclass(frozen=True)

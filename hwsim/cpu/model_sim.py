@@ -8,7 +8,7 @@
 GEMMs (convolutions, dense, batch matmuls) come from models.lowering; pooling,
 elementwise and norm ops are costed as streams over their elements (ElementwiseWork),
 so every layer that takes time is in the list. ``kernel_source`` (the CLI passes one
-that renders codegen's kernels, see hwsim.cpu.codegen_kernels.from_rendered) may return
+that renders codegen's kernels, see hwsim.cpu.codegen_source.from_rendered) may return
 None for a family codegen does not ship: that layer is costed with hwsim.cpu.kernels'
 fallback kernel and its record says kernel_origin "hwsim".
 """

@@ -1,0 +1,65 @@
+"""The kernel families: one module each (its Params, Abi, pack, default schedule, shipped
+variants and what it runs for a workload), one template each under codegen/templates.
+
+    >>> [family.name for family in FAMILIES]
+    ['nmgemm', 'spmm', 'dwconv', 'pool', 'eltwise']
+    >>> family_of(NmGemmParams(2, 8, "avx2", mr=4, nr=24)).name
+    'nmgemm'
+
+Everything that walks every family reads ``FAMILIES``: the shipped variants (rendered and
+compiled in CI), the equivalence test, ``render`` and the CPU cost model (``family_of``).
+Adding a family is one module that ends with ``FAMILY = Family(...)``, its template, and
+its line here.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from codegen.kernels import dwconv, eltwise, nmgemm, pool, spmm
+from codegen.kernels.family import Case, Family
+from codegen.render import RenderedKernel
+
+FAMILIES: tuple[Family, ...] = (nmgemm.FAMILY, spmm.FAMILY, dwconv.FAMILY, pool.FAMILY, eltwise.FAMILY)
+
+
+def family_named(name: str) -> Family:
+    """Returns the family called ``name`` (KeyError names the known ones)."""
+    for family in FAMILIES:
+        if family.name == name:
+            return family
+    raise KeyError(f"no kernel family {name!r} (known: {', '.join(f.name for f in FAMILIES)})")
+
+
+def family_of(params) -> Family:
+    """Returns the family whose Params ``params`` is."""
+    for family in FAMILIES:
+        if isinstance(params, family.params_type):
+            return family
+    raise TypeError(f"{type(params).__name__} is no kernel family's Params")
+
+
+def render(params) -> RenderedKernel:
+    """Returns the C source of any family's variant ``params``."""
+    return family_of(params).render(params)
+
+
+def shipped_kernels() -> list[RenderedKernel]:
+    """Returns every shipped variant of every family, rendered."""
+    return [family.render(params) for family in FAMILIES for params in family.shipped()]
+
+
+def write_variants(outdir: Path) -> list[Path]:
+    """Renders every shipped variant into ``outdir`` (one .c per variant, nothing generated is
+    checked in, like XNNPACK's gen/ folders); returns the paths."""
+    outdir = Path(outdir)
+    outdir.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for kernel in shipped_kernels():
+        path = outdir / kernel.filename
+        path.write_text(kernel.source)
+        paths.append(path)
+    return paths
+
+
+__all__ = ["FAMILIES", "Case", "Family", "family_named", "family_of", "render", "shipped_kernels",
+           "write_variants", "dwconv", "eltwise", "nmgemm", "pool", "spmm"]

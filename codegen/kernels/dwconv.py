@@ -1,0 +1,192 @@
+"""The depthwise convolution family (templates/dwconv.c.j2): a k x k window per channel with
+a compile-time stride, + bias, activation, on a CHW image.
+
+    >>> render(DwconvParams("avx2", 3, 2, "relu6")).filename
+    'dwconv_3x3_s2_avx2_relu6.c'
+
+The weights are used as they are (c x k x k): no packing. What the kernel runs for a workload
+(``work``, read by the CPU cost model): per channel, copy the plane into a zero-padded one
+(memset + a memcpy per row), then per output row a vector loop over ``lanes`` output
+columns (stride 1, and stride 2 from deinterleaved loads) and the rest as one masked vector
+(AVX2, AVX-512) or a scalar loop, which the compiler may vectorize.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from codegen.isa import ISAS, get_isa
+from codegen.kernels.family import Case, Family
+from codegen.kernels.work import FLOAT_BYTES, KernelWork, LoopWork, PackShape, Stream
+from codegen.layer import KernelRun, run_case
+from codegen.reference import reference_conv
+from codegen.render import Abi, Buffer, OutputBuffer, RenderedKernel, check_activation
+from models.errors import UserError
+from models.ir import Conv2d
+
+TEMPLATE = "dwconv.c.j2"
+
+
+@dataclass(frozen=True)
+class DwconvParams:
+    """Depthwise k x k convolution with a compile-time stride (templates/dwconv.c.j2)."""
+    isa: str
+    k: int = 3
+    stride: int = 1
+    act: str = "none"
+    threads: int = 1   # OpenMP threads over channels (issue 15)
+
+    def __post_init__(self):
+        get_isa(self.isa)
+        check_activation(self.act)
+        if self.k < 1 or self.stride < 1 or self.threads < 1:
+            raise UserError("kernel size and stride must be >= 1", field="dwconv",
+                            fix="use e.g. k=3 stride=1")
+
+    @property
+    def name(self) -> str:
+        act = "" if self.act == "none" else f"_{self.act}"
+        threads = f"_t{self.threads}" if self.threads > 1 else ""
+        return f"dwconv_{self.k}x{self.k}_s{self.stride}_{self.isa}{threads}{act}"
+
+
+def abi(params: DwconvParams) -> Abi:
+    k, s = params.k, params.stride
+    return Abi(ints=("c", "h", "w", "pad"),
+               inputs=(Buffer("weights", "float"), Buffer("bias", "float", optional=True),
+                       Buffer("x", "float")),
+               output=OutputBuffer("y", "float", f"c * ((h + 2 * pad - {k}) / {s} + 1)"
+                                                 f" * ((w + 2 * pad - {k}) / {s} + 1)"))
+
+
+def render(params: DwconvParams) -> RenderedKernel:
+    """Returns the C source of the depthwise kernel ``params`` describes."""
+    return FAMILY.render(params)
+
+
+def default_schedule(op: Conv2d, input_shape: tuple[int, ...], flavour: str, act: str = "none",
+                     threads: int = 1) -> DwconvParams | None:
+    """Returns the kernel of depthwise layer ``op`` on an input of ``input_shape`` (NCHW), or
+    None where the family has none: non-square kernels, strides or padding, a batch > 1."""
+    if op.kernel[0] != op.kernel[1] or op.stride[0] != op.stride[1] or len(input_shape) != 4 \
+            or input_shape[0] != 1 or op.padding[0] != op.padding[1]:
+        return None
+    return DwconvParams(flavour, op.kernel[0], op.stride[0], act, threads=threads)
+
+
+def shipped() -> list[DwconvParams]:
+    """Returns the shipped variants: 3x3 at strides 1 and 2, plain and relu6, per flavour."""
+    return [DwconvParams(isa, 3, stride, act) for isa in ISAS for stride in (1, 2)
+            for act in ("none", "relu6")]
+
+
+# ---------------------------------------------------------------- what it runs for a workload
+
+
+@dataclass(frozen=True)
+class DepthwiseGeometry:
+    """What a depthwise workload's GEMM sizes leave out: the input plane and its padding."""
+    channels: int
+    height: int
+    width: int
+    pad: int
+
+
+def geometry_of(model, layer: str) -> DepthwiseGeometry:
+    """Returns the input plane of depthwise layer ``layer`` of ``model`` (batch 1, NCHW)."""
+    op = model.op(layer)
+    (spec,) = model.input_specs(op.name)
+    return DepthwiseGeometry(spec.shape[1], spec.shape[2], spec.shape[3], op.padding[0])
+
+
+# dwconv.c.j2 splits the channels among its threads from this many MACs
+PARALLEL_MACS = 1e6
+
+
+def work(params: DwconvParams, workload, geometry: DepthwiseGeometry | None = None) -> KernelWork:
+    """Returns what the kernel runs on the input plane ``geometry`` (the workload's GEMM sizes
+    leave it out): the row loops (masked tails or a scalar tail loop), the padding copies
+    and the streams."""
+    if geometry is None:
+        raise ValueError(f"{params.name}: a depthwise kernel is costed with its input geometry")
+    isa = get_isa(params.isa)
+    lanes = isa.lanes
+    taps = params.k * params.k
+    c, h, w, pad = geometry.channels, geometry.height, geometry.width, geometry.pad
+    out_h = (h + 2 * pad - params.k) // params.stride + 1
+    out_w = (w + 2 * pad - params.k) // params.stride + 1
+    threads = max(1, params.threads)     # dwconv.c.j2: over channels, from 1M MACs
+    if c < 2 or c * out_h * out_w * taps < PARALLEL_MACS:
+        threads = 1
+    rows = c * out_h
+    vector = out_w // lanes if params.stride in (1, 2) and lanes > 1 else 0
+    tail = out_w - vector * lanes
+    # the flavours with masked loads and stores end a row with a masked vector
+    masked = params.stride in (1, 2) and isa.masked_tails
+    loops = []
+    if masked:
+        # the masked tail is one more vector iteration per row, straight-line code in the
+        # row loop: costed as a vector-loop iteration, so the row loop's own body is not
+        # counted again (its loop control is a few instructions)
+        loops.append(LoopWork(taps * lanes, rows * (vector + (1 if tail else 0))))
+    else:
+        if vector:
+            loops.append(LoopWork(taps * lanes, rows * vector))
+        if tail:
+            loops.append(LoopWork(taps, rows * tail, trips_per_entry=tail))
+    padded_bytes = (h + 2 * pad) * (w + 2 * pad) * FLOAT_BYTES
+    streams = (Stream("weights", c * taps * FLOAT_BYTES, 1),
+               Stream("panel", c * h * w * FLOAT_BYTES + c * padded_bytes, 1),
+               Stream("output", c * out_h * out_w * FLOAT_BYTES, 1))
+    return KernelWork(loops=tuple(loops), parent_trips=(0 if masked else rows, c), streams=streams,
+                      pixel_tile=lanes, row_tile=1, memory_tiles=1,
+                      parallel_units=c if threads > 1 else 1, threads=threads,
+                      # per channel: the memset of the padded plane (costed as a copy of one
+                      # plane-sized row: the probe copies, a memset only writes, so an upper
+                      # bound) and the memcpy of each input row into it
+                      pack=(PackShape(rows=1, row_bytes=padded_bytes, stride_bytes=padded_bytes, tiles=c),
+                            PackShape(rows=h, row_bytes=w * FLOAT_BYTES, stride_bytes=w * FLOAT_BYTES,
+                                      tiles=c)))
+
+
+# ---------------------------------------------------------------- runs
+
+
+def buffers(params: DwconvParams, weights: np.ndarray, bias: np.ndarray | None, x: np.ndarray) -> dict:
+    """Returns the harness buffers of one run (the weights c x k x k as they are)."""
+    return {"weights": weights, "bias": bias, "x": x}
+
+
+def _reference(params: DwconvParams, w: np.ndarray, bias, x: np.ndarray, pad: int) -> np.ndarray:
+    channels = x.shape[0]
+    conv = Conv2d("dw", channels, channels, params.k, stride=params.stride, padding=pad, groups=channels)
+    return reference_conv(w.reshape(channels, 1, params.k, params.k), bias, x, conv, params.act)
+
+
+def run_layer(w: np.ndarray, x: np.ndarray, bias: np.ndarray | None, params: DwconvParams,
+              pad: int, target, workdir: Path, repeats: int = 5, warmup: int = 1) -> KernelRun:
+    """Builds the depthwise kernel for ``target``, runs it on ``x`` (c x h x w) with weights
+    ``w`` (c x k x k) ``repeats`` times, and checks its output against numpy."""
+    channels, height, width = x.shape
+    return run_case(render(params), target, workdir, buffers(params, w, bias, x),
+                    (channels, height, width, pad), _reference(params, w, bias, x, pad), repeats, warmup)
+
+
+def cases(params: DwconvParams, rng: np.random.Generator) -> list[Case]:
+    """Returns runs on planes whose widths leave partial vectors on every flavour, with and
+    without padding and bias, and numpy's answers."""
+    found = []
+    for number, (c, h, w, pad) in enumerate([(3, 9, 30, 1), (2, 5, 67, 0)]):
+        pad = min(pad, (params.k - 1) // 2) if params.k > 1 else 0
+        x = rng.standard_normal((c, h, w)).astype(np.float32)
+        weights = rng.standard_normal((c, params.k, params.k)).astype(np.float32)
+        bias = rng.standard_normal(c).astype(np.float32) if number % 2 == 0 else None
+        found.append(Case(f"case{number}", buffers(params, weights, bias, x), (c, h, w, pad),
+                          _reference(params, weights, bias, x, pad)))
+    return found
+
+
+FAMILY = Family(name="dwconv", template=TEMPLATE, params_type=DwconvParams, abi=abi,
+                shipped=shipped, cases=cases, work=work)
