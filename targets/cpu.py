@@ -76,7 +76,7 @@ class CpuTarget:
     cache_line_bytes: int
     dram_gbps: float
     toolchain: Toolchain
-    runner: str                    # local | qemu | wasmtime | node | browser | rpc | adb
+    runner: str                    # one of targets.runners.runners_for_isa(isa)
     tvm_target: dict = field(hash=False)
     source: str
     description: str = ""

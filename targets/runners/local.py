@@ -43,5 +43,5 @@ def host_refusal(target) -> UserError | None:
 
 SPEC = RunnerSpec(name="local", isas=("aarch64", "x86_64"), timing_real=True,
                   summary="a native program run directly on this machine",
-                  needs=("this machine of the target's ISA",),
+                  needs=("a machine of the target's ISA",),
                   make=LocalRunner, refuses=host_refusal)
