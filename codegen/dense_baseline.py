@@ -374,12 +374,15 @@ def measure_build(directory: Path, manifest: dict, target: CpuTarget, runner_nam
 
     saved_omp = os.environ.get("OMP_NUM_THREADS")
     os.environ["OMP_NUM_THREADS"] = str(threads)   # the kernels' team (at most their own count)
-    set_wait_policy = "OMP_WAIT_POLICY" not in os.environ
+    set_wait_policy = "OMP_WAIT_POLICY" not in os.environ and "GOMP_SPINCOUNT" not in os.environ
     if set_wait_policy:
-        # idle OpenMP workers sleep instead of spinning: on a shared machine a spinning
-        # worker takes the CPU the other thread needs (measured under load 12 on 2 CPUs,
-        # MobileNet-v1 2:8 on 2 threads: 235-315 ms spinning, 34-37 ms passive)
+        # idle OpenMP workers spin only briefly, then sleep: on a shared machine an unbounded
+        # spin takes the CPU the other thread needs (measured under load 12 on 2 CPUs,
+        # MobileNet-v1 2:8 on 2 threads: 235-315 ms spinning, 34-37 ms passive), while a
+        # sleeping worker takes 15-75 us to wake on a KVM guest, paid by every layer (quiet:
+        # 5.97 ms passive, 4.63 ms with GOMP_SPINCOUNT=3000, ~35 us; it overrides PASSIVE's 0)
         os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
+        os.environ["GOMP_SPINCOUNT"] = "3000"
     try:
         for _ in range(rounds):
             for label in ("sparse", "dense"):
@@ -396,6 +399,7 @@ def measure_build(directory: Path, manifest: dict, target: CpuTarget, runner_nam
     finally:
         if set_wait_policy:
             os.environ.pop("OMP_WAIT_POLICY", None)
+            os.environ.pop("GOMP_SPINCOUNT", None)
         if saved_omp is None:
             os.environ.pop("OMP_NUM_THREADS", None)
         else:
