@@ -400,3 +400,11 @@ def test_problems_come_from_the_runner_module(monkeypatch):
     monkeypatch.setattr(shutil, "which", lambda name: None)
     problems = runner_problems("qemu", target)
     assert problems == ["'qemu-aarch64-static' not found (apt-get install qemu-user-static)"]
+
+
+def test_timing_is_real_where_a_tuner_may_measure():
+    """Measured times rank schedules only on a runner driven from here that is not emulated."""
+    from targets.runners import target_file_runners, timing_is_real
+    real = {name for name in target_file_runners() if timing_is_real(name)}
+    assert real == {"local", "wasmtime", "node", "rpc", "adb"}      # not qemu, not browser
+    assert timing_is_real("rpc://10.0.0.2:9090") and not timing_is_real("no-such-runner")

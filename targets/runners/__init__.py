@@ -37,7 +37,7 @@ RUNNER_NAMES = tuple(spec.spelling for spec in RUNNER_SPECS if spec.make is not 
 
 __all__ = ["RunError", "RunResult", "Runner", "RunnerSpec", "get_runner", "parse_times",
            "RUNNER_NAMES", "RUNNER_SPECS", "runner_spec", "runner_problems",
-           "target_file_runners", "runners_for_isa"]
+           "target_file_runners", "runners_for_isa", "timing_is_real"]
 
 
 def runner_spec(name: str) -> RunnerSpec | None:
@@ -46,6 +46,13 @@ def runner_spec(name: str) -> RunnerSpec | None:
         if name == spec.name or (spec.address and name.startswith(spec.name + "://")):
             return spec
     return None
+
+
+def timing_is_real(name: str) -> bool:
+    """Returns True when runner ``name`` is driven from here and its measured times are the
+    target's own: what a tuner may rank schedules by (qemu's emulated times are not)."""
+    spec = runner_spec(name)
+    return spec is not None and spec.timing_real and spec.make is not None
 
 
 def target_file_runners() -> tuple[str, ...]:
