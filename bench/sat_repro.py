@@ -21,7 +21,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from hwsim.arch import load_arch  # noqa: E402
+from hwsim.arch import DataflowOptions, load_arch  # noqa: E402
+from hwsim.dataflow import DATAFLOWS  # noqa: E402
 from hwsim.engine import im2col_reuse, simulate  # noqa: E402
 from models.loading import load  # noqa: E402
 from models.lowering import lower  # noqa: E402
@@ -139,12 +140,12 @@ def main() -> int:
     for size in (16, 64):
         variant = dataclasses.replace(arch, array=dataclasses.replace(arch.array, rows=size, cols=size))
         print(f"  {f'array {size}x{size} (assumed 32x32)':<38} {average_2_8(variant):.3f}x")
-    for dataflow in ("ws", "is"):
+    for dataflow in (name for name in DATAFLOWS if name != arch.dataflow):
         variant = dataclasses.replace(arch, dataflow=dataflow)
-        print(f"  {f'dataflow {dataflow} (assumed os)':<38} {average_2_8(variant):.3f}x")
+        print(f"  {f'dataflow {dataflow} (assumed {arch.dataflow})':<38} {average_2_8(variant):.3f}x")
     print(f"  {'word_bytes 4 (assumed 2)':<38} "
           f"{average_2_8(dataclasses.replace(arch, word_bytes=4)):.3f}x")
-    for switch in ("interleave", "pregenerate_sparse_weights", "offline_schedule"):
+    for switch in (option.name for option in dataclasses.fields(DataflowOptions)):
         print(f"  {f'{switch} off':<38} {average_2_8(with_options(arch, **{switch: False})):.3f}x")
     print(f"\n(simulated in {time.perf_counter() - started:.1f} s wall)")
     return 0
