@@ -102,7 +102,7 @@ def geometry_of(model, layer: str) -> DepthwiseGeometry:
 
 
 # dwconv.c.j2 splits the channels among its threads from this many MACs
-PARALLEL_MACS = 1e6
+PARALLEL_MACS = 1e5
 
 
 def work(params: DwconvParams, workload, geometry: DepthwiseGeometry | None = None) -> KernelWork:
@@ -117,7 +117,7 @@ def work(params: DwconvParams, workload, geometry: DepthwiseGeometry | None = No
     c, h, w, pad = geometry.channels, geometry.height, geometry.width, geometry.pad
     out_h = (h + 2 * pad - params.k) // params.stride + 1
     out_w = (w + 2 * pad - params.k) // params.stride + 1
-    threads = max(1, params.threads)     # dwconv.c.j2: over channels, from 1M MACs
+    threads = max(1, params.threads)     # dwconv.c.j2: over channels, from 100k MACs
     if c < 2 or c * out_h * out_w * taps < PARALLEL_MACS:
         threads = 1
     rows = c * out_h

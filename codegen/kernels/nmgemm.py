@@ -317,7 +317,7 @@ def buffers(params: NmGemmParams, w2d: np.ndarray, bias: np.ndarray | None, x: n
 
 # nmgemm.c.j2 starts its OpenMP team only with 2+ work items and this many kept MACs
 # (cout x groups x n x pixels): below it a woken thread costs more than it saves
-PARALLEL_MACS = 8e6
+PARALLEL_MACS = 1e6
 
 
 def _row_chunks(col_tiles: int, row_tiles: int, threads: int) -> int:

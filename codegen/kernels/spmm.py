@@ -211,7 +211,7 @@ def buffers(params: SpmmParams, w2d: np.ndarray, bias: np.ndarray | None, x: np.
 
 
 # spmm.c.j2 splits the pixels among its threads from this many kept MACs
-PARALLEL_MACS = 2e6
+PARALLEL_MACS = 5e5
 
 
 def _threads(params: SpmmParams, workload, kept: float, lanes: int) -> tuple[int, int]:
