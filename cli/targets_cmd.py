@@ -22,14 +22,16 @@ def register(subparsers, formatter_class) -> None:
     parser.set_defaults(handler=list_targets)
     actions = parser.add_subparsers(dest="action", metavar="ACTION", parser_class=type(parser))
     show = actions.add_parser(
-        "show", formatter_class=formatter_class, help="one CPU target, resolved",
+        "show", formatter_class=formatter_class, help="one target, resolved",
         description="Print a CPU target as loaded: every field after validation, with the host's "
-                    "detected features, toolchain flags, TVM target and availability here.",
+                    "detected features, toolchain flags, TVM target and availability here; or an "
+                    "accelerator as validated (every field, defaults filled in).",
         epilog="examples:\n"
                "  hwsim targets show host\n"
                "  hwsim targets show wasm32-simd128 --format json\n"
-               "  hwsim targets show targets/cpus/cortex-a55.yaml\n")
-    show.add_argument("target", help="bundled name (see `hwsim targets`) or a kind: cpu YAML file")
+               "  hwsim targets show targets/cpus/cortex-a55.yaml\n"
+               "  hwsim targets show targets/accelerators/sat.yaml\n")
+    show.add_argument("target", help="bundled name (see `hwsim targets`) or a CPU or accelerator YAML file")
     show.add_argument("--format", choices=("table", "json"), default="table")
     show.set_defaults(handler=show_target)
 
@@ -59,8 +61,8 @@ def _accelerators() -> list[dict]:
                          "error": error.one_line()})
             continue
         raw = raw if isinstance(raw, dict) else {}
-        rows.append({"name": raw.get("name", path.stem), "kind": raw.get("kind", "?"),
-                     "source": str(path)})
+        rows.append({"name": path.stem, "described_as": raw.get("name", path.stem),
+                     "kind": raw.get("kind", "?"), "source": str(path)})
     return rows
 
 
@@ -97,9 +99,9 @@ def list_targets(args) -> int:
         for problem in row["problems"]:
             print(f"  {row['name']}: {problem}")
     if accelerators:
-        print(f"\n{'accelerator':<20} kind")
+        print(f"\n{'accelerator (--arch)':<22} {'kind':<12} name in the file")
         for row in accelerators:
-            print(f"{row['name']:<20} {row['kind']}")
+            print(f"{row['name']:<22} {row['kind']:<12} {row.get('described_as', '-')}")
     print(f"\n{'runner':<16} {'isas':<15} {'timing':<9} needs")
     for row in runners:
         timing = "real" if row["timing_real"] else "emulated"
@@ -130,12 +132,29 @@ def target_as_dict(target) -> dict:
     return document
 
 
+def _is_accelerator(name_or_path: str) -> bool:
+    """True when the name or file is an accelerator description (it is then shown as one)."""
+    from targets.descriptions import bundled_names, read_target, target_kind
+
+    if name_or_path in bundled_names("accelerator"):
+        return True
+    if not name_or_path.endswith((".yaml", ".yml")):
+        return False
+    _, document = read_target(name_or_path)
+    return isinstance(document, dict) and target_kind(document) == "accelerator"
+
+
 def show_target(args) -> int:
     from targets.cpu import load_cpu_target
 
-    target = load_cpu_target(args.target)
-    document = target_as_dict(target)
-    document["available_here"] = _availability(target)
+    if _is_accelerator(args.target):
+        from hwsim.arch import accelerator_document, load_arch
+
+        document = accelerator_document(load_arch(args.target))
+    else:
+        target = load_cpu_target(args.target)
+        document = target_as_dict(target)
+        document["available_here"] = _availability(target)
     if args.format == "json":
         print(json.dumps(document, indent=1))
         return 0

@@ -380,6 +380,25 @@ def test_cli_lists_accelerators_and_runners(capsys):
     assert qemu["timing_real"] is False and qemu["isas"] == ["aarch64"]
 
 
+def test_show_takes_accelerators_by_the_name_arch_takes(capsys, tmp_path):
+    """`hwsim targets` lists accelerators by the name --arch accepts, and `targets show` of that
+    name or of an accelerator file prints the validated accelerator (not a CPU-schema error)."""
+    assert hwsim_main(["targets", "--format", "json"]) == 0
+    names = [row["name"] for row in json.loads(capsys.readouterr().out)["accelerators"]]
+    assert "sat" in names
+    for name in names:
+        assert hwsim_main(["targets", "show", name, "--format", "json"]) == 0
+        shown = json.loads(capsys.readouterr().out)
+        assert shown["kind"] == "accelerator" and shown["array"]["rows"] >= 1
+    assert hwsim_main(["targets", "show", "targets/accelerators/sat.yaml"]) == 0
+    assert "sat-vcu1525" in capsys.readouterr().out
+    bad = tmp_path / "acc.yaml"
+    bad.write_text("kind: accelerator\nbogus: 1\n")
+    assert hwsim_main(["targets", "show", str(bad)]) == 2
+    error = capsys.readouterr().err
+    assert "bogus" in error and "array" in error and "vector_bits" not in error
+
+
 def test_one_reader_for_both_kinds(tmp_path):
     """Accelerator and CPU files go through the same reader: the same bounded YAML errors,
     the same unknown-key suggestion, the same range check, each naming file and field."""
