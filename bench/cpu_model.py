@@ -12,7 +12,7 @@ the harness reruns one layer; indexed row loads and memcpy packing at this host'
 cost measured once by hwsim.cpu.gather_bench and cached in --cache-dir); "measured" is the median of --reps timed calls in the same
 run (codegen.build's harness, built with the target's toolchain; wasm in the PyPI
 wasmtime), the lowest of --batches such medians (see BATCHES). Families codegen does
-not ship (depthwise) use hwsim.cpu.kernels' kernel in
+not ship (depthwise) use hwsim.cpu.fallback_kernels' kernel in
 both columns, labelled "hwsim" in the origin column. Then the ARM part: predicted
 dense-vs-sparse MobileNet-v1 (1x1 convs + depthwise) speedups on cortex-a73 / cortex-a76
 next to the published figures.

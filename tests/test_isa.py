@@ -38,7 +38,7 @@ def test_avx512_is_16_lanes_for_every_reader():
     from codegen.kernels.spmm import default_schedule as default_spmm
     from hwsim.cpu.codegen_source import from_rendered
     from hwsim.cpu.cpu_model import _vector_bytes
-    from hwsim.cpu.kernels import render
+    from hwsim.cpu.fallback_kernels import render_fallback as render
     from models.lowering import GemmWorkload
 
     assert simd_level("avx512").lanes == get_isa("avx512").lanes == 16
@@ -58,7 +58,7 @@ def test_avx512_is_16_lanes_for_every_reader():
 def test_build_and_cost_model_compile_with_the_same_flags():
     from codegen.build import runnable_flavours
     from hwsim.cpu.cpu_model import _isa_cflags
-    from hwsim.cpu.kernels import KernelSchedule, KernelSource
+    from hwsim.cpu.kernel_source import KernelSchedule, KernelSource
     from targets.cpu import load_cpu_target
 
     for isa in ISAS.values():

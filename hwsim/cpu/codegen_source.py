@@ -18,7 +18,7 @@ from pathlib import Path
 
 from codegen.isa import get_isa
 from codegen.kernels import family_of
-from hwsim.cpu.kernels import KernelSchedule, KernelSource
+from hwsim.cpu.kernel_source import KernelSchedule, KernelSource
 from models.lowering import GemmWorkload
 
 

@@ -1,7 +1,7 @@
 """Per-layer cycles of the CPU/wasm kernels, from their machine code (llvm-mca) and a memory roofline.
 
 For each layer: render the kernel (the caller's ``kernel_source``, else
-hwsim.cpu.kernels), compile it with the target's toolchain, find its loops
+hwsim.cpu.fallback_kernels), compile it with the target's toolchain, find its loops
 (asm_loops), and cost them with llvm-mca:
 
     hot loop     the innermost loop doing the most multiply lanes per iteration;
@@ -38,7 +38,8 @@ from models.errors import UserError
 from models.fileio import write_atomic
 from models.lowering import GemmWorkload
 from hwsim.cpu import asm_loops, gather_bench, mca, memory_model, wasm_native
-from hwsim.cpu.kernels import KernelSchedule, KernelSource, render
+from hwsim.cpu.fallback_kernels import render_fallback
+from hwsim.cpu.kernel_source import KernelSchedule, KernelSource
 from targets.simd import simd_level
 
 
@@ -69,7 +70,7 @@ class CpuLayerTime:
     mca_core: str
     mca_model: str                # scheduling model really used (resource name prefix)
     dram_bytes: float
-    kernel_origin: str = "hwsim"  # codegen (the kernel hwsim codegen emits) | hwsim (fallback kernels.py)
+    kernel_origin: str = "hwsim"  # codegen (the kernel hwsim codegen emits) | hwsim (fallback_kernels.py)
     utilization: float = 0.0      # macs / (cycles x lanes x FMA units x cores used)
 
     def as_dict(self) -> dict:
@@ -79,8 +80,8 @@ class CpuLayerTime:
 KernelSourceFn = Callable[[GemmWorkload, object, object], KernelSource]
 
 
-def family_of(workload: GemmWorkload) -> str:
-    """Returns the kernel family that runs ``workload``."""
+def fallback_family(workload: GemmWorkload) -> str:
+    """Returns the fallback kernel (hwsim.cpu.fallback_kernels) that runs ``workload``."""
     if workload.op_kind == "depthwise":
         return "depthwise"
     return "sparse" if workload.sparse else "dense"
@@ -325,7 +326,7 @@ def _schedule_for(schedules, workload, family: str, simd: str, raw: bool = False
     if raw:
         return chosen
     if chosen is None:
-        return render(family, simd).schedule
+        return render_fallback(family, simd).schedule
     return KernelSchedule(mr=int(getattr(chosen, "mr")), nr=int(getattr(chosen, "nr", 1)))
 
 
@@ -333,11 +334,11 @@ def simulate_layer(target, workload: GemmWorkload, schedule: KernelSchedule | No
                    kernel_source: KernelSourceFn | None = None, warm_weights: bool = False,
                    cores: int | None = None, bandwidths=None) -> CpuLayerTime:
     """Returns the predicted cycles of one lowered GEMM (or depthwise conv) on ``target``."""
-    family = family_of(workload)
+    family = fallback_family(workload)
     simd = kernel_simd(target)
     kernel = kernel_source(workload, schedule, target) if kernel_source else None
     if kernel is None:
-        kernel = render(family, simd, schedule if isinstance(schedule, KernelSchedule) else None)
+        kernel = render_fallback(family, simd, schedule if isinstance(schedule, KernelSchedule) else None)
     cost = cost_loops(target, kernel, cache_dir)
     cores = cores or target.cores
     if kernel.loops:
@@ -406,7 +407,7 @@ def _record(target, name, phase, compute_cycles, memory, macs, function, cost: L
 def simulate_elementwise(target, work: ElementwiseWork, cache_dir: Path, *, cores: int | None = None,
                          bandwidths=None) -> CpuLayerTime:
     """Returns the predicted cycles of a streaming layer (add + relu over ``elements`` floats)."""
-    kernel = render("elementwise", kernel_simd(target))
+    kernel = render_fallback("elementwise", kernel_simd(target))
     cost = cost_loops(target, kernel, cache_dir)
     # one multiply lane per element: the kernel computes a * scale + b
     iterations = math.ceil(work.elements / kernel.schedule.mr) * kernel.schedule.mr / cost.hot_mac_lanes
@@ -441,7 +442,7 @@ def simulate_cpu(target, workloads: Iterable[GemmWorkload | ElementwiseWork], sc
         if isinstance(work, ElementwiseWork):
             records.append(simulate_elementwise(target, work, cache_dir, cores=cores, bandwidths=bandwidths))
             continue
-        family = family_of(work)
+        family = fallback_family(work)
         schedule = _schedule_for(schedules, work, family, kernel_simd(target), raw=kernel_source is not None)
         records.append(simulate_layer(target, work, schedule, cache_dir, kernel_source=kernel_source,
                                       warm_weights=warm_weights, cores=cores, bandwidths=bandwidths))

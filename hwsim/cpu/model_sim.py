@@ -9,8 +9,8 @@ GEMMs (convolutions, dense, batch matmuls) come from models.lowering; pooling,
 elementwise and norm ops are costed as streams over their elements (ElementwiseWork),
 so every layer that takes time is in the list. ``kernel_source`` (the CLI passes one
 that renders codegen's kernels, see hwsim.cpu.codegen_source.from_rendered) may return
-None for a family codegen does not ship: that layer is costed with hwsim.cpu.kernels'
-fallback kernel and its record says kernel_origin "hwsim".
+None for a family codegen does not ship: that layer is costed with the kernel of
+hwsim.cpu.fallback_kernels and its record says kernel_origin "hwsim".
 """
 from __future__ import annotations
 

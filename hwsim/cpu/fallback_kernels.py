@@ -1,12 +1,21 @@
 """Small C kernels the CPU model compiles when the caller brings none (codegen's are the real ones).
 
 ``simulate_cpu`` takes a ``kernel_source`` callable (hwsim.cpu.codegen_source renders the
-kernel codegen.plan picks); these kernels cost what codegen has no kernel for: the streams
-of pooling / elementwise / norm layers (cpu_model.simulate_elementwise), grouped
-convolutions, attention, training BP/WU GEMMs and batch > 1 depthwise layers, and they
-are the fixtures of the cost-model tests. Costing codegen's eltwise/pool kernels instead
-would change the model's predictions for every stream layer, so they stay until those
-families carry their own cost description. Lanes come from targets.simd's record.
+kernel codegen.plan picks and its family module says what it runs); these kernels cost what
+no codegen family describes, and they are the fixtures of the cost-model tests. Why they
+cannot yet be derived from codegen.kernels (each would change predictions):
+
+    grouped convolutions, attention (batched matmul), training BP/WU GEMMs, batch > 1
+        depthwise layers: codegen.plan gives them no kernel (no family runs them)
+    pooling / elementwise / norm layers (cpu_model.simulate_elementwise): codegen's pool
+        and eltwise families have no cost description (``work`` None); costing their
+        templates instead of render_elementwise's add + relu would change every stream
+        layer's cycles
+    the intrinsics below: codegen.isa's records would render other machine code (wasm's
+        VMAX is f32x4.max where codegen.isa writes pmax, the scalar VMAX a compare where it
+        writes fmaxf), and the model costs the machine code
+
+Lanes come from targets.simd's record.
 Layout is XNNPACK's sparse-inference layout (KERNELS.md): activations
 CHW, so ``X`` is K x M (M = pixels, contiguous), output ``Y`` is N x M,
 weights W are N x K.
@@ -23,8 +32,7 @@ SIMD128: mul + add) or scalar. ``MR`` counts pixels (a multiple of the lanes).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-
+from hwsim.cpu.kernel_source import KernelSchedule, KernelSource
 from targets.simd import simd_level
 
 _PRELUDES = {
@@ -61,44 +69,6 @@ typedef v128_t vf;
 """,
 }
 _PRELUDES["avx512"] = _PRELUDES["avx2"]
-
-
-@dataclass(frozen=True)
-class KernelSchedule:
-    """Register tile of the fallback kernels: ``mr`` pixels (multiple of the lanes) x ``nr`` channels."""
-    mr: int
-    nr: int
-
-    def __post_init__(self):
-        if self.mr < 1 or self.nr < 1:
-            raise ValueError(f"bad schedule {self}")
-
-
-@dataclass(frozen=True)
-class KernelSource:
-    """C text of one kernel and the function the model should read.
-
-    The optional fields describe one workload's run of the kernel (for codegen's kernels,
-    hwsim.cpu.codegen_source copies them from the family's codegen.kernels.work.KernelWork):
-    every multiplying innermost loop with its iterations, the entries of the loops around
-    the first one (innermost first), the memory streams of its blocking, and how many
-    independent tiles the threads share. Left None, the model derives them for this
-    module's own fallback kernels."""
-    family: str          # dense | sparse | depthwise | elementwise | nmgemm | spmm
-    simd: str
-    schedule: KernelSchedule
-    function: str
-    c_source: str
-    loops: tuple = None                 # tuple[codegen.kernels.work.LoopWork, ...]
-    parent_trips: tuple = None          # tuple[float, ...], innermost parent first
-    streams: tuple = None               # tuple[codegen.kernels.work.Stream, ...]
-    memory_tiles: int = 1               # pixel tiles the streams' passes are counted over
-    parallel_units: int = 0             # tiles shared out among threads (0: unknown)
-    threads: int = 1                    # threads the kernel itself starts (OpenMP)
-    origin: str = "hwsim"               # hwsim (fallback kernels.py) | codegen
-    gather: object = None               # codegen.kernels.work.GatherShape of the indexed row loads, if any
-    pack: object = None                 # codegen.kernels.work.PackShape (or a tuple of them) of memcpy packing
-    tile_stores: float = 0.0            # vector stores of the output tile per entry of the hot loop's parent
 
 
 def default_schedule(family: str, simd: str) -> KernelSchedule:
@@ -257,7 +227,7 @@ RENDERERS = {"dense": render_dense, "sparse": render_sparse, "depthwise": render
              "elementwise": render_elementwise}
 
 
-def render(family: str, simd: str, schedule: KernelSchedule | None = None) -> KernelSource:
+def render_fallback(family: str, simd: str, schedule: KernelSchedule | None = None) -> KernelSource:
     """Returns the fallback kernel of ``family`` for ``simd`` with ``schedule`` (or the default)."""
     simd = "avx2" if simd == "avx512" else simd
     return RENDERERS[family](simd, schedule or default_schedule(family, simd))
