@@ -15,7 +15,13 @@ def register(subparsers, formatter_class) -> None:
                     "same engine as `hwsim simulate`; small spaces are enumerated, large ones "
                     "searched with Optuna's NSGA-II. Each point is stored in DIR/results.jsonl "
                     "as it finishes: rerunning with the same --out resumes. Writes front.json, "
-                    "front.csv, all.csv, plots, index.html and DIR/front/<design>.yaml.",
+                    "front.csv, all.csv, plots, index.html and DIR/front/<design>.yaml. "
+                    "Besides the simulator's metrics every point carries magnitude_kept, an "
+                    "accuracy proxy of its sparsity patterns (the share of weight L2 magnitude "
+                    "the masks keep, weighted over layers by weight count: 1 when dense; the "
+                    "model's own weights for an .onnx file, seeded He-normal ones for a zoo "
+                    "model; the lowest over the workload's models), usable as a floor "
+                    "(constraints: {magnitude_kept: {min: 0.7}}) or as an objective, maximised.",
         epilog="examples:\n"
                "  hwsim explore --arch sat --space explore/spaces/sat_small.yaml --model resnet18 "
                "--out reports/explore\n"
@@ -23,6 +29,8 @@ def register(subparsers, formatter_class) -> None:
                "--batch 32 \\\n      --objectives cycles,energy,area --budget 2000 --ray local "
                "--workers 2 --out reports/explore-r50\n"
                "  hwsim explore --arch sat --space explore/spaces/sat_small.yaml --map edp --out reports/explore-mapped\n"
+               "  hwsim explore --arch sat --space explore/spaces/sat_pruning.yaml "
+               "--objectives cycles,area,magnitude_kept --out reports/explore-pruning\n"
                "  hwsim simulate --arch reports/explore/front/p00-1a2b3c4d.yaml --model resnet18 "
                "--sparsity 2:8   # one front design\n"
                "bundled spaces: explore/spaces/*.yaml")
@@ -34,7 +42,8 @@ def register(subparsers, formatter_class) -> None:
     parser.add_argument("--batch", type=int, default=None)
     parser.add_argument("--mode", choices=("train", "infer"), default=None)
     parser.add_argument("--objectives", default="cycles,energy,area",
-                        help="comma-separated, minimised: cycles, energy, area, edp, seconds")
+                        help="comma-separated: cycles, energy, area, edp, seconds (minimised), "
+                             "magnitude_kept (the accuracy proxy, maximised)")
     parser.add_argument("--budget", type=int, default=2000,
                         help="design points to cost; a space this small or smaller is enumerated")
     parser.add_argument("--search", choices=("auto", "exhaustive", "nsga2"), default="auto")

@@ -8,9 +8,10 @@ import os
 import sys
 from dataclasses import dataclass
 
+from explore.accuracy_proxy import AccuracyProxy
 from explore.evaluate import evaluator_name
 from explore.outputs import Front, infeasibility, pareto_front, write_outputs
-from explore.search import Driver, SearchOutcome, exhaustive, nsga2, objective_values
+from explore.search import Driver, SearchOutcome, exhaustive, metric_values, nsga2, violations
 from explore.space import MODEL_SPARSITY, OBJECTIVE_METRICS, Space
 from explore.store import ResultsStore
 from models.errors import UserError
@@ -20,7 +21,7 @@ STORE_NAME = "results.jsonl"
 
 @dataclass(frozen=True)
 class ExploreSettings:
-    """The run's choices besides the space: what to minimise, how many points, where."""
+    """The run's choices besides the space: what to optimise, how many points, where."""
     objectives: tuple[str, ...]
     budget: int
     out_dir: str
@@ -30,7 +31,8 @@ class ExploreSettings:
 
 
 def parse_objectives(text: str) -> tuple[str, ...]:
-    """Returns the objective names of a comma list (cycles, energy, area, edp, seconds)."""
+    """Returns the objective names of a comma list (cycles, energy, area, edp, seconds
+    minimised; magnitude_kept maximised)."""
     names = tuple(dict.fromkeys(part.strip() for part in text.split(",") if part.strip()))
     if not names:
         raise UserError(f"no objective in '{text}'", field="--objectives",
@@ -108,14 +110,17 @@ def run_explore(space: Space, settings: ExploreSettings, backend) -> tuple[Searc
         method = "exhaustive" if space.size <= settings.budget else "nsga2"
     total = space.size if method == "exhaustive" else settings.budget
     bar, update = _progress_bar(total, settings.progress)
+    proxy = AccuracyProxy(space)          # one per run: each (model, pattern) costed once
     try:
         if method == "exhaustive":
-            outcome = exhaustive(space, settings.objectives, store, backend, progress=update)
+            outcome = exhaustive(space, settings.objectives, store, backend, progress=update,
+                                 proxy=proxy)
         else:
             outcome = nsga2(space, settings.objectives, store, backend, settings.budget,
-                            seed=settings.seed, progress=update)
+                            seed=settings.seed, progress=update, proxy=proxy)
         bar.close()
-        references = Driver(space, settings.objectives, store, backend, None).cost(reference_points(space))
+        references = Driver(space, settings.objectives, store, backend, None,
+                            proxy).cost(reference_points(space))
     finally:
         bar.close()
     if not any(record["status"] == "ok" for record in outcome.records):
@@ -143,9 +148,25 @@ def summary_lines(space: Space, outcome: SearchOutcome, front: Front) -> list[st
     lines = [f"{outcome.method}: {len(outcome.records)} points of {space.size} "
              f"({outcome.evaluated} costed now, {outcome.reused} from the store); "
              f"front {len(front.records)} designs"]
+    failed = infeasible_counts(space, outcome.records)
+    if failed:
+        lines.append("infeasible: " + ", ".join(f"{count} break {text}"
+                                                 for text, count in failed.items()))
     for index, record in enumerate(front.records):
-        values = objective_values(record, front.objectives)
+        values = metric_values(record, front.objectives)
         text = ", ".join(f"{name} {value:.6g}" for name, value in zip(front.objectives, values))
         knee = "  <- knee" if index == front.knee else ""
         lines.append(f"  p{index:02d}-{record['key'][:8]}  {record['point']}  {text}{knee}")
     return lines
+
+
+def infeasible_counts(space: Space, records: list[dict]) -> dict[str, int]:
+    """Returns {constraint: how many valid points break it} (a point may break several)."""
+    counts: dict[str, int] = {}
+    for record in records:
+        if record.get("status") != "ok":
+            continue
+        for constraint, violation in zip(space.constraints, violations(space, record)):
+            if violation > 0:
+                counts[constraint.describe()] = counts.get(constraint.describe(), 0) + 1
+    return counts

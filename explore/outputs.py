@@ -17,11 +17,15 @@ import yaml
 
 from explore.pareto import dominates, front_indices, knee_index
 from explore.search import feasible, objective_values, violations
-from explore.space import OBJECTIVE_METRICS, Space, arch_document, is_sparse, layer_patterns
+from explore.space import (MAXIMISED_METRICS, METRICS, OBJECTIVE_METRICS, Space, arch_document,
+                           is_sparse, layer_patterns)
 from models.fileio import write_atomic
 
 METRIC_LABELS = {"cycles": "cycles per step", "energy_mj": "energy per step (mJ)",
-                 "area_mm2": "area (mm2)", "edp_mj_s": "EDP (mJ s)", "seconds": "seconds per step"}
+                 "area_mm2": "area (mm2)", "edp_mj_s": "EDP (mJ s)", "seconds": "seconds per step",
+                 "magnitude_kept": "weight L2 magnitude kept (share)"}
+# Shares near 1 read better on a linear axis; the hardware metrics span decades.
+LINEAR_METRICS = frozenset({"magnitude_kept"})
 
 
 @dataclass(frozen=True)
@@ -73,6 +77,9 @@ def front_yaml(space: Space, record: dict, name: str) -> str:
               f"# Workload: {space.workload.describe()} ({space.workload.mode}); "
               f"cycles {metrics['cycles']}, energy {metrics['energy_mj']:.6g} mJ"
               + (f", area {metrics['area_mm2']:.6g} mm2" if metrics.get("area_mm2") is not None else "")]
+    if metrics.get("magnitude_kept") is not None:
+        header.append(f"# Accuracy proxy: magnitude_kept {metrics['magnitude_kept']:.6g} (weight L2 "
+                      f"share the patterns' masks keep, models.pruning_proxy; not a simulate output)")
     header += [f"# Reproduce (from the explore output folder): {command.replace(' --format json', '')}"
                for command in simulate_commands(space, record, f"front/{name}.yaml")]
     return "\n".join(header) + "\n" + yaml.safe_dump(document, sort_keys=False)
@@ -117,6 +124,7 @@ def front_document(space: Space, front: Front, outcome, references: list[dict],
             "workload": [{"model": m.name, "weight": m.weight, "dataset": m.dataset,
                           "batch": m.batch} for m in space.workload.models],
             "mode": space.workload.mode, "objectives": list(front.objectives),
+            "maximised": [o for o in front.objectives if OBJECTIVE_METRICS[o] in MAXIMISED_METRICS],
             "constraints": [c.describe() for c in space.constraints],
             "method": outcome.method, "search": outcome.extra, "space_size": space.size,
             "points_visited": len(outcome.records), "evaluated_now": outcome.evaluated,
@@ -125,8 +133,17 @@ def front_document(space: Space, front: Front, outcome, references: list[dict],
             "reference": _reference_summary(space, front, references)}
 
 
+def reason(space: Space, record: dict) -> str:
+    """Returns why a record is off the front's candidates: the schema's error for an invalid
+    point, the constraints it breaks (with its value) for an infeasible one, else ''."""
+    if record.get("status") != "ok":
+        return record.get("reason", "")
+    return "; ".join(f"breaks {c.describe()} ({record['metrics'][c.metric]:.6g})"
+                     for c, v in zip(space.constraints, violations(space, record)) if v > 0)
+
+
 def _csv_text(space: Space, records: list[dict], front_keys: set[str]) -> str:
-    metrics = ["cycles", "seconds", "energy_mj", "area_mm2", "edp_mj_s"]
+    metrics = list(METRICS)
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(["key", "status", *(axis.path for axis in space.axes), *metrics, "sparse",
@@ -139,7 +156,7 @@ def _csv_text(space: Space, records: list[dict], front_keys: set[str]) -> str:
                            for axis in space.axes),
                          *("" if values.get(m) is None else values[m] for m in metrics),
                          int(is_sparse(space, record["point"])), int(feasible(space, record)),
-                         int(record["key"] in front_keys), record.get("reason", "")])
+                         int(record["key"] in front_keys), reason(space, record)])
     return buffer.getvalue()
 
 
@@ -188,8 +205,8 @@ def plot_pair(space: Space, records: list[dict], front: Front, references: list[
                          label=f"base arch ({layer_patterns(space, record['point'])[0]})")
     axes.set_xlabel(METRIC_LABELS[x_metric])
     axes.set_ylabel(METRIC_LABELS[y_metric])
-    axes.set_xscale("log")
-    axes.set_yscale("log")
+    axes.set_xscale("linear" if x_metric in LINEAR_METRICS else "log")
+    axes.set_yscale("linear" if y_metric in LINEAR_METRICS else "log")
     axes.set_title(f"{space.workload.describe()}: {y_metric} vs {x_metric}")
     axes.legend(fontsize=7)
     return _png(figure)
@@ -209,7 +226,10 @@ def plot_parallel(space: Space, records: list[dict], front: Front) -> bytes:
             return position / max(len(values) - 1, 1)
         values = [r["metrics"][column] for r in front.records]
         low, high = min(values), max(values)
-        return (record["metrics"][column] - low) / (high - low) if high > low else 0.5
+        if high <= low:
+            return 0.5
+        scaled = (record["metrics"][column] - low) / (high - low)
+        return 1.0 - scaled if column in MAXIMISED_METRICS else scaled     # 0 = best
 
     for index, record in enumerate(front.records):
         sparse = is_sparse(space, record["point"])
@@ -237,7 +257,9 @@ def render_html(document: dict, plots: dict[str, bytes]) -> str:
              json.dumps(d["point"]), f"{d['metrics']['cycles']:,}",
              f"{d['metrics']['energy_mj']:.4g}",
              "-" if d["metrics"].get("area_mm2") is None else f"{d['metrics']['area_mm2']:.4g}",
-             f"{d['metrics']['edp_mj_s']:.4g}"] for d in document["front"]]
+             f"{d['metrics']['edp_mj_s']:.4g}",
+             "-" if d["metrics"].get("magnitude_kept") is None
+             else f"{d['metrics']['magnitude_kept']:.4g}"] for d in document["front"]]
     images = "".join(
         f"<figure><img alt='{html.escape(name)}' src='data:image/png;base64,"
         f"{base64.b64encode(data).decode()}'/><figcaption>{html.escape(name)}</figcaption></figure>"
@@ -256,7 +278,8 @@ search {html.escape(document['method'])}, {document['points_visited']:,} points 
 objectives {html.escape(', '.join(document['objectives']))}; constraints
 {html.escape(', '.join(document['constraints']) or 'none')}.</p>
 <h2>Front ({len(document['front'])} designs)</h2>
-{_table(['design', 'kind', 'point', 'cycles', 'energy mJ', 'area mm2', 'EDP mJ s'], rows)}
+{_table(['design', 'kind', 'point', 'cycles', 'energy mJ', 'area mm2', 'EDP mJ s',
+          'magnitude kept'], rows)}
 <h2>Base accelerator against the front</h2>
 {_table(['point', 'cycles', 'energy mJ', 'front designs dominating it', 'best front design at its area'], references)}
 <h2>Plots</h2>{images}

@@ -1,4 +1,5 @@
-"""Pareto fronts, their knee and their hypervolume (all objectives minimised)."""
+"""Pareto fronts, their knee and their hypervolume (all objectives minimised: a metric where
+more is better, magnitude_kept, comes negated, explore.search.objective_values)."""
 from __future__ import annotations
 
 import numpy as np

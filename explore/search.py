@@ -12,7 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from explore.space import OBJECTIVE_METRICS, Space, point_key
+from explore.accuracy_proxy import AccuracyProxy
+from explore.space import MAXIMISED_METRICS, OBJECTIVE_METRICS, Space, point_key
 from explore.store import ResultsStore
 
 
@@ -26,8 +27,16 @@ class SearchOutcome:
     extra: dict = field(default_factory=dict)
 
 
-def objective_values(record: dict, objectives: tuple[str, ...]) -> list[float]:
+def metric_values(record: dict, objectives: tuple[str, ...]) -> list[float]:
+    """Returns the record's value of each objective, as reported (magnitude_kept as a share)."""
     return [float(record["metrics"][OBJECTIVE_METRICS[name]]) for name in objectives]
+
+
+def objective_values(record: dict, objectives: tuple[str, ...]) -> list[float]:
+    """Returns the vector every search, front, knee and hypervolume minimises: each
+    objective's value, negated for the ones where more is better (magnitude_kept)."""
+    return [-value if OBJECTIVE_METRICS[name] in MAXIMISED_METRICS else value
+            for name, value in zip(objectives, metric_values(record, objectives))]
 
 
 def violations(space: Space, record: dict) -> list[float]:
@@ -61,9 +70,12 @@ class Driver:
     """Shared by both searches: store look-ups, costing the missing points, progress."""
 
     def __init__(self, space: Space, objectives: tuple[str, ...], store: ResultsStore, backend,
-                 progress: Callable[[dict, FrontTracker], None] | None):
+                 progress: Callable[[dict, FrontTracker], None] | None,
+                 proxy: AccuracyProxy | None = None):
         self.space, self.objectives, self.store, self.backend = space, objectives, store, backend
         self.progress = progress
+        # magnitude_kept depends on the patterns only: the driver adds it, not the workers.
+        self.proxy = proxy or AccuracyProxy(space)
         self.tracker = FrontTracker(space, objectives)
         self.evaluated = self.reused = 0
 
@@ -74,12 +86,14 @@ class Driver:
         for key, point in zip(keys, points):
             if key in self.store:
                 self.reused += 1
+                # A store from before magnitude_kept existed: completed in memory, exactly.
+                self.store.records[key] = self.proxy.complete(self.store.get(key))
                 self._report(self.store.get(key))
             else:
                 missing.setdefault(key, point)
         order = list(missing)
         for index, body in self.backend.run([missing[key] for key in order]):
-            record = {"key": order[index], "point": missing[order[index]], **body}
+            record = self.proxy.complete({"key": order[index], "point": missing[order[index]], **body})
             self.store.add(record)
             self.evaluated += 1
             self._report(self.store.get(order[index]))
@@ -92,9 +106,9 @@ class Driver:
 
 
 def exhaustive(space: Space, objectives: tuple[str, ...], store: ResultsStore, backend,
-               progress=None, chunk: int = 256) -> SearchOutcome:
+               progress=None, chunk: int = 256, proxy: AccuracyProxy | None = None) -> SearchOutcome:
     """Returns the records of every point of the space (costing the ones not stored)."""
-    driver = Driver(space, objectives, store, backend, progress)
+    driver = Driver(space, objectives, store, backend, progress, proxy)
     records: list[dict] = []
     batch: list[dict] = []
     for point in space.points():
@@ -108,7 +122,8 @@ def exhaustive(space: Space, objectives: tuple[str, ...], store: ResultsStore, b
 
 
 def nsga2(space: Space, objectives: tuple[str, ...], store: ResultsStore, backend, budget: int,
-          seed: int = 0, population: int | None = None, progress=None) -> SearchOutcome:
+          seed: int = 0, population: int | None = None, progress=None,
+          proxy: AccuracyProxy | None = None) -> SearchOutcome:
     """Returns the records NSGA-II visits until ``budget`` distinct valid points are costed.
 
     Each axis is a categorical parameter over its value indices; invalid points
@@ -124,7 +139,7 @@ def nsga2(space: Space, objectives: tuple[str, ...], store: ResultsStore, backen
         constraints_func=(lambda trial: trial.user_attrs.get("constraints", [0.0]))
         if space.constraints else None)
     study = optuna.create_study(directions=["minimize"] * len(objectives), sampler=sampler)
-    driver = Driver(space, objectives, store, backend, progress)
+    driver = Driver(space, objectives, store, backend, progress, proxy)
     seen: dict[str, dict] = {}
     asked = 0
     # Duplicates and invalid points do not count: stop asking after 20 x budget trials.

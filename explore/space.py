@@ -22,6 +22,7 @@ A space file looks like this (``explore/spaces/sat_small.yaml`` is a bundled one
     constraints:
       area_mm2: {max: 40}
       energy_mj: {max: 900}
+      magnitude_kept: {min: 0.7}   # accuracy-proxy floor (models.pruning_proxy)
 
 Everything a point needs is here and in the base accelerator document; a point is a
 mapping {axis path: value} in axis order. Bad input raises ``UserError`` naming the
@@ -43,9 +44,15 @@ from models.errors import UserError, closest, suggest
 
 MODEL_SPARSITY = "model.sparsity"
 # Metrics a constraint (and an objective) can name, with the objective aliases of --objectives.
-METRICS = ("cycles", "seconds", "energy_mj", "area_mm2", "edp_mj_s")
+# magnitude_kept is the accuracy proxy of the point's patterns (models.pruning_proxy): the
+# weight-count-weighted L2 share of weight magnitude the masks keep, in (0, 1], 1 when dense.
+METRICS = ("cycles", "seconds", "energy_mj", "area_mm2", "edp_mj_s", "magnitude_kept")
 OBJECTIVE_METRICS = {"cycles": "cycles", "energy": "energy_mj", "area": "area_mm2",
-                     "edp": "edp_mj_s", "seconds": "seconds"}
+                     "edp": "edp_mj_s", "seconds": "seconds", "magnitude_kept": "magnitude_kept"}
+# Metrics where more is better: objectives maximise them (searches minimise their negation).
+MAXIMISED_METRICS = frozenset({"magnitude_kept"})
+# Metrics that cannot pass 1 (a floor above it can never be met).
+SHARE_METRICS = frozenset({"magnitude_kept"})
 TOP_KEYS = ("workload", "axes", "constraints", "description")
 WORKLOAD_KEYS = ("mode", "batch", "dataset", "models")
 MODEL_KEYS = ("name", "weight", "dataset", "batch")
@@ -371,6 +378,10 @@ def _read_constraints(raw: Any, source: str) -> tuple[Constraint, ...]:
             if limit <= 0 and side == "max":
                 raise UserError(f"max {limit} can never be met: {metric} is positive",
                                 source=source, field=f"{field}.max", fix="use a limit > 0")
+            if metric in SHARE_METRICS and side == "min" and limit > 1:
+                raise UserError(f"min {limit} can never be met: {metric} is a share, at most 1",
+                                source=source, field=f"{field}.min",
+                                fix=f"use a floor in (0, 1], e.g. {metric}: {{min: 0.7}}")
             constraints.append(Constraint(metric, float(limit), upper=side == "max"))
     return tuple(constraints)
 
