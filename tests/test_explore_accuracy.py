@@ -241,3 +241,17 @@ def test_bundled_pruning_space_front_reproduces_with_simulate(tmp_path, capsys):
         assert simulated["total_cycles"] == design["metrics"]["cycles"]
         assert simulated["energy_j"] * 1e3 == design["metrics"]["energy_mj"]
         assert simulated["area_mm2"] == design["metrics"]["area_mm2"]
+
+
+def test_worker_processes_give_the_same_records(tmp_path, capsys):
+    space = _space_file(tmp_path, TINY + FLOOR)
+    assert _explore(space, tmp_path / "a") == 0
+    assert _explore(space, tmp_path / "b", "cycles,energy", "--workers", "2") == 0
+    capsys.readouterr()
+
+    def records(out):
+        lines = (out / "results.jsonl").read_text().splitlines()
+        return sorted((r["key"], r["metrics"]["cycles"], r["metrics"]["magnitude_kept"],
+                       [e["magnitude_kept"] for e in r["per_model"]])
+                      for r in map(json.loads, lines))
+    assert records(tmp_path / "a") == records(tmp_path / "b")
