@@ -87,7 +87,7 @@ class Driver:
             if key in self.store:
                 self.reused += 1
                 # A store from before magnitude_kept existed: completed in memory, exactly.
-                self.store.records[key] = self.proxy.complete(self.store.get(key))
+                self.store.amend(self.proxy.complete(self.store.get(key)))
                 self._report(self.store.get(key))
             else:
                 missing.setdefault(key, point)

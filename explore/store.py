@@ -50,6 +50,13 @@ class ResultsStore:
     def get(self, key: str) -> dict | None:
         return self.records.get(key)
 
+    def amend(self, record: dict) -> None:
+        """Replaces a stored record in memory only (a field added since it was written,
+        recomputed exactly); the file keeps its line, as an append-only log must."""
+        if record["key"] not in self.records:
+            raise KeyError(record["key"])
+        self.records[record["key"]] = record
+
     def add(self, record: dict) -> None:
         """Appends a record (a key already stored is kept as it was)."""
         if record["key"] in self.records:
