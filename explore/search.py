@@ -128,16 +128,13 @@ def nsga2(space: Space, objectives: tuple[str, ...], store: ResultsStore, backen
 
     Each axis is a categorical parameter over its value indices; invalid points
     (a combination the accelerator schema rejects) are told as failed trials, and
-    constraint violations reach the sampler through its ``constraints_func``."""
+    constraint violations reach the sampler through ``Trial.set_constraint``."""
     import optuna
     from optuna.trial import TrialState
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     population = population or max(8, min(50, budget // 10))
-    sampler = optuna.samplers.NSGAIISampler(
-        population_size=population, seed=seed,
-        constraints_func=(lambda trial: trial.user_attrs.get("constraints", [0.0]))
-        if space.constraints else None)
+    sampler = optuna.samplers.NSGAIISampler(population_size=population, seed=seed)
     study = optuna.create_study(directions=["minimize"] * len(objectives), sampler=sampler)
     driver = Driver(space, objectives, store, backend, progress, proxy)
     seen: dict[str, dict] = {}
@@ -154,8 +151,9 @@ def nsga2(space: Space, objectives: tuple[str, ...], store: ResultsStore, backen
             if record["status"] != "ok":
                 study.tell(trial, state=TrialState.FAIL)
                 continue
-            if space.constraints:
-                trial.set_user_attr("constraints", violations(space, record))
+            # Optuna 5's constraint record (its constraints_func is deprecated): <= 0 is met.
+            for index, violation in enumerate(violations(space, record)):
+                trial.set_constraint(f"c{index}", violation)
             study.tell(trial, objective_values(record, objectives))
     return SearchOutcome(list(seen.values()), driver.evaluated, driver.reused, "nsga2",
                          {"trials": asked, "population": population, "seed": seed})
