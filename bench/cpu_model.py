@@ -11,9 +11,9 @@ that same kernel (llvm-mca on its machine code + memory roofline, weights warm b
 the harness reruns one layer; indexed row loads and memcpy packing at this host's
 cost measured once by hwsim.cpu.gather_bench and cached in --cache-dir); "measured" is the median of --reps timed calls in the same
 run (codegen.build's harness, built with the target's toolchain; wasm in the PyPI
-wasmtime), the lowest of --batches such medians (see BATCHES). Families codegen does
-not ship (depthwise) use hwsim.cpu.fallback_kernels' kernel in
-both columns, labelled "hwsim" in the origin column. Then the ARM part: predicted
+wasmtime), the lowest of --batches such medians (see BATCHES). Depthwise rows run
+codegen's dwconv family (templates/dwconv.c.j2) in both columns; every row's origin is
+"codegen". Then the ARM part: predicted
 dense-vs-sparse MobileNet-v1 (1x1 convs + depthwise) speedups on cortex-a73 / cortex-a76
 next to the published figures.
 """
