@@ -8,8 +8,19 @@ variants and what it runs for a workload), one template each under codegen/templ
 
 Everything that walks every family reads ``FAMILIES``: the shipped variants (rendered and
 compiled in CI), the equivalence test, ``render`` and the CPU cost model (``family_of``).
-Adding a family is one module that ends with ``FAMILY = Family(...)``, its template, and
-its line here.
+
+Adding a family:
+    codegen/templates/<name>.c.j2   the kernel (codegen.isa's vocabulary, ``{{ name }}`` from
+                                    the Params; ``abi`` is passed for its prototype)
+    codegen/kernels/<name>.py       Params (frozen, ``.name`` = its parameters, ``.isa``), its
+                                    Abi, pack / buffers, default_schedule, shipped(), cases()
+                                    (buffers + numpy answer), work() for the cost model (or
+                                    None: hwsim.cpu costs it with its fallback kernels), run_layer;
+                                    ends with ``FAMILY = Family(...)``
+    here                            its FAMILY in ``FAMILIES``
+    codegen/plan.py                 only if layers should get it: the rule that picks it
+tests/test_kernel_families.py and the compile-every-variant test in tests/test_kernels.py then
+cover it with no edit.
 """
 from __future__ import annotations
 
