@@ -16,10 +16,13 @@ $(TORCH_VENV)/.installed: mk/torch.mk
 # CPU TensorFlow + tf2onnx in their own environment, for the same tests on what a
 # TensorFlow team exports (tests/onnx_tf_exports.py converts Keras CNNs). Pinned:
 # tensorflow-cpu is the CPU-only wheel (about 270 MB; the venv is about 1.6 GB).
+# ai-edge-litert is LiteRT's own runtime (the interpreter + XNNPACK delegate users deploy;
+# tf.lite.Interpreter is deprecated): the host baseline targets/engines/litert.py times it.
 TF_VENV := .venv-tf
 TEST_DEPS += $(TF_VENV)/.installed
 
 $(TF_VENV)/.installed: mk/torch.mk
 	test -x $(TF_VENV)/bin/python || $(PYTHON) -m venv $(TF_VENV)
-	$(TF_VENV)/bin/python -m pip install -q 'tensorflow-cpu==2.21.0' 'tf2onnx==1.17.0'
+	$(TF_VENV)/bin/python -m pip install -q 'tensorflow-cpu==2.21.0' 'tf2onnx==1.17.0' \
+	  'ai-edge-litert==2.3.0'
 	touch $(TF_VENV)/.installed
