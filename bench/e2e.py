@@ -11,8 +11,9 @@ every engine and build once (its repeats inside), so load bursts hit all alike; 
 median over all repeats with its interquartile range. Codegen's whole-model time per repeat is
 the sum of its layers' times in that repeat (the harness times kernel calls only; the engines'
 are whole inferences). Ratios are against the FASTEST dense engine of the block, named in
-its header. Not covered: LiteRT/XNNPACK on the host (a .tflite needs TensorFlow), MNN's sparse
-convolution (its converter option was not verified).
+its header. LiteRT/XNNPACK (host) runs the same ONNX file as a .tflite made in .venv-tf
+(targets/engines/litert.py). Not covered: MNN's sparse convolution (its converter option was
+not verified).
 
     .venv/bin/python bench/e2e.py --quick      # MobileNet-v1, 2 patterns, few repeats
     .venv/bin/python bench/e2e.py              # MobileNet-v1/v2, ResNet-18, all patterns
@@ -41,7 +42,7 @@ from models.ir import Conv2d, Dense, Elementwise, Input, Norm, Pool2d, Reshape  
 from models.loading import load  # noqa: E402
 from models.patterns import parse_pattern  # noqa: E402
 from targets.cpu import load_cpu_target  # noqa: E402
-from targets.engines import mnn_host, onnxruntime_host  # noqa: E402
+from targets.engines import litert, mnn_host, onnxruntime_host  # noqa: E402
 from targets.engines.onnx_file import write_onnx  # noqa: E402
 from targets.engines.timing import Timing  # noqa: E402
 
@@ -217,6 +218,10 @@ def bench_model(name: str, sparsities: tuple[str, ...], threads_list: tuple[int,
             engines[f"mnn {mnn_host.version()}"] = mnn_host.prepare(onnx_path, x, threads)
         else:
             result["notes"].append("; ".join(mnn_host.problems()))
+        if not litert.problems():
+            engines[f"{litert.version()} xnnpack"] = litert.prepare(onnx_path, x, threads)
+        else:
+            result["notes"].append("; ".join(litert.problems()))
         times: dict[str, list[float]] = {}
         for call in engines.values():
             call(); call()                      # warm-up
