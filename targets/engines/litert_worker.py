@@ -188,8 +188,8 @@ def keras_pair(name: str, alpha: float, size: int, stem: str) -> dict:
     keras.utils.set_random_seed(0)
     model = builders[name](input_shape=(size, size, 3), alpha=alpha, weights=None,
                            classifier_activation=None)      # logits: a comparison that can fail
-    function = tf.function(lambda x: model(x, training=False),
-                           input_signature=[tf.TensorSpec([1, size, size, 3], tf.float32, name="x")])
+    signature = [tf.TensorSpec([1, size, size, 3], tf.float32, name="x")]
+    function = tf.function(lambda x: model(x, training=False), input_signature=signature)
     _write_atomic(Path(f"{stem}.tflite"), _tflite_of(function))
     proto, _ = tf2onnx.convert.from_function(function, input_signature=function.input_signature,
                                              opset=17)
