@@ -205,3 +205,85 @@ def time(model_file: Path, x: np.ndarray, threads: int, repeats: int,
         return Timing(tuple(session.times_s(repeats)))
     finally:
         session.close()
+
+
+# ---------------------------------------------------------------- side by side on the host
+
+
+def compare(models: list[str], threads_list: list[int], repeats: int, work: Path,
+            log=print) -> list[dict]:
+    """Times LiteRT, ONNX Runtime and MNN interleaved (targets/engines/timing.py) on the same
+    network: a zoo model (our ONNX file, 224 px) or ``keras:NAME`` (keras.applications at
+    224 px: its .tflite and its tf2onnx ONNX; MNN left out, its runner takes NCHW "x"/"y")."""
+    import os
+
+    from models.loading import load
+    from targets.engines import mnn_host, onnxruntime_host
+    from targets.engines.onnx_file import write_onnx
+    from targets.engines.timing import interleaved
+
+    results = []
+    for name in models:
+        if name.startswith("keras:"):
+            tflite, onnx_file = keras_pair(name.split(":", 1)[1], 1.0, 224, work)
+            x = np.random.default_rng(0).standard_normal((1, 224, 224, 3)).astype(np.float32)
+            files = {"litert": (tflite, None), "onnxruntime": (onnx_file, onnxruntime_host)}
+        else:
+            model = load(name)
+            onnx_file = write_onnx(model, Path(work) / f"{name}.onnx")
+            shape = tuple(model.output_spec(next(iter(model.ops())).name).shape)
+            x = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
+            files = {"litert": (onnx_file, None), "onnxruntime": (onnx_file, onnxruntime_host)}
+            if not mnn_host.problems():
+                files["mnn"] = (onnx_file, mnn_host)
+        for threads in threads_list:
+            calls = {label: (module.prepare if module else prepare)(path, x, threads)
+                     for label, (path, module) in files.items()}
+            session = calls["litert"]
+            timings = interleaved(calls, repeats)
+            own = Timing(tuple(session.times_s(repeats)))
+            row = {"model": name, "threads": threads, "load_1min": os.getloadavg()[0],
+                   "litert": session.info, "pipe_round_trip_s": session.round_trip_s(),
+                   "litert_own_timer": own.as_dict(),
+                   "engines": {label: timing.as_dict() for label, timing in timings.items()}}
+            session.close()
+            results.append(row)
+            log(f"{name}, {threads} thread(s), load {row['load_1min']:.2f}; XNNPACK applied "
+                f"{session.info['xnnpack']}, whole graph {session.info['whole_graph_delegated']}, "
+                f"pipe round trip {row['pipe_round_trip_s'] * 1e6:.0f} us (in litert's time)")
+            for label, timing in sorted(timings.items(), key=lambda item: item[1].median_s):
+                log(f"  {label:<14} {timing.median_s * 1e3:8.2f} ms  IQR {timing.iqr_s * 1e3:6.2f}"
+                    f"  min {min(timing.times_s) * 1e3:7.2f}  max {max(timing.times_s) * 1e3:7.2f}"
+                    f"  n {len(timing.times_s)}")
+            log(f"  litert alone (worker's timer, back to back) {own.median_s * 1e3:.2f} ms "
+                f"IQR {own.iqr_s * 1e3:.2f}")
+    return results
+
+
+def main(argv=None) -> int:
+    import argparse
+    import os
+
+    parser = argparse.ArgumentParser(
+        description="LiteRT (XNNPACK) vs ONNX Runtime vs MNN on the same network, interleaved",
+        epilog="example: .venv/bin/python -m targets.engines.litert --models "
+               "mobilenet_v1,keras:mobilenet --threads 1,2 --repeats 20")
+    parser.add_argument("--models", default="mobilenet_v1,mobilenet_v2,keras:mobilenet,"
+                                            "keras:mobilenet_v2")
+    parser.add_argument("--threads", default="1,2")
+    parser.add_argument("--repeats", type=int, default=20)
+    args = parser.parse_args(argv)
+    missing = problems()
+    if missing:
+        print(f"litert: {missing[0]}")
+        return 2
+    print(f"{version()}; load {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
+    with tempfile.TemporaryDirectory(prefix="hwsim-litert-cmp-") as work:
+        compare(args.models.split(","), [int(t) for t in args.threads.split(",")], args.repeats,
+                Path(work))
+    print(f"load at the end {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
