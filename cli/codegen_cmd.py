@@ -3,8 +3,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from models.errors import UserError
-
 
 def register(subparsers, formatter_class) -> None:
     parser = subparsers.add_parser(
@@ -40,23 +38,17 @@ def register(subparsers, formatter_class) -> None:
 
 
 def _tuned_schedules(args, model, target, pattern, log_path: Path) -> dict:
-    """Returns {schedule key: NmGemmParams} from the tuning log (tuning first with --tune)."""
-    from codegen.plan import schedules_in_log, tunable_ops
-    from codegen.schedule import tune
+    """Returns {schedule key: NmGemmParams} from the tuning log (tuning first with --tune);
+    picks the cost model the tuner ranks by where timing is not real (codegen imports no hwsim)."""
+    from codegen.plan import build_schedules
+    from codegen.schedule import timing_is_real
 
-    ops = tunable_ops(model, pattern)
-    if not ops or (not args.tune and not log_path.exists()):
-        return {}
-    if args.tune:
-        if args.budget < 1:
-            raise UserError(f"budget {args.budget} must be >= 1", field="--budget", fix="e.g. --budget 4")
-        from codegen.schedule import timing_is_real
-        predictor = None
-        if not timing_is_real(target):
-            from hwsim.cpu.codegen_source import mca_predictor
-            predictor = mca_predictor(target)     # qemu timing is emulated: rank by llvm-mca
-        tune(list(ops.values()), target, log_path, budget=args.budget, predictor=predictor)
-    return schedules_in_log(log_path, ops)
+    predictor = None
+    if args.tune and args.budget >= 1 and not timing_is_real(target):
+        from hwsim.cpu.codegen_source import mca_predictor
+        predictor = mca_predictor(target)     # qemu timing is emulated: rank by llvm-mca
+    return build_schedules(model, pattern, target, log_path, tune=args.tune, budget=args.budget,
+                           predictor=predictor)
 
 
 def codegen_command(args) -> int:

@@ -180,6 +180,24 @@ def schedules_in_log(log_path: str | Path, ops: dict) -> dict[str, NmGemmParams]
     return found
 
 
+def build_schedules(model, pattern: SparsityPattern | None, target, log_path: str | Path, *,
+                    tune: bool = False, budget: int = 4, predictor=None) -> dict[str, NmGemmParams]:
+    """Returns {schedule_key: NmGemmParams} for ``hwsim codegen``: the tuning log's best for the
+    N:M layers of ``model`` under ``pattern``, after tuning them (``tune``: ``budget`` candidates
+    per shape, ranked by ``predictor`` where the target's timing is not real) when asked; {}
+    when there is nothing to tune or no log to read."""
+    from codegen.schedule import tune as tune_ops
+
+    ops = tunable_ops(model, pattern)
+    if not ops or (not tune and not Path(log_path).exists()):
+        return {}
+    if tune:
+        if budget < 1:
+            raise UserError(f"budget {budget} must be >= 1", field="--budget", fix="e.g. --budget 4")
+        tune_ops(list(ops.values()), target, log_path, budget=budget, predictor=predictor)
+    return schedules_in_log(log_path, ops)
+
+
 def schedules_from_log(log_path: str | None, model, patterns) -> dict[str, NmGemmParams]:
     """Returns {schedule_key: NmGemmParams} for the N:M layers of ``model`` under ``patterns`` that
     the tuning log at ``log_path`` has (``hwsim simulate --arch <cpu> --tuning-log``)."""
