@@ -82,3 +82,22 @@ def test_conv_gather_runs(stride, pad, side, tmp_path):
                            "bias": bias, "x": x},
                           (cout, cin, side, side, 3, 3, stride, pad), reference, repeats=1)
         assert result.max_abs_error < 1e-4, (n, m)
+
+
+@pytest.mark.parametrize("kind", ["max", "avg"])
+@pytest.mark.parametrize("k,stride,pad,width", [(3, 2, 1, 70), (3, 2, 1, 33), (2, 2, 0, 67),
+                                              (3, 1, 1, 45)])
+def test_pool_vector_columns(kind, k, stride, pad, width, tmp_path):
+    """Rows wide enough for vectors of output columns at stride 2 (deinterleaved loads) and 1,
+    with the border columns scalar (ResNet-18's 3x3 s2 max pooling)."""
+    from codegen.kernels import pool
+    from codegen.layer import run_case
+    from codegen.reference import reference_pool
+
+    rng = np.random.default_rng(width)
+    channels, height = 3, 11
+    x = rng.standard_normal((channels, height, width)).astype(np.float32)
+    reference = reference_pool(x, kind, (k, k), stride, pad)
+    result = run_case(pool.render(pool.PoolParams(kind, best_flavour("host"))), "host", tmp_path,
+                      {"x": x}, (channels, height, width, k, k, stride, pad), reference, repeats=1)
+    assert result.max_abs_error < 1e-5
