@@ -38,7 +38,7 @@ from models.errors import UserError
 from models.fileio import write_atomic
 from models.lowering import GemmWorkload
 from hwsim.cpu import asm_loops, gather_bench, mca, memory_model, wasm_native
-from hwsim.cpu.fallback_kernels import render_fallback
+from hwsim.cpu.fallback_kernels import fallback_simd, render_fallback
 from hwsim.cpu.kernel_source import KernelSchedule, KernelSource
 from targets.simd import simd_level
 
@@ -85,11 +85,6 @@ def fallback_family(workload: GemmWorkload) -> str:
     if workload.op_kind == "depthwise":
         return "depthwise"
     return "sparse" if workload.sparse else "dense"
-
-
-def kernel_simd(target) -> str:
-    """Returns the SIMD flavour of the kernels built for ``target``."""
-    return {"avx512": "avx2"}.get(target.simd, target.simd)
 
 
 def mca_core(target, triple: str | None = None) -> str:
@@ -335,7 +330,7 @@ def simulate_layer(target, workload: GemmWorkload, schedule: KernelSchedule | No
                    cores: int | None = None, bandwidths=None) -> CpuLayerTime:
     """Returns the predicted cycles of one lowered GEMM (or depthwise conv) on ``target``."""
     family = fallback_family(workload)
-    simd = kernel_simd(target)
+    simd = fallback_simd(target.simd)
     kernel = kernel_source(workload, schedule, target) if kernel_source else None
     if kernel is None:
         kernel = render_fallback(family, simd, schedule if isinstance(schedule, KernelSchedule) else None)
@@ -407,7 +402,7 @@ def _record(target, name, phase, compute_cycles, memory, macs, function, cost: L
 def simulate_elementwise(target, work: ElementwiseWork, cache_dir: Path, *, cores: int | None = None,
                          bandwidths=None) -> CpuLayerTime:
     """Returns the predicted cycles of a streaming layer (add + relu over ``elements`` floats)."""
-    kernel = render_fallback("elementwise", kernel_simd(target))
+    kernel = render_fallback("elementwise", fallback_simd(target.simd))
     cost = cost_loops(target, kernel, cache_dir)
     # one multiply lane per element: the kernel computes a * scale + b
     iterations = math.ceil(work.elements / kernel.schedule.mr) * kernel.schedule.mr / cost.hot_mac_lanes
@@ -443,7 +438,7 @@ def simulate_cpu(target, workloads: Iterable[GemmWorkload | ElementwiseWork], sc
             records.append(simulate_elementwise(target, work, cache_dir, cores=cores, bandwidths=bandwidths))
             continue
         family = fallback_family(work)
-        schedule = _schedule_for(schedules, work, family, kernel_simd(target), raw=kernel_source is not None)
+        schedule = _schedule_for(schedules, work, family, fallback_simd(target.simd), raw=kernel_source is not None)
         records.append(simulate_layer(target, work, schedule, cache_dir, kernel_source=kernel_source,
                                       warm_weights=warm_weights, cores=cores, bandwidths=bandwidths))
     return records

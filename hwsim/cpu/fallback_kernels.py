@@ -68,7 +68,6 @@ typedef v128_t vf;
 #define VMAX(a, b) ((a) > (b) ? (a) : (b))
 """,
 }
-_PRELUDES["avx512"] = _PRELUDES["avx2"]
 
 
 def default_schedule(family: str, simd: str) -> KernelSchedule:
@@ -76,7 +75,7 @@ def default_schedule(family: str, simd: str) -> KernelSchedule:
     lanes = simd_level(simd).lanes
     if family == "dense":
         # wasm: 16 xmm registers on an x86 host, so 8 accumulators + 2 loads + 4 splats
-        vectors = {"avx2": 2, "avx512": 2, "neon": 4, "wasm_simd128": 2}.get(simd, 4)
+        vectors = {"avx2": 2, "neon": 4, "wasm_simd128": 2}.get(simd, 4)
         return KernelSchedule(mr=vectors * lanes, nr=4)
     if family == "sparse":
         return KernelSchedule(mr=8 * lanes if simd == "neon" else 4 * lanes, nr=1)   # XNNPACK: 32x1
@@ -227,7 +226,13 @@ RENDERERS = {"dense": render_dense, "sparse": render_sparse, "depthwise": render
              "elementwise": render_elementwise}
 
 
+def fallback_simd(simd: str) -> str:
+    """Returns the flavour the fallback kernels are rendered in for SIMD level ``simd``: they
+    have no AVX-512 prelude, so an avx512 target gets the AVX2 ones."""
+    return "avx2" if simd == "avx512" else simd
+
+
 def render_fallback(family: str, simd: str, schedule: KernelSchedule | None = None) -> KernelSource:
     """Returns the fallback kernel of ``family`` for ``simd`` with ``schedule`` (or the default)."""
-    simd = "avx2" if simd == "avx512" else simd
+    simd = fallback_simd(simd)
     return RENDERERS[family](simd, schedule or default_schedule(family, simd))
