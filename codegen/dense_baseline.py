@@ -361,7 +361,7 @@ def measure_build(directory: Path, manifest: dict, target: CpuTarget, runner_nam
                          "(tune_tir segfaults in this apache-tvm 0.27 wheel, see build_dense)")
     engine_calls = {}
     if engines and host:
-        engine_calls, engine_notes = _model_engines(manifest, threads)
+        engine_calls, engine_notes = _model_engines(manifest, threads, directory)
         notes += engine_notes
     merged: dict[str, dict[str, list]] = {"sparse": {}, "dense": {}}
     records: dict[str, list] = {}
@@ -444,9 +444,11 @@ def _interleaved_baselines(blas_lib, blas_calls, blas_times, tvm_gemms, tvm_time
             engine_times[label] += time_calls(call, repeats, warmup=0)
 
 
-def _model_engines(manifest: dict, threads: int) -> tuple[dict, list[str]]:
-    """Returns ({label: call}, notes): ONNX Runtime on the build's model (same architecture,
-    written by targets/engines/onnx_file.py; random weights, dense)."""
+def _model_engines(manifest: dict, threads: int, directory: Path | None = None
+                   ) -> tuple[dict, list[str]]:
+    """Returns ({label: call}, notes): ONNX Runtime on the build's model, dense: the build's
+    own model.onnx when it was built from an ONNX file, else the zoo model written by
+    targets/engines/onnx_file.py (same architecture, random weights)."""
     import tempfile
 
     from models.loading import load
@@ -455,6 +457,23 @@ def _model_engines(manifest: dict, threads: int) -> tuple[dict, list[str]]:
 
     if onnxruntime_host.problems():
         return {}, ["whole-model ONNX Runtime ratio skipped: " + "; ".join(onnxruntime_host.problems())]
+    label = f"onnxruntime {onnxruntime_host.version()} ({threads} thread{'s' if threads > 1 else ''})"
+    index = None
+    if directory is not None:
+        from targets.engines.ort_compare import read_index
+        index = read_index(directory)
+    if index is not None:
+        import onnx
+
+        path = Path(directory) / index["files"]["original"]
+        try:
+            graph_input = onnx.load(str(path), load_external_data=False).graph.input[0]
+            shape = tuple(int(dim.dim_value) or 1
+                          for dim in graph_input.type.tensor_type.shape.dim)
+            x = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
+            return {label: onnxruntime_host.prepare(path, x, threads)}, []
+        except Exception as error:  # noqa: BLE001 - say why, go on without the ratio
+            return {}, [f"whole-model ONNX Runtime ratio skipped: {path.name}: {error}"]
     first = manifest["builds"]["dense"]["layers"][0]
     size = {"input_size": int(first["ints"][2])} if first["kind"] == "nmconv" else {}
     try:
@@ -469,5 +488,4 @@ def _model_engines(manifest: dict, threads: int) -> tuple[dict, list[str]]:
             call = onnxruntime_host.prepare(path, x, threads)   # the session holds the model
     except Exception as error:  # noqa: BLE001 - a model the writer cannot express: say so, go on
         return {}, [f"whole-model ONNX Runtime ratio skipped: {error}"]
-    label = f"onnxruntime {onnxruntime_host.version()} ({threads} thread{'s' if threads > 1 else ''})"
     return {label: call}, []
