@@ -289,8 +289,9 @@ def test_the_model_applies_nmgemm_s_own_threading_rule():
     (threshold,) = re.findall(r"\(double\) p >= ([0-9.e+]+);", template)
     assert float(threshold) == NMGEMM_PARALLEL_MACS
     rendered = render_nmgemm(NmGemmParams(2, 8, "avx2", mr=4, nr=24, unroll=2, threads=2))
-    small = GemmWorkload("pw", "FF", M=12544, N=64, K=32, sparse=True, density=0.25, nm=(2, 8), pattern="2:8")
-    large = dataclasses.replace(small, N=256, K=256)
+    small = GemmWorkload("pw", "FF", M=196, N=64, K=32, sparse=True, density=0.25, nm=(2, 8), pattern="2:8")
+    large = dataclasses.replace(small, M=12544, N=256, K=256)
+    assert small.macs < NMGEMM_PARALLEL_MACS <= large.macs    # one on each side of the rule
     assert from_rendered(rendered, small).threads == 1
     assert from_rendered(rendered, large).threads == 2
 
