@@ -52,6 +52,7 @@ SPARSITIES_QUICK = ("2:8", "block:1x4:0.2")
 TARGET_DENSE_RATIO = 1.25     # codegen dense within 1.25x of the fastest dense engine
 TARGET_SPARSE_SPEEDUP = 1.3   # 2:8 and block 1x4 80% >= 1.3x faster than it (MobileNet-v1)
 WEB_DIR = ROOT / "targets" / "web"
+ENGINE_IDLE_S = 0.3           # seconds between the engines' runs and codegen's (spinning pools)
 LABELS = {"block:1x4:0.2": "block 1x4 @80%", "unstructured:0.3": "unstructured 70%",
           "unstructured:0.2": "unstructured 80%", "unstructured:0.1": "unstructured 90%"}
 
@@ -231,6 +232,9 @@ def bench_model(name: str, sparsities: tuple[str, ...], threads_list: tuple[int,
             idles.append(round(wait_for_quiet(quiet_s, log), 2))
             for label, call in engines.items():
                 times.setdefault(label, []).extend(time_calls(call, repeats, warmup=0))
+            # the engines' thread pools spin a while after their last run (ORT, MNN, XNNPACK):
+            # let them go idle, so codegen's 2-thread kernels do not share the CPUs with them
+            time.sleep(ENGINE_IDLE_S)
             times.setdefault("codegen dense", []).extend(
                 codegen_times(first, "dense", host, "local", threads, repeats))
             for spec, directory in builds.items():
