@@ -396,6 +396,11 @@ def measure_build(directory: Path, manifest: dict, target: CpuTarget, runner_nam
                     merged[label].setdefault(run.layer, []).extend(run.times_s)
                 _interleaved_baselines(blas_lib, blas_calls, blas_times, tvm_gemms, tvm_times,
                                        engine_calls, engine_times, threads, repeats, label)
+                if threads > 1:
+                    # BLAS's and ORT's pools spin a while after their runs: a 2-thread OpenMP
+                    # loop started right after 10 ORT inferences took 264 us, 0.3 s later 102 us
+                    import time
+                    time.sleep(0.3)
     finally:
         if set_wait_policy:
             os.environ.pop("OMP_WAIT_POLICY", None)
