@@ -12,7 +12,7 @@ the harness reruns one layer; indexed row loads and memcpy packing at this host'
 cost measured once by hwsim.cpu.gather_bench and cached in --cache-dir); "measured" is the median of --reps timed calls in the same
 run (codegen.build's harness, built with the target's toolchain; wasm in the PyPI
 wasmtime), the lowest of --batches such medians (see BATCHES). Depthwise rows run
-codegen's dwconv family (templates/dwconv.c.j2) in both columns; every row's origin is
+codegen's dwconv family (codegen/kernels/dwconv.c.j2) in both columns; every row's origin is
 "codegen". Then the ARM part: predicted
 dense-vs-sparse MobileNet-v1 (1x1 convs + depthwise) speedups on cortex-a73 / cortex-a76
 next to the published figures.
@@ -136,7 +136,7 @@ def _row(runtime, flavour, shape, pattern_name, record, measured, origin, best=N
 
 def depthwise_row(cost_target, run_target, flavour, plane, reps, cache_dir, work: Path, rng,
                   batches: int = BATCHES) -> dict:
-    """Returns one depthwise row: codegen's dwconv kernel (templates/dwconv.c.j2, with relu as
+    """Returns one depthwise row: codegen's dwconv kernel (codegen/kernels/dwconv.c.j2, with relu as
     MobileNet fuses it) predicted by hwsim.cpu and measured by codegen.kernels.dwconv.run_layer."""
     import numpy as np
     from codegen.kernels import dwconv

@@ -10,7 +10,7 @@ are all rendered from that one declaration::
     >>> abi.call
     '(size_t) n, a, y'
 
-``render_template`` renders a family's template (codegen/templates/<family>.c.j2) into a
+``render_template`` renders a family's template (codegen/kernels/<family>.c.j2) into a
 ``RenderedKernel`` (its C source, its Abi, its parameters); ``render_harness`` writes a main()
 that reads .bin files, times the kernel and writes the output (templates/harness.c.j2).
 """
@@ -26,12 +26,13 @@ import jinja2
 from codegen.isa import get_isa
 from models.errors import UserError
 
-TEMPLATES_DIR = Path(__file__).parent / "templates"
+TEMPLATES_DIR = Path(__file__).parent / "templates"            # the shared harness
+FAMILY_TEMPLATES_DIR = Path(__file__).parent / "kernels"       # each family's, beside its module
 ACTIVATIONS = ("none", "relu", "relu6")
 
 
 def _environment() -> jinja2.Environment:
-    return jinja2.Environment(loader=jinja2.FileSystemLoader(str(TEMPLATES_DIR)),
+    return jinja2.Environment(loader=jinja2.FileSystemLoader([str(FAMILY_TEMPLATES_DIR), str(TEMPLATES_DIR)]),
                               trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True,
                               undefined=jinja2.StrictUndefined)
 
@@ -112,7 +113,7 @@ class RenderedKernel:
 
 
 def render_template(template: str, params, abi: Abi) -> RenderedKernel:
-    """Returns ``template`` (a file under codegen/templates) rendered for ``params`` (a family's
+    """Returns ``template`` (a file under codegen/kernels) rendered for ``params`` (a family's
     Params: ``.name`` and ``.isa``). The template sees ``p`` (the params), ``isa`` (its
     codegen.isa record), ``scalar`` (the scalar record), ``name`` and ``abi``."""
     abi = abi.for_isa(params.isa)

@@ -284,7 +284,7 @@ def test_the_model_applies_nmgemm_s_own_threading_rule():
     from codegen.kernels.nmgemm import NmGemmParams, render as render_nmgemm
     from codegen.kernels.nmgemm import PARALLEL_MACS as NMGEMM_PARALLEL_MACS
     from hwsim.cpu.codegen_source import from_rendered
-    template = (Path(codegen.__file__).parent / "templates" / "nmgemm.c.j2").read_text()
+    template = (Path(codegen.__file__).parent / "kernels" / "nmgemm.c.j2").read_text()
     import re
     (threshold,) = re.findall(r"\(double\) p >= ([0-9.e+]+);", template)
     assert float(threshold) == NMGEMM_PARALLEL_MACS

@@ -47,7 +47,7 @@ def test_registry_names_each_family_once_and_finds_its_params():
     assert len(set(FAMILY_NAMES)) == len(FAMILY_NAMES)
     for family in FAMILIES:
         assert family_named(family.name) is family
-        assert (ROOT / "codegen" / "templates" / family.template).is_file()
+        assert (ROOT / "codegen" / "kernels" / family.template).is_file()
         for params in family.shipped():
             assert family_of(params) is family
     with pytest.raises(TypeError):

@@ -1,5 +1,5 @@
 """The kernel families: one module each (its Params, Abi, pack, default schedule, shipped
-variants and what it runs for a workload), one template each under codegen/templates.
+variants and what it runs for a workload), one template each beside it.
 
     >>> [family.name for family in FAMILIES]
     ['nmgemm', 'spmm', 'dwconv', 'pool', 'eltwise']
@@ -10,7 +10,7 @@ Everything that walks every family reads ``FAMILIES``: the shipped variants (ren
 compiled in CI), the equivalence test, ``render`` and the CPU cost model (``family_of``).
 
 Adding a family:
-    codegen/templates/<name>.c.j2   the kernel (codegen.isa's vocabulary, ``{{ name }}`` from
+    codegen/kernels/<name>.c.j2   the kernel (codegen.isa's vocabulary, ``{{ name }}`` from
                                     the Params; ``abi`` is passed for its prototype)
     codegen/kernels/<name>.py       Params (frozen, ``.name`` = its parameters, ``.isa``), its
                                     Abi, pack / buffers, default_schedule, shipped(), cases()

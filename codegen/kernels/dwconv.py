@@ -1,4 +1,4 @@
-"""The depthwise convolution family (templates/dwconv.c.j2): a k x k window per channel with
+"""The depthwise convolution family (codegen/kernels/dwconv.c.j2): a k x k window per channel with
 a compile-time stride, + bias, activation, on a CHW image.
 
     >>> render(DwconvParams("avx2", 3, 2, "relu6")).filename
@@ -31,7 +31,7 @@ TEMPLATE = "dwconv.c.j2"
 
 @dataclass(frozen=True)
 class DwconvParams:
-    """Depthwise k x k convolution with a compile-time stride (templates/dwconv.c.j2)."""
+    """Depthwise k x k convolution with a compile-time stride (codegen/kernels/dwconv.c.j2)."""
     isa: str
     k: int = 3
     stride: int = 1

@@ -1,4 +1,4 @@
-"""The elementwise family (templates/eltwise.c.j2): y = op(a[, b]) over n floats (relu,
+"""The elementwise family (codegen/kernels/eltwise.c.j2): y = op(a[, b]) over n floats (relu,
 relu6, add, add + relu), ``unroll`` vectors per step.
 
     >>> render(EltwiseParams("add_relu", "avx2")).filename
@@ -24,7 +24,7 @@ OPS = ("relu", "relu6", "add", "add_relu")
 
 @dataclass(frozen=True)
 class EltwiseParams:
-    """y = op(a[, b]) over n floats, ``unroll`` vectors per step (templates/eltwise.c.j2)."""
+    """y = op(a[, b]) over n floats, ``unroll`` vectors per step (codegen/kernels/eltwise.c.j2)."""
     op: str
     isa: str
     unroll: int = 2

@@ -28,7 +28,7 @@ class Case:
 
 @dataclass(frozen=True)
 class Family:
-    """One kernel family: its template (under codegen/templates), Params type and functions.
+    """One kernel family: its template (beside it in codegen/kernels), Params type and functions.
 
     abi(params) -> Abi; shipped() -> [Params] (every one rendered and compiled in CI);
     work(params, workload, geometry) -> codegen.kernels.work.KernelWork, or None where the

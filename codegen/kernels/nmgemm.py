@@ -1,4 +1,4 @@
-"""The N:M sparse GEMM family (templates/nmgemm.c.j2): y = act(W x + bias) with W pruned to
+"""The N:M sparse GEMM family (codegen/kernels/nmgemm.c.j2): y = act(W x + bias) with W pruned to
 n of every m weights along k; with ``conv`` the input is a CHW image and x its implicit
 im2col (a sparse KxK convolution, planned as "nmconv"); n == m is the dense GEMM fallback.
 
@@ -43,7 +43,7 @@ TEMPLATE = "nmgemm.c.j2"
 
 @dataclass(frozen=True)
 class NmGemmParams:
-    """Schedule of one N:M GEMM kernel variant (see templates/nmgemm.c.j2).
+    """Schedule of one N:M GEMM kernel variant (see codegen/kernels/nmgemm.c.j2).
 
     mr: output rows per register tile; nr: pixels per tile (a multiple of the ISA's lanes);
     unroll: groups per loop step; shared: one index set per block of ``mr`` rows;

@@ -1,4 +1,4 @@
-"""The pooling family (templates/pool.c.j2): max / average over a window (CHW, padding
+"""The pooling family (codegen/kernels/pool.c.j2): max / average over a window (CHW, padding
 skipped by max and counted by average, like PyTorch), or global average pooling.
 
     >>> render(PoolParams("max", "neon")).filename
@@ -25,7 +25,7 @@ KINDS = ("max", "avg", "gavg")
 
 @dataclass(frozen=True)
 class PoolParams:
-    """Max / average (windowed, CHW) or global average pooling (templates/pool.c.j2)."""
+    """Max / average (windowed, CHW) or global average pooling (codegen/kernels/pool.c.j2)."""
     kind: str
     isa: str
 

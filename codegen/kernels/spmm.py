@@ -1,4 +1,4 @@
-"""The block-sparse family, XNNPACK style (templates/spmm.c.j2): y = act(W x + bias) for a
+"""The block-sparse family, XNNPACK style (codegen/kernels/spmm.c.j2): y = act(W x + bias) for a
 1x1 convolution in CHW with W pruned in blocks of ``nr`` output x ``kb`` input channels.
 
     >>> render(SpmmParams("avx2", mr=32, nr=4)).filename
@@ -36,7 +36,7 @@ TEMPLATE = "spmm.c.j2"
 
 @dataclass(frozen=True)
 class SpmmParams:
-    """One XNNPACK-style block-sparse kernel (templates/spmm.c.j2): ``mr`` pixels per tile
+    """One XNNPACK-style block-sparse kernel (codegen/kernels/spmm.c.j2): ``mr`` pixels per tile
     (a multiple of the lanes), blocks of ``nr`` output x ``kb`` input channels."""
     isa: str
     mr: int = 8
