@@ -17,8 +17,9 @@ mr x n; every row in order when it equals ``group_rows``: a kept block), in a
 rows of X in place: a stride of M floats, which on a power-of-two M maps rows onto few
 cache sets), and FMAs each picked row into ``slots`` independent accumulator rows (the
 kernel's register tile). It reports cycles per pick: best-of-trials wall time (noise
-only ever slows a run) times the clock measured by a chain of dependent adds in the
-same program. cpu_model uses it as a lower bound on the hot loop's cycles per iteration
+only ever slows a run) times the clock measured by a chain of dependent imuls in the
+same program (not adds: Golden Cove-class Intel cores fold add-immediate chains at rename,
+which read 4x the real clock on a Xeon here). cpu_model uses it as a lower bound on the hot loop's cycles per iteration
 (picks per iteration x cycles per pick), max'd with llvm-mca's figure. Only the host can
 be measured; other targets keep llvm-mca's figure.
 """
@@ -46,14 +47,14 @@ CLOCK_C = r"""
 #include <string.h>
 #include <time.h>
 static double now(void) { struct timespec t; clock_gettime(CLOCK_MONOTONIC, &t); return t.tv_sec + t.tv_nsec * 1e-9; }
-static double clock_hz(void) {   /* dependent 1-cycle adds: adds / best seconds = clock */
-  long n = 2000000, x = 0; double best = 1e9;
+static double clock_hz(void) {   /* dependent 3-cycle imuls: 3 x imuls / best seconds = clock */
+  long n = 1000000, x = 1, y = 3; double best = 1e9;
   for (int r = 0; r < 60; r++) {
     long i = n; double t0 = now();
-    __asm__ volatile("1:\n\tadd $1, %0\n\tadd $1, %0\n\tadd $1, %0\n\tadd $1, %0\n\tsub $4, %1\n\tjnz 1b" : "+r"(x), "+r"(i));
+    __asm__ volatile("1:\n\timul %2, %0\n\timul %2, %0\n\timul %2, %0\n\timul %2, %0\n\tsub $4, %1\n\tjnz 1b" : "+r"(x), "+r"(i) : "r"(y));
     double t = now() - t0; if (t < best) best = t;
   }
-  return n / best;
+  return 3 * n / best;
 }
 """
 
@@ -129,7 +130,8 @@ def cycles_per_pick(shape: GatherShape, cache_dir: Path) -> float:
     result = cache_dir / f"{key}.json"
     if result.exists():
         return float(json.loads(result.read_text())["cycles_per_pick"])
-    binary = cache_dir / f"gather-{shape.vector_bytes}-{shape.row_vectors}-{shape.slots}"
+    digest = hashlib.sha256(PROGRAM.encode()).hexdigest()[:12]   # a changed probe is rebuilt
+    binary = cache_dir / f"gather-{shape.vector_bytes}-{shape.row_vectors}-{shape.slots}-{digest}"
     if not binary.exists():
         source = cache_dir / f"gather-{shape.vector_bytes}.c"
         write_atomic(str(source), PROGRAM)
@@ -182,7 +184,7 @@ def pack_cycles(shape: PackShape, cache_dir: Path) -> float:
                                      PACK_PROGRAM, PROBE_RUNS]).encode()).hexdigest()[:20]
     result = cache_dir / f"pack-{key}.json"
     if not result.exists():
-        binary = cache_dir / "pack"
+        binary = cache_dir / f"pack-{hashlib.sha256(PACK_PROGRAM.encode()).hexdigest()[:12]}"
         if not binary.exists():
             source = cache_dir / "pack.c"
             write_atomic(str(source), PACK_PROGRAM)
