@@ -5,8 +5,8 @@ a compile-time stride, + bias, activation, on a CHW image.
     'dwconv_3x3_s2_avx2_relu6.c'
 
 The weights are used as they are (c x k x k): no packing. What the kernel runs for a workload
-(``work``, read by the CPU cost model): per channel, copy the plane into a zero-padded one
-(memset + a memcpy per row), then per output row a vector loop over ``lanes`` output
+(``work``, read by the CPU cost model): per channel, copy each input row once into an L1
+ring of zero-padded rows (a small plane whole), then per output row a vector loop over ``lanes`` output
 columns (stride 1, and stride 2 from deinterleaved loads) and the rest as one masked vector
 (AVX2, AVX-512) or a scalar loop, which the compiler may vectorize.
 """
@@ -136,19 +136,27 @@ def work(params: DwconvParams, workload, geometry: DepthwiseGeometry | None = No
             loops.append(LoopWork(taps * lanes, rows * vector))
         if tail:
             loops.append(LoopWork(taps, rows * tail, trips_per_entry=tail))
-    padded_bytes = (h + 2 * pad) * (w + 2 * pad) * FLOAT_BYTES
+    # dwconv.c.j2: each input row is copied once (vector loads and stores) into an L1 ring of
+    # zero-padded rows; a ring smaller than the plane also clears a padding row per pad row
+    # at the top and bottom (a memset of one padded row); a small plane's ring is the plane,
+    # zeroed once per thread
+    padded_w = w + 2 * pad
+    pitch = -(-(padded_w + 3 * lanes) // lanes) * lanes
+    ring_rows = params.k + 2 * params.stride
+    whole_plane = (h + 2 * pad) * pitch * FLOAT_BYTES <= 16384 or ring_rows > h + 2 * pad
     streams = (Stream("weights", c * taps * FLOAT_BYTES, 1),
-               Stream("panel", c * h * w * FLOAT_BYTES + c * padded_bytes, 1),
+               Stream("panel", c * h * w * FLOAT_BYTES, 1),
                Stream("output", c * out_h * out_w * FLOAT_BYTES, 1))
+    packs = [PackShape(rows=h, row_bytes=w * FLOAT_BYTES, stride_bytes=w * FLOAT_BYTES, tiles=c)]
+    if pad and not whole_plane:
+        packs.append(PackShape(rows=2 * pad, row_bytes=padded_w * FLOAT_BYTES,
+                               stride_bytes=padded_w * FLOAT_BYTES, tiles=c))
     return KernelWork(loops=tuple(loops), parent_trips=(0 if masked else rows, c), streams=streams,
                       pixel_tile=lanes, row_tile=1, memory_tiles=1,
                       parallel_units=c if threads > 1 else 1, threads=threads,
-                      # per channel: the memset of the padded plane (costed as a copy of one
-                      # plane-sized row: the probe copies, a memset only writes, so an upper
-                      # bound) and the memcpy of each input row into it
-                      pack=(PackShape(rows=1, row_bytes=padded_bytes, stride_bytes=padded_bytes, tiles=c),
-                            PackShape(rows=h, row_bytes=w * FLOAT_BYTES, stride_bytes=w * FLOAT_BYTES,
-                                      tiles=c)))
+                      # the row copies into the ring, costed as the probe's memcpy of each
+                      # input row (and the padding rows' clears as copies: an upper bound)
+                      pack=tuple(packs))
 
 
 # ---------------------------------------------------------------- runs

@@ -319,6 +319,9 @@ def buffers(params: NmGemmParams, w2d: np.ndarray, bias: np.ndarray | None, x: n
 # (cout x groups x n x pixels): below it a woken thread costs more than it saves
 PARALLEL_MACS = 1e6
 
+# nmgemm.c.j2, sparse and untuned (kc = 0): k-blocks whose panel rows fit this much of L1
+L1_PANEL_BYTES = 32768
+
 
 def _row_chunks(col_tiles: int, row_tiles: int, threads: int) -> int:
     """Row chunks per column tile (nmgemm.c.j2 cuts the rows when there are fewer than 4
@@ -346,7 +349,10 @@ def work(params: NmGemmParams, workload, geometry=None) -> KernelWork:
     groups = math.ceil(workload.K / m)
     col_tiles = math.ceil(workload.M / params.nr)
     row_tiles = math.ceil(workload.N / params.mr)
-    kc = params.kc or groups
+    # nmgemm.c.j2: a tuned kc; untuned and sparse, as many groups as keep the panel block's
+    # rows (m x nr floats a group) within 32 KB of L1; dense: one block
+    kc = params.kc or (min(groups, max(1, L1_PANEL_BYTES // (m * params.nr * FLOAT_BYTES)))
+                       if not params.dense else groups)
     k_blocks = math.ceil(groups / kc)
     tiles = col_tiles * row_tiles * workload.groups
     full_steps, remainder = 0, 0
@@ -361,9 +367,14 @@ def work(params: NmGemmParams, workload, geometry=None) -> KernelWork:
     if params.unroll > 1 and remainder:
         loops.append(LoopWork(lanes, tiles * remainder, picks))
     if params.conv:
-        # the im2col gather: a division per column of each column tile (its top-left input
-        # position); the per-tap copy after it (an add and a bounds test) is not costed
-        loops.append(LoopWork(0, workload.groups * col_tiles * params.nr, divides=True))
+        # the im2col gather: one division per run of a tile's pixels along an output row
+        # (a tile of nr pixels starts a new run at each output row it crosses); the per-tap
+        # row-segment copies after it are not costed
+        # (the output width: the geometry's, else the side of a square output of M pixels)
+        side = math.isqrt(workload.M)
+        out_w = getattr(geometry, "width", None) or (side if side * side == workload.M else workload.M)
+        runs_per_tile = min(params.nr, 1 + (params.nr - 1) / max(1, out_w))
+        loops.append(LoopWork(0, workload.groups * col_tiles * runs_per_tile, divides=True))
     # parents of the group loop, innermost first: row tile, k-block, column tile
     parents = (tiles * k_blocks, col_tiles * k_blocks * workload.groups, col_tiles * workload.groups)
     density = n / m
