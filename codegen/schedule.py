@@ -248,8 +248,11 @@ def predict_dense_cycles(cout: int, k: int, p: int, target: CpuTarget) -> float:
 
 
 def timing_is_real(target: CpuTarget) -> bool:
-    """Host and wasm timings are real; qemu emulation's are not (they rank nothing)."""
-    return target.runner in ("local", "wasmtime", "node", "adb") or target.runner.startswith("rpc")
+    """Host and wasm timings are real; qemu emulation's are not (they rank nothing): the
+    runner's own record says which (targets/runners)."""
+    from targets.runners import timing_is_real as runner_timing_is_real
+
+    return runner_timing_is_real(target.runner)
 
 
 # ---------------------------------------------------------------- measuring
