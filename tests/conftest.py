@@ -23,6 +23,20 @@ def require_tools(*tools: str) -> None:
         pytest.skip(message)
 
 
+def require_target(target: str, flavour: str) -> None:
+    """Skips (locally) or fails (CI) when the target's tools are missing; skips a flavour the
+    host CPU lacks (AVX-512 is detected, never assumed: that skip is about hardware)."""
+    from codegen import build as kernel_build
+
+    problems = kernel_build.target_problems(target)
+    if problems:
+        if in_ci():
+            pytest.fail(f"{target}: {problems}")
+        pytest.skip(f"{target}: {problems}")
+    if flavour not in kernel_build.runnable_flavours(target):
+        pytest.skip(f"{target} CPU lacks {flavour}")
+
+
 def small_cnn(channels: int = 16, classes: int = 10, size: int = 16) -> Model:
     """Returns conv(3->c) relu conv(c->2c, stride 2) pool fc: first layer stays dense at m=8."""
     builder = GraphBuilder("small_cnn")

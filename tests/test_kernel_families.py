@@ -11,7 +11,6 @@ a new family module is covered here without a line of this file changing.
 from __future__ import annotations
 
 import ast
-import os
 import re
 import tempfile
 from pathlib import Path
@@ -23,24 +22,13 @@ from codegen import build as kernel_build
 from codegen.kernels import FAMILIES, family_named, family_of, render, shipped_kernels
 from codegen.kernels.work import KernelWork
 from models.lowering import GemmWorkload
+from tests.conftest import require_target
 
 ROOT = Path(__file__).resolve().parent.parent
 FAMILY_NAMES = [family.name for family in FAMILIES]
 # (flavour, target): the flavours each runner executes
 FLAVOURS = [("scalar", "host"), ("avx2", "host"), ("avx512", "host"),
             ("wasmsimd", "wasm32-simd128"), ("neon", "snapdragon855")]
-
-
-def require_target(target: str, flavour: str) -> None:
-    """Skips (locally) or fails (CI) when the target's tools are missing; skips a flavour the
-    host CPU lacks (AVX-512 is detected, never assumed)."""
-    problems = kernel_build.target_problems(target)
-    if problems:
-        if os.environ.get("CI"):
-            pytest.fail(f"{target}: {problems}")
-        pytest.skip(f"{target}: {problems}")
-    if flavour not in kernel_build.runnable_flavours(target):
-        pytest.skip(f"{target} CPU lacks {flavour}")
 
 
 def test_registry_names_each_family_once_and_finds_its_params():

@@ -8,7 +8,6 @@ Builds are cached by the rendered source hash inside the session's tmp dir.
 """
 from __future__ import annotations
 
-import os
 import tempfile
 from pathlib import Path
 
@@ -28,6 +27,7 @@ from codegen.kernels.pool import KINDS as POOL_KINDS, PoolParams, render as rend
 from codegen.kernels.spmm import (SpmmParams, mask_blocks, pack as pack_block_sparse, render as render_spmm,
                                   unpack as unpack_block_sparse)
 from codegen.render import render_harness
+from tests.conftest import require_target
 
 TOLERANCE = 1e-4  # relative to the magnitude of the reference (float32 sums of ~100 terms)
 
@@ -35,18 +35,6 @@ TOLERANCE = 1e-4  # relative to the magnitude of the reference (float32 sums of 
 FLAVOURS = [("scalar", "host"), ("avx2", "host"), ("avx512", "host"),
             ("scalar", "wasm32-simd128"), ("wasmsimd", "wasm32-simd128"),
             ("scalar", "snapdragon855"), ("neon", "snapdragon855")]
-
-
-def require_target(target: str, flavour: str) -> None:
-    """Skips (locally) or fails (CI) when the target's tools are missing; skips a flavour the
-    host CPU lacks (AVX-512 is detected, never assumed: that skip is about hardware)."""
-    problems = kernel_build.target_problems(target)
-    if problems:
-        if os.environ.get("CI"):
-            pytest.fail(f"{target}: {problems}")
-        pytest.skip(f"{target}: {problems}")
-    if flavour not in kernel_build.runnable_flavours(target):
-        pytest.skip(f"{target} CPU lacks {flavour}")
 
 
 # ---------------------------------------------------------------- packing properties
