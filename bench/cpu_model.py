@@ -37,6 +37,7 @@ sys.path.insert(0, str(ROOT))
 from models.fileio import write_atomic                      # noqa: E402
 from models.lowering import GemmWorkload                    # noqa: E402
 from targets.features import detect_host_features  # noqa: E402
+from hwsim.cpu import gather_bench                       # noqa: E402  (its clock probe)
 from hwsim.cpu.cpu_model import simulate_cpu, mca_core   # noqa: E402
 from hwsim.cpu.codegen_source import from_rendered                   # noqa: E402
 
@@ -240,22 +241,8 @@ ARM_DIFFERENCES = """what differs from the papers' settings:
     shares each kept input across 4 output channels, the closest pattern codegen has"""
 
 
-CLOCK_PROGRAM = r"""
-#include <stdio.h>
-#include <time.h>
-static double now(void) { struct timespec t; clock_gettime(CLOCK_MONOTONIC, &t); return t.tv_sec + t.tv_nsec * 1e-9; }
-int main(void) {   /* a chain of dependent 3-cycle imuls: cycles = 3 x imuls, so 3 x imuls / seconds = clock */
-  long n = 2000000, x = 1, y = 3; double best = 1e9;
-  for (int r = 0; r < 300; r++) {
-    long i = n; double t0 = now();
-    __asm__ volatile("1:\n\timul %2, %0\n\timul %2, %0\n\timul %2, %0\n\timul %2, %0\n\tsub $4, %1\n\tjnz 1b"
-                     : "+r"(x), "+r"(i) : "r"(y));
-    double t = now() - t0; if (t < best) best = t;
-  }
-  printf("%.0f\n", 3 * n / best / 1e6);
-  return 0;
-}
-"""
+CLOCK_PROGRAM = ("#define CLOCK_ROUNDS 300\n#define CLOCK_CHAIN 2000000\n" + gather_bench.CLOCK_C
+                 + 'int main(void) { printf("%.0f\\n", clock_hz() / 1e6); return 0; }\n')
 # Why imul, not add: Intel cores from Golden Cove on fold a chain of add-immediates at rename
 # (an add chain read 15.2 GHz on a 3.8 GHz Xeon); a 64-bit imul r,r is 3 cycles of latency on
 # every x86-64 core since Nehalem and on every Zen, and nothing folds it.
