@@ -35,6 +35,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from codegen import build as kernel_build  # noqa: E402
 from codegen.model_build import build_model, run_build  # noqa: E402
 from models.fileio import write_atomic  # noqa: E402
 from targets.engines.blas import time_calls  # noqa: E402
@@ -136,17 +137,8 @@ def codegen_times(directory: Path, label: str, target, runner: str | None, threa
 
 
 def omp_wait_environment() -> dict[str, str]:
-    """Returns the OpenMP wait settings the kernels run with: the user's when they set any,
-    else a short spin (GOMP_SPINCOUNT, libgomp's pause loop: about 35 us here) before an idle
-    worker sleeps. Why: a sleeping worker takes 15-75 us to wake on this 2-vCPU KVM guest
-    (measured with a 23 us parallel loop: 12 us spinning, 28-88 us passive), which every
-    layer's parallel region pays; spinning without a bound (libgomp's default, ~3 ms) takes
-    the CPU a loaded machine's other thread needs. ONNX Runtime's pool spins too, then sleeps.
-    MobileNet-v1 2:8, 2 threads, quiet: 5.97 ms passive, 4.63 ms with this (5 rounds)."""
-    if "OMP_WAIT_POLICY" in os.environ or "GOMP_SPINCOUNT" in os.environ:
-        return {name: os.environ[name] for name in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")
-                if name in os.environ}
-    return {"GOMP_SPINCOUNT": "3000"}
+    """Returns the OpenMP wait settings the kernels run with (codegen.build's rule)."""
+    return kernel_build.omp_wait_environment(os.environ)
 
 
 def idle_fraction(seconds: float = 0.5) -> float:

@@ -374,15 +374,11 @@ def measure_build(directory: Path, manifest: dict, target: CpuTarget, runner_nam
 
     saved_omp = os.environ.get("OMP_NUM_THREADS")
     os.environ["OMP_NUM_THREADS"] = str(threads)   # the kernels' team (at most their own count)
-    set_wait_policy = "OMP_WAIT_POLICY" not in os.environ and "GOMP_SPINCOUNT" not in os.environ
-    if set_wait_policy:
-        # idle OpenMP workers spin only briefly, then sleep: on a shared machine an unbounded
-        # spin takes the CPU the other thread needs (measured under load 12 on 2 CPUs,
-        # MobileNet-v1 2:8 on 2 threads: 235-315 ms spinning, 34-37 ms passive), while a
-        # sleeping worker takes 15-75 us to wake on a KVM guest, paid by every layer (quiet:
-        # 5.97 ms passive, 4.63 ms with GOMP_SPINCOUNT=3000, ~35 us; it overrides PASSIVE's 0)
-        os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
-        os.environ["GOMP_SPINCOUNT"] = "3000"
+    from codegen.build import omp_wait_environment
+
+    wait_policy = {name: value for name, value in omp_wait_environment(os.environ).items()
+                   if name not in os.environ}              # what this run sets (and unsets)
+    os.environ.update(wait_policy)
     try:
         for _ in range(rounds):
             for label in ("sparse", "dense"):
@@ -402,9 +398,8 @@ def measure_build(directory: Path, manifest: dict, target: CpuTarget, runner_nam
                     import time
                     time.sleep(0.3)
     finally:
-        if set_wait_policy:
-            os.environ.pop("OMP_WAIT_POLICY", None)
-            os.environ.pop("GOMP_SPINCOUNT", None)
+        for name in wait_policy:
+            os.environ.pop(name, None)
         if saved_omp is None:
             os.environ.pop("OMP_NUM_THREADS", None)
         else:
