@@ -8,12 +8,13 @@ its configuration (the kernel it chose for this CPU, e.g. ``Haswell`` or ``Zen``
 from __future__ import annotations
 
 import ctypes
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
+
+from targets.engines.timing import time_one
 
 NAME = "blas"
 _SET = ("scipy_openblas_set_num_threads64_", "scipy_openblas_set_num_threads",
@@ -129,11 +130,4 @@ def gemm_call(cout: int, k: int, p: int, seed: int = 0) -> Callable[[], np.ndarr
 
 def time_calls(call: Callable[[], object], repeats: int, warmup: int = 1) -> list[float]:
     """Returns the seconds of ``repeats`` timed calls after ``warmup`` untimed ones."""
-    for _ in range(warmup):
-        call()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        call()
-        times.append(time.perf_counter() - start)
-    return times
+    return list(time_one(call, repeats, warmup).times_s)

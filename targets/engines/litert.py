@@ -21,12 +21,11 @@ from __future__ import annotations
 import json
 import subprocess
 import tempfile
-import time as _time
 from pathlib import Path
 
 import numpy as np
 
-from targets.engines.timing import Timing
+from targets.engines.timing import Timing, time_one
 
 NAME = "litert"
 ROOT = Path(__file__).resolve().parents[2]
@@ -144,12 +143,7 @@ class Session:
 
     def round_trip_s(self, repeats: int = 20) -> float:
         """Median seconds of a pipe round trip with no inference (what a caller's timer adds)."""
-        spans = []
-        for _ in range(repeats):
-            start = _time.perf_counter()
-            self._ask("noop")
-            spans.append(_time.perf_counter() - start)
-        return float(np.median(spans))
+        return time_one(lambda: self._ask("noop"), repeats, warmup=0).median_s
 
     def close(self) -> None:
         if self.process.poll() is None:
