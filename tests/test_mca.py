@@ -126,3 +126,55 @@ def test_host_core_follows_the_cpu_features():
     assert mca_core(dataclasses.replace(host, host_features=zen4)) == "znver4"
     zen3 = dataclasses.replace(zen4, flags=frozenset({"avx2", "fma"}))
     assert mca_core(dataclasses.replace(host, host_features=zen3)) == "znver3"
+
+
+# An outer loop whose body picks one of two inner loops (a full tile, a narrower tail tile), each
+# with its own set-up; then a guarded store; then the back edge.
+BRANCHY_GNU = """
+f:
+.L1:
+\tmovq\t%rdi, %rax
+\tcmpq\t$8, %rsi
+\tjne\t.Ltail
+\tvxorps\t%ymm0, %ymm0, %ymm0
+.Lfull:
+\tvfmadd231ps\t(%rax), %ymm1, %ymm0
+\taddq\t$32, %rax
+\tcmpq\t%rax, %rdx
+\tjne\t.Lfull
+\tjmp\t.Ljoin
+.Ltail:
+\tvxorps\t%xmm0, %xmm0, %xmm0
+\tvmovaps\t%xmm0, %xmm2
+.Lpart:
+\tvfmadd231ps\t(%rax), %xmm1, %xmm0
+\taddq\t$16, %rax
+\tcmpq\t%rax, %rdx
+\tjne\t.Lpart
+.Ljoin:
+\ttestq\t%rcx, %rcx
+\tje\t.Lskip
+\tvmovups\t%ymm0, (%r8)
+.Lskip:
+\taddq\t$1, %r9
+\tcmpq\t%r9, %r10
+\tjne\t.L1
+\tret
+"""
+
+
+def test_a_trip_through_one_inner_loop_runs_only_its_path():
+    loops = {loop.name: loop for loop in asm_loops.find_loops(BRANCHY_GNU, "x86_64")}
+    outer, full, part = loops["f:L0"], loops["f:L1"], loops["f:L2"]
+    assert full.parent == outer.name and part.parent == outer.name
+    through_full = outer.through_child(full.name)
+    # the head and the latch run on every trip; the full tile's set-up runs on its trips
+    assert "movq\t%rdi, %rax" in through_full and "jne\t.L1" in through_full
+    assert "vxorps\t%ymm0, %ymm0, %ymm0" in through_full
+    # the other arm's set-up and the guarded store do not run on every trip through it
+    assert "vxorps\t%xmm0, %xmm0, %xmm0" not in through_full
+    assert "vmovups\t%ymm0, (%r8)" not in through_full
+    through_part = outer.through_child(part.name)
+    assert "vmovaps\t%xmm0, %xmm2" in through_part and "vxorps\t%ymm0, %ymm0, %ymm0" not in through_part
+    # whatever the child, the path is part of the own body, never more
+    assert set(through_full) <= set(outer.own_body) and len(through_full) < len(outer.own_body)

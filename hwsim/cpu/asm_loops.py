@@ -52,10 +52,27 @@ class AsmLoop:
     region: str | None             # enclosing LLVM-MCA-BEGIN marker name, if any
     body: tuple[str, ...]          # every instruction of the loop, inner loops included
     own_body: tuple[str, ...]      # instructions not inside a nested loop
+    # (child loop name, own-body instructions run on every trip through that child): see
+    # ``through_child``
+    paths: tuple[tuple[str, tuple[str, ...]], ...] = ()
 
     def text(self, own: bool = False) -> str:
         """Returns the body as llvm-mca input, one instruction per line."""
         return "\n".join(self.own_body if own else self.body) + "\n"
+
+    def through_child(self, child: str) -> tuple[str, ...]:
+        """Returns the own-body instructions every trip through the nested loop ``child`` runs.
+
+        An outer loop's own body also holds code that a trip through one inner loop never
+        runs: the other arms of an if/else chain (codegen's partial column tiles, one copy
+        of the tile code per width, beside the full tile), stores behind a guard, a pixel
+        tail's spill. Costing the whole own body as straight-line code charges every arm on
+        every trip (Cranelift's nmgemm row loop: 869 instructions, of which the full tile's
+        trip runs about 90). Kept: the blocks that dominate the child's entry or
+        post-dominate its exit towards the back edge (they run on every such trip);
+        conditional blocks are left out (a caller adds what it knows they do, e.g. the
+        tile's stores)."""
+        return dict(self.paths).get(child, self.own_body)
 
 
 def _is_branch(mnemonic: str, isa: str) -> bool:
@@ -191,11 +208,102 @@ def find_loops(text: str, isa: str | None = None) -> list[AsmLoop]:
             body = tuple(items[i][1].text for i in range(start, end + 1) if items[i][0] == "insn")
             own = tuple(items[i][1].text for i in range(start, end + 1)
                         if items[i][0] == "insn" and i not in inside_child)
+            direct = [j for j in children if not any(
+                i != j and i in children and ordered[i][0] <= ordered[j][0] and ordered[j][1] <= ordered[i][1]
+                and (ordered[i][0], -ordered[i][1]) < (ordered[j][0], -ordered[j][1]) for i in children)]
+            paths = tuple((names[j], _through(items, start, end, [ordered[i] for i in direct], ordered[j], isa))
+                          for j in direct)
             loops.append(AsmLoop(name=names[k], function=function, index=k, depth=len(parents) + 1,
                                  parent=names[max(parents, key=lambda j: ordered[j][0])] if parents else None,
                                  innermost=not children, region=regions.get(start), body=body,
-                                 own_body=own))
+                                 own_body=own, paths=paths))
     return loops
+
+
+def _falls_through(instruction: Instruction, isa: str) -> bool:
+    """False after an unconditional jump, a return or a trap (the next item is not reached)."""
+    mnemonic = instruction.mnemonic
+    if isa == "aarch64":
+        return mnemonic not in ("b", "br", "ret")
+    return mnemonic not in ("jmp", "jmpq", "ret", "retq", "ud2")
+
+
+def _through(items: list[Item], start: int, end: int, children: list[tuple[int, int]],
+             child: tuple[int, int], isa: str) -> tuple[str, ...]:
+    """Returns the instructions of items[start..end] outside ``children`` that lie on every
+    path from the loop's header through ``child`` to a back edge (AsmLoop.through_child).
+
+    Blocks: a child loop's span is one node; elsewhere a block starts at a label or after a
+    branch. Dominators by removal: block B is on every header -> child path iff the child
+    cannot be reached from the header without B (the same backwards for child -> back edge)."""
+    label_at = {items[i][1]: i for i in range(start, end + 1) if items[i][0] == "label"}
+    span_of = {}
+    for number, (first, last) in enumerate(children):
+        for i in range(first, last + 1):
+            span_of[i] = number
+    # blocks: (first item, last item); children first, numbered as in ``children``
+    blocks: list[tuple[int, int]] = list(children)
+    block_at: dict[int, int] = {}
+    i = start
+    while i <= end:
+        if i in span_of:
+            number = span_of[i]
+            for j in range(children[number][0], children[number][1] + 1):
+                block_at[j] = number
+            i = children[number][1] + 1
+            continue
+        first = i
+        while i <= end and i not in span_of:
+            item = items[i]
+            if i > first and item[0] == "label":
+                break
+            block_at[i] = len(blocks)
+            i += 1
+            if item[0] == "insn" and (item[1].branch_target is not None or not _falls_through(item[1], isa)):
+                break
+        blocks.append((first, i - 1))
+    latch, leave = len(blocks), len(blocks) + 1          # the back edge; leaving the loop
+    successors: list[set[int]] = [set() for _ in blocks]
+    for number, (first, last) in enumerate(blocks):
+        for j in range(first, last + 1):
+            if items[j][0] != "insn":
+                continue
+            target = items[j][1].branch_target
+            if target is not None:
+                at = label_at.get(target)
+                if at == start:
+                    successors[number].add(latch)
+                elif at is None:
+                    successors[number].add(leave)
+                elif not first <= at <= last:          # a child's own back edges stay inside it
+                    successors[number].add(block_at.get(at, leave))
+        last_insn = next((items[j][1] for j in range(last, first - 1, -1) if items[j][0] == "insn"), None)
+        if last_insn is None or _falls_through(last_insn, isa):
+            successors[number].add(block_at.get(last + 1, leave) if last + 1 <= end else leave)
+    header = block_at.get(start, 0)
+    goal = span_of[child[0]]
+
+    def reaches(source: int, sink: int, removed: int) -> bool:
+        seen, stack = {source}, [source]
+        while stack:
+            node = stack.pop()
+            if node == sink:
+                return True
+            for successor in successors[node] if node < len(blocks) else ():
+                if successor != removed and successor not in seen:
+                    seen.add(successor)
+                    stack.append(successor)
+        return False
+
+    kept = []
+    for number in range(len(children), len(blocks)):
+        on_path = (number == header or not reaches(header, goal, number)) if reaches(header, goal, -1) else False
+        if not on_path and reaches(goal, latch, -1):
+            on_path = not reaches(goal, latch, number)
+        if on_path:
+            first, last = blocks[number]
+            kept += [items[j][1].text for j in range(first, last + 1) if items[j][0] == "insn"]
+    return tuple(kept)
 
 
 def _regions(items: list[Item]) -> dict[int, str]:

@@ -270,12 +270,15 @@ def cost_loops(target, kernel: KernelSource, cache_dir: Path) -> LoopCost:
             raise RuntimeError(f"no multiplying loop found in {function} ({len(mine)} loops)")
         hot_cycles, hot_lanes = run(hot.text()).cycles_per_iteration, asm_loops.loop_mac_lanes(hot)
     hot_result = run(hot.text())
+    # each parent on the hot chain: the part of its own body that a trip through the child
+    # on the chain runs (AsmLoop.through_child: not the other arms of its if/else chains)
     parents = []
-    parent = by_name.get(hot.parent) if hot.parent else None
-    first_parent_stores = asm_loops.vector_stores(parent.own_body) if parent is not None else 0
+    child, parent = hot, (by_name.get(hot.parent) if hot.parent else None)
+    first_parent_stores = asm_loops.vector_stores(parent.through_child(child.name)) if parent is not None else 0
     while parent is not None:
-        parents.append(run(parent.text(own=True)).cycles_per_iteration)
-        parent = by_name.get(parent.parent) if parent.parent else None
+        body = parent.through_child(child.name)
+        parents.append(run("\n".join(body) + "\n").cycles_per_iteration if body else 0.0)
+        child, parent = parent, (by_name.get(parent.parent) if parent.parent else None)
     model = mca.model_name(hot_result.model_resources) or core
     per_store = store_cycles(triple, _vector_bytes(kernel), run) if kernel.tile_stores else 0.0
     return LoopCost(hot_cycles, hot_lanes, tuple(parents), core, model, loop_cycles, hot_iterations,
