@@ -259,7 +259,7 @@ class _Planner:
             kernel, stride, pad = ((height, width), 1, 0) if op.global_pool else \
                 (op.kernel, op.stride[0], op.padding[0])
         reference = reference_pool(x, kind, kernel, stride, pad)
-        params = PoolParams(kind, self.flavour)
+        params = PoolParams(kind, self.flavour, threads=kernel_build.default_threads(self.target))
         ints = (channels, height * width) if kind == "gavg" else \
             (channels, height, width, kernel[0], kernel[1], stride, pad)
         self.add_case(pool.render(params), op.name, [op.name], "pool", {"x": x}, ints,

@@ -354,7 +354,8 @@ def test_dense_ops_match_numpy(flavour, target, build_dir):
                         "add_relu": np.maximum(a + b, 0)}[op]
             cases.append((f"case{number}", {"a": a, "b": b}, (size,), expected))
         run_cases(render_eltwise(EltwiseParams(op, flavour)), target, build_dir, cases)
-    shapes = [(3, 9, 30, 3, 1, 1), (2, 8, 8, 2, 2, 0), (4, 7, 7, 7, 1, 0), (2, 11, 13, 3, 2, 1)]
+    shapes = [(3, 9, 30, 3, 1, 1), (2, 8, 8, 2, 2, 0), (4, 7, 7, 7, 1, 0), (2, 11, 13, 3, 2, 1),
+              (2, 10, 17, 3, 3, 1), (3, 12, 40, 5, 2, 2)]
     for kind in POOL_KINDS:
         cases = []
         for number, (c, h, w, k, stride, pad) in enumerate(shapes):

@@ -28,16 +28,30 @@ class PoolParams:
     """Max / average (windowed, CHW) or global average pooling (codegen/kernels/pool.c.j2)."""
     kind: str
     isa: str
+    threads: int = 1   # OpenMP threads over channels (pool.c.j2; from PARALLEL_TAPS taps)
 
     def __post_init__(self):
         get_isa(self.isa)
         if self.kind not in KINDS:
             raise UserError(f"unknown pooling {self.kind!r}", field="kind",
                             fix=f"use one of {', '.join(KINDS)}")
+        if self.threads < 1:
+            raise UserError("pooling threads must be >= 1", field="threads", fix="use threads=1")
 
     @property
     def name(self) -> str:
-        return f"pool_{self.kind}_{self.isa}"
+        threads = f"_t{self.threads}" if self.threads > 1 else ""
+        return f"pool_{self.kind}_{self.isa}{threads}"
+
+    @property
+    def parallel_taps(self) -> int:
+        """The work (window taps) from which pool.c.j2 runs its channels on threads."""
+        return PARALLEL_TAPS
+
+
+# pool.c.j2 starts its OpenMP team from this many window taps (channels x outputs x taps):
+# below it waking a worker costs more than the loop
+PARALLEL_TAPS = 200_000
 
 
 GLOBAL_ABI = Abi(ints=("c", "hw"), inputs=(Buffer("x", "float"),), output=OutputBuffer("y", "float", "c"))
@@ -56,14 +70,16 @@ def render(params: PoolParams) -> RenderedKernel:
 
 
 def shipped() -> list[PoolParams]:
-    """Returns every kind per flavour."""
-    return [PoolParams(kind, isa) for isa in ISAS for kind in KINDS]
+    """Returns every kind per flavour, single-threaded and on 2 threads."""
+    return [PoolParams(kind, isa, threads) for isa in ISAS for kind in KINDS for threads in (1, 2)]
 
 
 def cases(params: PoolParams, rng: np.random.Generator) -> list[Case]:
-    """Returns runs over odd planes, windows, strides and padding, and numpy's answers."""
+    """Returns runs over odd planes, windows, strides and padding (the last above
+    PARALLEL_TAPS, so a threaded variant runs its OpenMP loop), and numpy's answers."""
     found = []
-    for number, (c, h, w, k, stride, pad) in enumerate([(3, 9, 30, 3, 1, 1), (2, 11, 13, 3, 2, 1)]):
+    for number, (c, h, w, k, stride, pad) in enumerate([(3, 9, 30, 3, 1, 1), (2, 11, 13, 3, 2, 1),
+                                                         (9, 111, 113, 3, 2, 1)]):
         x = rng.standard_normal((c, h, w)).astype(np.float32)
         if params.kind == "gavg":
             found.append(Case(f"case{number}", {"x": x}, (c, h * w), x.reshape(c, -1).mean(axis=1)))
