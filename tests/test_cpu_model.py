@@ -347,3 +347,67 @@ def test_tile_stores_are_added_once(cache, name):
         assert with_stores.compute_cycles == without.compute_cycles
     else:
         assert with_stores.compute_cycles > without.compute_cycles
+
+
+@settings(max_examples=20, deadline=None)
+@given(flavour=st.sampled_from(["avx2", "avx512", "wasmsimd"]), stride=st.sampled_from([1, 2]),
+       side=st.integers(8, 120), channels=st.integers(1, 9))
+def test_depthwise_taps_are_stated_with_their_line_offsets(flavour, stride, side, channels):
+    """dwconv's vector loop states its loads (k x k taps, two vectors a tap at stride 2) and its
+    one output store per iteration; at stride 1 the taps of column offset 0 sit on the ring
+    rows' 64-byte-aligned starts only when a vector is a whole line (AVX-512), so exactly the
+    share (k - 1) / k of them are off a line start there."""
+    from codegen.isa import get_isa
+    from codegen.kernels.dwconv import DepthwiseGeometry, DwconvParams, work
+    params = DwconvParams(flavour, 3, stride, "relu")
+    out = (side + 2 - 3) // stride + 1
+    if out < get_isa(flavour).lanes:
+        return                                   # no vector loop at this width
+    loop = work(params, _dwconv_work(channels, side, stride), DepthwiseGeometry(channels, side, side, 1)).loops[0]
+    ops = loop.memory_ops
+    assert ops is not None and ops.iterations == 16
+    assert abs(len(ops.loads) - 16 * 9 * stride) <= 9 * stride and abs(len(ops.stores) - 16) <= 1
+    vector_bytes = get_isa(flavour).lanes * 4
+    assert {size for size, _ in ops.loads + ops.stores} == {vector_bytes}
+    assert all(0 <= offset < 64 and offset % 4 == 0 for _, offset in ops.loads + ops.stores)
+    if flavour == "avx512" and stride == 1:
+        off_line = sum(1 for _, offset in ops.loads if offset)
+        assert abs(off_line - len(ops.loads) * 2 / 3) <= 2
+
+
+def test_memory_ops_probe_charges_line_crossings_and_more_accesses(tmp_path):
+    """The host's measured cost of a loop's loads and stores: more accesses never cost less,
+    and loads whose 32-byte half crosses a line cost more than aligned ones (two L1 accesses
+    each on every x86 core we know of; a host where they were free would fail here, and the
+    cost model would then need no floor for them)."""
+    import platform
+    from codegen.kernels.work import MemoryOps
+    from hwsim.cpu.gather_bench import memory_ops_cycles
+    require_tools("gcc")
+    if platform.machine() != "x86_64":
+        pytest.skip("the memory-access micro-benchmark measures x86 hosts only")
+    aligned = memory_ops_cycles(MemoryOps(((32, 0),) * 8, (), 1), tmp_path)
+    crossing = memory_ops_cycles(MemoryOps(((32, 48),) * 8, (), 1), tmp_path)
+    more = memory_ops_cycles(MemoryOps(((32, 0),) * 16, ((32, 0),) * 2, 1), tmp_path)
+    assert 0 < aligned < crossing and more > aligned
+    assert memory_ops_cycles(MemoryOps(((32, 0),) * 8, (), 1), tmp_path) == aligned      # cached
+
+
+def test_depthwise_taps_floor_the_host_prediction(cache):
+    """On the x86 host the dwconv vector loop costs at least its measured loads and stores:
+    never less than llvm-mca alone (the same kernel with its accesses left unstated)."""
+    import platform
+    if platform.machine() != "x86_64":
+        pytest.skip("the accesses are measured on x86 hosts only")
+    target = _target("host")
+    from codegen.build import runnable_flavours
+    flavour = runnable_flavours(target)[-1]
+    source = _dwconv_source(flavour, 32, 56, 1)
+    stated = simulate_cpu(target, [_dwconv_work(32, 56, 1)], cache_dir=cache, kernel_source=source)[0]
+
+    def unstated(w, s, t):
+        kernel = source(w, s, t)
+        loops = tuple(dataclasses.replace(loop, memory_ops=None) for loop in kernel.loops)
+        return dataclasses.replace(kernel, loops=loops)
+    plain = simulate_cpu(target, [_dwconv_work(32, 56, 1)], cache_dir=cache, kernel_source=unstated)[0]
+    assert stated.compute_cycles >= plain.compute_cycles

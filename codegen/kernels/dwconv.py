@@ -19,7 +19,7 @@ import numpy as np
 
 from codegen.isa import ISAS, get_isa
 from codegen.kernels.family import Case, Family
-from codegen.kernels.work import FLOAT_BYTES, KernelWork, LoopWork, PackShape, Stream
+from codegen.kernels.work import FLOAT_BYTES, KernelWork, LoopWork, PackShape, Stream, memory_ops
 from codegen.layer import KernelRun, run_case
 from codegen.reference import reference_conv
 from codegen.render import Abi, Buffer, OutputBuffer, RenderedKernel, check_activation
@@ -125,25 +125,29 @@ def work(params: DwconvParams, workload, geometry: DepthwiseGeometry | None = No
     tail = out_w - vector * lanes
     # the flavours with masked loads and stores end a row with a masked vector
     masked = params.stride in (1, 2) and isa.masked_tails
+    padded_w = w + 2 * pad
+    pitch = -(-(padded_w + 3 * lanes) // lanes) * lanes
+    ring_rows = params.k + 2 * params.stride
+    whole_plane = (h + 2 * pad) * pitch * FLOAT_BYTES <= 16384 or ring_rows > h + 2 * pad
+    if whole_plane:
+        ring_rows = h + 2 * pad
+    accesses = _vector_accesses(params, lanes, pitch, ring_rows, out_h, out_w,
+                                vector + (1 if masked and tail else 0), min(c, 4)) if vector or masked else None
     loops = []
     if masked:
-        # the masked tail is one more vector iteration per row, straight-line code in the
-        # row loop: costed as a vector-loop iteration, so the row loop's own body is not
-        # counted again (its loop control is a few instructions)
-        loops.append(LoopWork(taps * lanes, rows * (vector + (1 if tail else 0))))
+        # the masked tail is one more vector iteration per row (the same tap loads from the
+        # ring's slack, a masked store), straight-line code in the row loop: costed as a
+        # vector-loop iteration; the row loop's own path (AsmLoop.through_child) leaves it out
+        loops.append(LoopWork(taps * lanes, rows * (vector + (1 if tail else 0)), memory_ops=accesses))
     else:
         if vector:
-            loops.append(LoopWork(taps * lanes, rows * vector))
+            loops.append(LoopWork(taps * lanes, rows * vector, memory_ops=accesses))
         if tail:
             loops.append(LoopWork(taps, rows * tail, trips_per_entry=tail))
     # dwconv.c.j2: each input row is copied once (vector loads and stores) into an L1 ring of
     # zero-padded rows; a ring smaller than the plane also clears a padding row per pad row
     # at the top and bottom (a memset of one padded row); a small plane's ring is the plane,
     # zeroed once per thread
-    padded_w = w + 2 * pad
-    pitch = -(-(padded_w + 3 * lanes) // lanes) * lanes
-    ring_rows = params.k + 2 * params.stride
-    whole_plane = (h + 2 * pad) * pitch * FLOAT_BYTES <= 16384 or ring_rows > h + 2 * pad
     streams = (Stream("weights", c * taps * FLOAT_BYTES, 1),
                Stream("panel", c * h * w * FLOAT_BYTES, 1),
                Stream("output", c * out_h * out_w * FLOAT_BYTES, 1))
@@ -151,12 +155,42 @@ def work(params: DwconvParams, workload, geometry: DepthwiseGeometry | None = No
     if pad and not whole_plane:
         packs.append(PackShape(rows=2 * pad, row_bytes=padded_w * FLOAT_BYTES,
                                stride_bytes=padded_w * FLOAT_BYTES, tiles=c))
-    return KernelWork(loops=tuple(loops), parent_trips=(0 if masked else rows, c), streams=streams,
+    # parents: the row loop (its own path: ring row pointers, loop control) and the channel loop
+    return KernelWork(loops=tuple(loops), parent_trips=(rows, c), streams=streams,
                       pixel_tile=lanes, row_tile=1, memory_tiles=1,
                       parallel_units=c if threads > 1 else 1, threads=threads,
                       # the row copies into the ring, costed as the probe's memcpy of each
                       # input row (and the padding rows' clears as copies: an upper bound)
                       pack=tuple(packs))
+
+
+def _vector_accesses(params: DwconvParams, lanes: int, pitch: int, ring_rows: int, out_h: int,
+                     out_w: int, vectors: int, channels: int):
+    """Returns the tap loads and output stores of the vector loop with their line offsets, over
+    ``channels`` output planes (dwconv.c.j2: ring rows ``pitch`` floats apart from a 64-byte
+    aligned ring, row ky of output row oy in slot (oy * stride + ky) % ring_rows; taps at
+    columns ox + kx (stride 2: the two vectors at 2 ox + kx and 2 ox + kx + lanes that a
+    deinterleaved load reads); the output plane from a 64-byte aligned y)."""
+    vector_bytes = lanes * FLOAT_BYTES
+    loads: dict = {}
+    stores: dict = {}
+    iterations = 0
+    for ch in range(channels):
+        for oy in range(out_h):
+            for v in range(vectors):
+                ox = v * lanes
+                iterations += 1
+                for ky in range(params.k):
+                    row = ((oy * params.stride + ky) % ring_rows) * pitch
+                    for kx in range(params.k):
+                        starts = ((ox + kx,) if params.stride == 1
+                                  else (2 * ox + kx, 2 * ox + kx + lanes))
+                        for column in starts:
+                            key = (vector_bytes, (row + column) * FLOAT_BYTES % 64)
+                            loads[key] = loads.get(key, 0) + 1
+                key = (vector_bytes, ((ch * out_h + oy) * out_w + ox) * FLOAT_BYTES % 64)
+                stores[key] = stores.get(key, 0) + 1
+    return memory_ops(loads, stores, iterations)
 
 
 # ---------------------------------------------------------------- runs

@@ -20,6 +20,30 @@ FLOAT_BYTES = 4
 
 
 @dataclass(frozen=True)
+class MemoryOps:
+    """The vector loads and stores ``iterations`` iterations of a loop issue, each as
+    (bytes, byte offset past a 64-byte line start), where the core's cost depends on
+    alignment: a load or store whose 32-byte half crosses a line takes two L1 accesses on
+    Zen, a line-crossing store more (hwsim.cpu.gather_bench.memory_ops_cycles measures the
+    mix on the host)."""
+    loads: tuple[tuple[int, int], ...]
+    stores: tuple[tuple[int, int], ...]
+    iterations: int = 1
+
+
+def memory_ops(loads: dict, stores: dict, iterations: int, period: int = 16) -> MemoryOps:
+    """Returns the MemoryOps of a loop from histograms {(bytes, offset): count} over
+    ``iterations`` iterations, scaled to ``period`` iterations (counts rounded; the probe runs
+    whole instructions)."""
+    def scaled(histogram: dict) -> tuple[tuple[int, int], ...]:
+        ops = []
+        for (size, offset), count in sorted(histogram.items()):
+            ops += [(size, offset % 64)] * round(count * period / max(iterations, 1))
+        return tuple(ops)
+    return MemoryOps(scaled(loads), scaled(stores), period)
+
+
+@dataclass(frozen=True)
 class LoopWork:
     """One multiplying innermost loop of a kernel: lanes per iteration and total iterations.
 
@@ -35,6 +59,8 @@ class LoopWork:
     # convolution's im2col gather ((pixel) / out_w per element); the kernel's innermost
     # dividing loop with the fewest divisions is costed
     divides: bool = False
+    # its vector loads and stores with their alignment (None: all line-aligned, or unknown)
+    memory_ops: MemoryOps | None = None
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,9 @@ hwsim.cpu.fallback_kernels), compile it with the target's toolchain, find its lo
                  parent = m_tiles x n_blocks, grandparent = m_tiles
     tails        M and N are padded to whole MR x NR tiles (the remainder tile
                  costs a full tile)
+    accesses     a loop whose kernel states its loads' and stores' line offsets
+                 (LoopWork.memory_ops) takes at least what the host measurably takes
+                 for that mix (gather_bench.memory_ops_cycles; host only)
     gathers      a loop that fetches rows through loaded indices (codegen's per-row
                  N:M kernel) takes at least picks x the host's measured cycles per
                  indexed pick at the kernel's panel size (gather_bench; host only)
@@ -253,6 +256,12 @@ def cost_loops(target, kernel: KernelSource, cache_dir: Path) -> LoopCost:
                 raise RuntimeError(f"no loop of {function} does {work.mac_lanes} multiply lanes per "
                                    f"iteration (found {sorted({lanes for _, lanes in innermost})})")
             cycles = run(loop.text()).cycles_per_iteration
+            if work.memory_ops is not None and gather_bench.can_measure(target):
+                # llvm-mca takes every access as aligned and (znver4) two 512-bit loads and a
+                # 512-bit store per cycle: the host's measured cost of the loop's own mix of
+                # loads and stores at their line offsets is a lower bound (gather_bench)
+                per_source = gather_bench.memory_ops_cycles(work.memory_ops, cache_dir)   # per iteration
+                cycles = max(cycles, per_source * multiple)
             if work.gathers and kernel.gather is not None and gather_bench.can_measure(target):
                 # llvm-mca takes every load as an L1 hit; indexed rows of a panel that
                 # outlives L1 cost what the host measurably takes per pick (gather_bench)

@@ -33,7 +33,7 @@ import subprocess
 from dataclasses import asdict
 from pathlib import Path
 
-from codegen.kernels.work import GatherShape, PackShape   # as the family modules state them
+from codegen.kernels.work import GatherShape, MemoryOps, PackShape   # as the family modules state them
 from models.fileio import write_atomic
 from targets.features import detect_host_features
 from targets.simd import x86_cflags_for_vector_bytes
@@ -200,3 +200,74 @@ def pack_cycles(shape: PackShape, cache_dir: Path) -> float:
         write_atomic(str(result), json.dumps({"cpu": detect_host_features().model_name, "shape": asdict(shape),
                                               "cycles_per_row": cycles}))
     return float(json.loads(result.read_text())["cycles_per_row"]) * shape.rows * shape.tiles
+
+
+MEMORY_OPS_PROGRAM = CLOCK_C + r"""
+int main(void) {   /* BODY: the loop's loads and stores as asm, %1 = loads' base, %2 = stores' base */
+  char* loads = aligned_alloc(64, 65536); char* stores = aligned_alloc(64, 65536);
+  memset(loads, 0, 65536); memset(stores, 0, 65536);
+  long reps = 1 + 2000000 / (OPS + 1); double best = 1e9;
+  for (int trial = -2; trial < 25; trial++) {
+    long i = reps; double t0 = now();
+    __asm__ volatile("1:\n\t" BODY "sub $1, %0\n\tjnz 1b\n\tvzeroupper"
+                     : "+r"(i) : "r"(loads), "r"(stores)
+                     : "memory", "xmm0", "xmm1", "xmm2", "xmm3", "xmm4", "xmm5", "xmm6", "xmm7",
+                       "xmm8", "xmm9", "xmm10", "xmm11", "xmm12", "xmm13", "xmm14", "xmm15", "cc");
+    double t = now() - t0; if (trial >= 0 && t < best) best = t;
+  }
+  printf("%.4f\n", best * clock_hz() / ((double) reps * ITERATIONS));
+  return 0;
+}
+"""
+
+_REGISTER = {16: "xmm", 32: "ymm", 64: "zmm"}
+
+
+def _memory_ops_body(ops: MemoryOps) -> str:
+    """Returns the probe's loop body: each load into its own register (0-14, no dependences),
+    each store from register 15, every access in its own 128-byte slot at its line offset."""
+    lines = []
+    for number, (size, offset) in enumerate(ops.loads):
+        register = _REGISTER[max(16, min(64, size))]
+        lines.append(f"vmovups {128 * (number % 256) + offset}(%1), %%{register}{number % 15}")
+    for number, (size, offset) in enumerate(ops.stores):
+        register = _REGISTER[max(16, min(64, size))]
+        lines.append(f"vmovups %%{register}15, {128 * (number % 256) + offset}(%2)")
+    return "".join(line + "\\n\\t" for line in lines)
+
+
+def memory_ops_cycles(ops: MemoryOps, cache_dir: Path) -> float:
+    """Returns the measured core cycles of one loop iteration doing ``ops``' loads and stores
+    (L1-resident, nothing else in the loop; cached per host and mix).
+
+    llvm-mca's Zen 4 model (znver4, LLVM 19) issues two 512-bit loads and one 512-bit store
+    per cycle and takes every access as aligned; Zen 4 moves 512-bit data as two 256-bit
+    halves (measured here: a zmm load 1.07 cycles, a zmm store 2.0; a load whose 32-byte
+    half crosses a line 1.6, a ymm store across a line 2.0-2.5), so a loop bound by its
+    memory accesses (codegen's depthwise taps at column offsets 1 and 2) runs slower than
+    llvm-mca says. cpu_model takes this as a lower bound, like the gather probe's."""
+    if not ops.loads and not ops.stores:
+        return 0.0
+    widest = max(size for size, _ in ops.loads + ops.stores)
+    flags = x86_cflags_for_vector_bytes(max(16, min(64, widest)))
+    cache_dir = Path(cache_dir) / "gather"
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    body = _memory_ops_body(ops)
+    key = hashlib.sha256(json.dumps([detect_host_features().model_name, body, ops.iterations,
+                                     MEMORY_OPS_PROGRAM, PROBE_RUNS]).encode()).hexdigest()[:20]
+    result = cache_dir / f"memops-{key}.json"
+    if not result.exists():
+        binary = cache_dir / f"memops-{key}"
+        source = cache_dir / f"memops-{key}.c"
+        defines = [f"-DBODY=\"{body}\"", f"-DOPS={len(ops.loads) + len(ops.stores)}",
+                   f"-DITERATIONS={ops.iterations}"]
+        write_atomic(str(source), MEMORY_OPS_PROGRAM)
+        temporary = binary.with_suffix(".tmp")
+        subprocess.run(["gcc", "-O2", *flags, *defines, str(source), "-o", str(temporary)],
+                       check=True, capture_output=True, text=True)
+        temporary.replace(binary)
+        cycles = _lowest_of_runs([str(binary)])
+        write_atomic(str(result), json.dumps({"cpu": detect_host_features().model_name,
+                                              "loads": ops.loads, "stores": ops.stores,
+                                              "iterations": ops.iterations, "cycles_per_iteration": cycles}))
+    return float(json.loads(result.read_text())["cycles_per_iteration"])
