@@ -20,6 +20,7 @@ import numpy as np
 from codegen.render import Abi, Buffer, OutputBuffer, RenderedKernel
 from targets.cpu import CpuTarget
 from targets.engines.blas import time_calls
+from targets.engines.timing import let_pools_sleep
 
 
 @dataclass(frozen=True)
@@ -273,9 +274,9 @@ def gemm_shape(case: dict) -> tuple[int, int, int] | None:
     A KxK convolution's GEMM is its im2col product (cout x cin*kh*kw x out pixels); a BLAS
     baseline is timed on the GEMM alone, the im2col not counted (in its favour)."""
     ints = case["ints"]
-    if case["kind"] == "nmgemm":
+    if case["kind"] in ("nmgemm", "chgemm"):
         return int(ints[0]), int(ints[1]), int(ints[2])
-    if case["kind"] == "nmconv":
+    if case["kind"] in ("nmconv", "chconv"):
         cout, cin, _, _, kh, kw = (int(v) for v in ints[:6])
         pixels = int(np.prod(case["output_shape"][1:]))
         return cout, cin * kh * kw, pixels
@@ -392,6 +393,8 @@ def measure_build(directory: Path, manifest: dict, target: CpuTarget, runner_nam
                     merged[label].setdefault(run.layer, []).extend(run.times_s)
                 _interleaved_baselines(blas_lib, blas_calls, blas_times, tvm_gemms, tvm_times,
                                        engine_calls, engine_times, threads, repeats, label)
+                if blas_lib is not None or tvm_gemms or engine_calls:
+                    let_pools_sleep()   # the next build's kernels get the cores, not their spin
                 if threads > 1:
                     # BLAS's and ORT's pools spin a while after their runs: a 2-thread OpenMP
                     # loop started right after 10 ORT inferences took 264 us, 0.3 s later 102 us
@@ -475,7 +478,7 @@ def _model_engines(manifest: dict, threads: int, directory: Path | None = None
         except Exception as error:  # noqa: BLE001 - say why, go on without the ratio
             return {}, [f"whole-model ONNX Runtime ratio skipped: {path.name}: {error}"]
     first = manifest["builds"]["dense"]["layers"][0]
-    size = {"input_size": int(first["ints"][2])} if first["kind"] == "nmconv" else {}
+    size = {"input_size": int(first["ints"][2])} if first["kind"] in ("nmconv", "chconv") else {}
     try:
         model = load(manifest["model"], **size)
         shape = tuple(next(iter(model.ops())).shape)

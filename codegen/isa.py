@@ -47,6 +47,9 @@ class Isa:
     # and spmm pixel tiles (XNNPACK ships 4..32 pixels per flavour)
     shipped_nm_tiles: tuple[tuple[int, int], ...]
     shipped_spmm_pixels: tuple[int, ...]
+    # chgemm (vectors along output channels): (pixels, output channels) per register tile,
+    # pixels x channel vectors accumulators plus one register per weight vector
+    channel_tile: tuple[int, int] = (1, 1)
 
     def __post_init__(self):
         if bool(self._load_first) != self.level.masked_tails:
@@ -124,14 +127,15 @@ _FLAVOURS = (
              ("(*({p}))", "*({p}) = {v}", "({s})", "({c} + {a} * {b})", "0.0f",
               "fmaxf({a}, {b})", "fminf({a}, {b})"),
              nm_tiles=((4, 4, 1), (4, 4, 1)), spmm_pixels=4,
-             shipped_nm_tiles=((1, 4), (4, 4)), shipped_spmm_pixels=(4,)),
+             shipped_nm_tiles=((1, 4), (4, 4)), shipped_spmm_pixels=(4,), channel_tile=(2, 4)),
     _flavour("neon", "#include <arm_neon.h>", "float32x4_t",
              ("vld1q_f32({p})", "vst1q_f32({p}, {v})", "vdupq_n_f32({s})",
               "vfmaq_f32({c}, {a}, {b})", "vdupq_n_f32(0.0f)",
               "vmaxq_f32({a}, {b})", "vminq_f32({a}, {b})"),
              load_even="vld2q_f32({p}).val[0]",
              nm_tiles=((4, 16, 2), (8, 8, 2)), spmm_pixels=16,
-             shipped_nm_tiles=((4, 8), (4, 16), (8, 8)), shipped_spmm_pixels=(16, 32)),
+             shipped_nm_tiles=((4, 8), (4, 16), (8, 8)), shipped_spmm_pixels=(16, 32),
+             channel_tile=(6, 16)),
     _flavour("wasm_simd128", "#include <wasm_simd128.h>", "v128_t",
              ("wasm_v128_load({p})", "wasm_v128_store({p}, {v})", "wasm_f32x4_splat({s})",
               "wasm_f32x4_add({c}, wasm_f32x4_mul({a}, {b}))", "wasm_f32x4_splat(0.0f)",
@@ -139,7 +143,8 @@ _FLAVOURS = (
              load_even="wasm_i32x4_shuffle(wasm_v128_load({p}), wasm_v128_load(({p}) + 4), "
                        "0, 2, 4, 6)",
              nm_tiles=((1, 32, 2), (4, 12, 2)), spmm_pixels=16,
-             shipped_nm_tiles=((4, 8), (2, 16)), shipped_spmm_pixels=(16, 32)),
+             shipped_nm_tiles=((4, 8), (2, 16)), shipped_spmm_pixels=(16, 32),
+             channel_tile=(3, 12)),
     _flavour("avx2", "#include <immintrin.h>", "__m256",
              ("_mm256_loadu_ps({p})", "_mm256_storeu_ps({p}, {v})", "_mm256_set1_ps({s})",
               "_mm256_fmadd_ps({a}, {b}, {c})", "_mm256_setzero_ps()",
@@ -151,7 +156,8 @@ _FLAVOURS = (
              load_even="_mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(_mm256_shuffle_ps("
                        "_mm256_loadu_ps({p}), _mm256_loadu_ps(({p}) + 8), 0x88)), 0xD8))",
              nm_tiles=((4, 24, 2), (4, 24, 2)), spmm_pixels=32,
-             shipped_nm_tiles=((2, 48), (4, 24)), shipped_spmm_pixels=(32, 64)),
+             shipped_nm_tiles=((2, 48), (4, 24)), shipped_spmm_pixels=(32, 64),
+             channel_tile=(3, 32)),
     _flavour("avx512", "#include <immintrin.h>", "__m512",
              ("_mm512_loadu_ps({p})", "_mm512_storeu_ps({p}, {v})", "_mm512_set1_ps({s})",
               "_mm512_fmadd_ps({a}, {b}, {c})", "_mm512_setzero_ps()",
@@ -161,7 +167,8 @@ _FLAVOURS = (
              load_even="_mm512_permutex2var_ps(_mm512_loadu_ps({p}), _mm512_setr_epi32(0, 2, 4, 6, 8, "
                        "10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30), _mm512_loadu_ps(({p}) + 16))",
              nm_tiles=((6, 64, 2), (8, 32, 2)), spmm_pixels=64,
-             shipped_nm_tiles=((6, 64), (8, 32), (4, 48)), shipped_spmm_pixels=(32, 64)),
+             shipped_nm_tiles=((6, 64), (8, 32), (4, 48)), shipped_spmm_pixels=(32, 64),
+             channel_tile=(7, 48)),
 )
 # Keyed by flavour name, in the order variants and tests walk them.
 ISAS: dict[str, Isa] = {isa.name: isa for isa in _FLAVOURS}

@@ -34,7 +34,7 @@ from pathlib import Path
 import numpy as np
 
 from codegen import build as kernel_build
-from codegen.kernels import dwconv, eltwise, nmgemm, pool, spmm
+from codegen.kernels import chgemm, dwconv, eltwise, nmgemm, pool, spmm
 from codegen.kernels.dwconv import DwconvParams
 from codegen.kernels.eltwise import EltwiseParams
 from codegen.kernels.nmgemm import NmGemmParams
@@ -62,7 +62,7 @@ class LayerCase:
     """One layer as a case of a kernel variant's harness."""
     layer: str            # the IR op whose output this case produces (after fusion)
     ops: tuple[str, ...]  # the IR ops fused into it
-    kind: str             # nmgemm | nmconv | spmm | dwconv | pool | eltwise
+    kind: str             # nmgemm | nmconv | chgemm | chconv | spmm | dwconv | pool | eltwise
     kernel: str           # kernel variant name
     case: str
     ints: tuple[int, ...]
@@ -204,7 +204,8 @@ class _Planner:
                           spmm.buffers(params, w2d, bias, x.reshape(cin, pixels)),
                           (cout, cin, pixels), reference, macs, True, spec)
             return
-        buffers = nmgemm.buffers(params, w2d, bias, x.reshape(cin, pixels) if pointwise else x)
+        family = chgemm if plan.family in ("chgemm", "chconv") else nmgemm
+        buffers = family.buffers(params, w2d, bias, x.reshape(cin, pixels) if pointwise else x)
         if pointwise:
             ints = (cout, cin, pixels)
         else:

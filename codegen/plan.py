@@ -12,9 +12,12 @@ The rule (what models.lowering says is sparse decides; codegen has kernels for b
 
     depthwise conv       dwconv (square kernel, stride and padding, batch 1; None otherwise)
     1x1 conv, dense      N:M -> nmgemm; block / group / unstructured -> spmm (XNNPACK style,
-                         block of nr outputs x kb inputs from the pattern); dense -> nmgemm n = m
+                         block of nr outputs x kb inputs from the pattern); dense -> nmgemm n = m,
+                         or chgemm (vectors along output channels) where that fills the lanes
+                         better by CHANNEL_GAIN (few pixels: 7 x 7 layers)
     KxK conv             nmconv (N:M along Cin*R*S; other patterns run as a dense nmconv
-                         on the masked weights: there is no sparse KxK block kernel)
+                         on the masked weights: there is no sparse KxK block kernel); dense:
+                         chconv by the same lane rule
     anything else        None (grouped convolutions, attention, training BP/WU: no codegen
                          kernel; hwsim.cpu costs its own)
 
@@ -30,7 +33,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from codegen import build as kernel_build
-from codegen.kernels import dwconv, nmgemm, render, spmm
+from codegen.kernels import chgemm, dwconv, nmgemm, render, spmm
+from codegen.kernels.chgemm import ChGemmParams
 from codegen.kernels.dwconv import DwconvParams
 from codegen.kernels.nmgemm import NmGemmParams
 from codegen.kernels.spmm import SpmmParams
@@ -45,10 +49,11 @@ class KernelPlan:
     """The kernel one layer runs: its family, its parameters (schedule and epilogue included),
     and the tuning-log key of its shape (N:M families; None for spmm and dwconv).
 
-    ``family`` is the codegen.kernels family's name, except "nmconv" for the nmgemm family's
-    KxK convolution (``params.conv``): the build's manifest names a layer's kind by it."""
-    family: str                                        # nmgemm | nmconv | spmm | dwconv
-    params: NmGemmParams | SpmmParams | DwconvParams
+    ``family`` is the codegen.kernels family's name, except "nmconv" / "chconv" for the nmgemm /
+    chgemm family's KxK convolution (``params.conv``): the build's manifest names a layer's
+    kind by it."""
+    family: str                                  # nmgemm | nmconv | chgemm | chconv | spmm | dwconv
+    params: NmGemmParams | ChGemmParams | SpmmParams | DwconvParams
     key: str | None = None
     tuned: bool = False                                # the schedule came from the tuning log
 
@@ -125,8 +130,27 @@ def plan_workload(workload: GemmWorkload, model, target, schedules: dict | None 
     key = schedule_key(workload.N, workload.K, workload.M, n, m)
     tuned = (schedules or {}).get(key)
     params = tuned or nmgemm.default_schedule(n, m, target, flavour=flavour)
+    if not tuned and n == m:
+        channels = chgemm.default_schedule(target, flavour=flavour, act=act, conv=kxk)
+        if prefers_channel_vectors(workload, params, channels):
+            return KernelPlan("chconv" if kxk else "chgemm", channels, key)
     params = dataclasses.replace(params, act=act, conv=kxk)
     return KernelPlan("nmconv" if kxk else "nmgemm", params, key, tuned is not None)
+
+
+# chgemm replaces a dense nmgemm where its register tiles use this much more of their lanes
+CHANNEL_GAIN = 0.1
+
+
+def prefers_channel_vectors(workload: GemmWorkload, pixels: NmGemmParams, channels: ChGemmParams) -> bool:
+    """True where the channel-vectorized kernel ``channels`` fills more of its multiply lanes
+    than the pixel-vectorized ``pixels`` (by CHANNEL_GAIN), on a layer of at most one im2col
+    panel of pixels; a one-pixel layer stays on nmgemm's matrix-vector path."""
+    if workload.M < 2 or workload.M > chgemm.PANEL_PIXELS:
+        return False
+    gain = chgemm.lane_use(workload.M, workload.N, channels.mr, channels.nr) - \
+        nmgemm.lane_use(workload.M, workload.N, pixels)
+    return gain >= CHANNEL_GAIN
 
 
 def forward_workloads(model, pattern: SparsityPattern | None) -> dict[str, GemmWorkload]:

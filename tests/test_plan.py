@@ -21,7 +21,7 @@ MODELS = ("mobilenet_v1", "mobilenet_v2", "resnet9", "resnet18")
 PATTERNS = ("dense", "2:8", "2:4", "1:8", "nm:4:16", "block:1x4:0.2", "block:4x1:0.3",
             "group:4:0.5", "unstructured:0.3")
 TARGETS = ("host", "snapdragon855", "wasm32-simd128")
-WEIGHTED_KINDS = ("nmgemm", "nmconv", "spmm", "dwconv")
+WEIGHTED_KINDS = ("nmgemm", "nmconv", "chgemm", "chconv", "spmm", "dwconv")
 
 
 def _model(name):
@@ -122,3 +122,36 @@ def test_the_rule_on_single_workloads():
                                            (None, (1, 1))])
 def test_spmm_block_of_a_pattern(pattern, block):
     assert spmm_block(pattern) == block
+
+
+@settings(max_examples=40, deadline=None)
+@given(pixels=st.integers(1, 4000), channels=st.integers(1, 2048),
+       flavour=st.sampled_from(["avx512", "avx2", "neon", "wasmsimd"]))
+def test_channel_vectors_only_where_they_fill_more_lanes(pixels, channels, flavour):
+    """A dense layer moves to chgemm only where its lanes are CHANNEL_GAIN fuller than nmgemm's,
+    never a one-pixel layer (the matrix-vector path) nor one beyond an im2col panel."""
+    from codegen.kernels import chgemm, nmgemm
+    from codegen.plan import CHANNEL_GAIN
+    target = _target("host")
+    plan = plan_workload(_work(M=pixels, N=channels, op_kind="conv2d", layer="c"), None, target,
+                         flavour=flavour)
+    pixel_tile = nmgemm.default_schedule(1, 1, target, flavour=flavour)
+    mr, nr = chgemm.default_schedule(target, flavour=flavour).mr, chgemm.default_schedule(target, flavour=flavour).nr
+    gain = chgemm.lane_use(pixels, channels, mr, nr) - nmgemm.lane_use(pixels, channels, pixel_tile)
+    if plan.family == "chgemm":
+        assert 2 <= pixels <= chgemm.PANEL_PIXELS and gain >= CHANNEL_GAIN
+    else:
+        assert plan.family == "nmgemm" and (pixels < 2 or pixels > chgemm.PANEL_PIXELS or gain < CHANNEL_GAIN)
+
+
+def test_seven_by_seven_layers_vectorize_channels_on_avx512():
+    """ResNet-18's 7 x 7 stage: 49 pixels fill 49 of nmgemm's 64 AVX-512 lanes, 7 x 48 tiles 97%."""
+    target = _target("host")
+    wide = plan_workload(_work(M=49, N=512, K=4608, op_kind="conv2d", layer="c"), None, target, flavour="avx512")
+    assert wide.family == "chgemm" and (wide.params.mr, wide.params.nr) == (7, 48)
+    for pixels in (1, 196, 3136):
+        assert plan_workload(_work(M=pixels, N=512, op_kind="conv2d", layer="c"), None, target,
+                             flavour="avx512").family == "nmgemm"
+    sparse = plan_workload(_work(M=49, N=512, sparse=True, density=0.25, nm=(2, 8), pattern="2:8"), None,
+                           target, flavour="avx512")
+    assert sparse.family == "nmgemm" and sparse.params.n == 2

@@ -323,6 +323,16 @@ PARALLEL_MACS = 1e6
 L1_PANEL_BYTES = 32768
 
 
+def lane_use(pixels: int, channels: int, params: NmGemmParams) -> float:
+    """Returns the share of the register tiles' multiply lanes that compute real outputs:
+    pixels rounded up to whole vectors (a partial column tile runs the fewest vectors that
+    cover it), output channels to the tile's mr rows."""
+    lanes = get_isa(params.isa).lanes
+    full, rest = divmod(pixels, params.nr)
+    computed = full * params.nr + math.ceil(rest / lanes) * lanes
+    return pixels / computed * channels / (math.ceil(channels / params.mr) * params.mr)
+
+
 def _row_chunks(col_tiles: int, row_tiles: int, threads: int) -> int:
     """Row chunks per column tile (nmgemm.c.j2 cuts the rows when there are fewer than 4
     column tiles per thread); work items = column tiles x row chunks."""
