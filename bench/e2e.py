@@ -45,7 +45,7 @@ from models.patterns import parse_pattern  # noqa: E402
 from targets.cpu import load_cpu_target  # noqa: E402
 from targets.engines import litert, mnn_host, onnxruntime_host  # noqa: E402
 from targets.engines.onnx_file import write_onnx  # noqa: E402
-from targets.engines.timing import Timing  # noqa: E402
+from targets.engines.timing import Timing, let_pools_sleep  # noqa: E402
 
 SPARSITIES_FULL = ("2:8", "block:1x4:0.2", "unstructured:0.3", "unstructured:0.2",
                    "unstructured:0.1")
@@ -53,7 +53,6 @@ SPARSITIES_QUICK = ("2:8", "block:1x4:0.2")
 TARGET_DENSE_RATIO = 1.25     # codegen dense within 1.25x of the fastest dense engine
 TARGET_SPARSE_SPEEDUP = 1.3   # 2:8 and block 1x4 80% >= 1.3x faster than it (MobileNet-v1)
 WEB_DIR = ROOT / "targets" / "web"
-ENGINE_IDLE_S = 0.3           # seconds between the engines' runs and codegen's (spinning pools)
 LABELS = {"block:1x4:0.2": "block 1x4 @80%", "unstructured:0.3": "unstructured 70%",
           "unstructured:0.2": "unstructured 80%", "unstructured:0.1": "unstructured 90%"}
 
@@ -226,7 +225,7 @@ def bench_model(name: str, sparsities: tuple[str, ...], threads_list: tuple[int,
                 times.setdefault(label, []).extend(time_calls(call, repeats, warmup=0))
             # the engines' thread pools spin a while after their last run (ORT, MNN, XNNPACK):
             # let them go idle, so codegen's 2-thread kernels do not share the CPUs with them
-            time.sleep(ENGINE_IDLE_S)
+            let_pools_sleep()
             times.setdefault("codegen dense", []).extend(
                 codegen_times(first, "dense", host, "local", threads, repeats))
             for spec, directory in builds.items():

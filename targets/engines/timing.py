@@ -8,6 +8,18 @@ from typing import Callable, Sequence
 import numpy as np
 
 
+# After a call, an engine's thread pool spins before its threads sleep, taking a core from
+# whatever runs next (measured on a 2-vCPU Zen 4 host, 2 threads: OpenBLAS spent 104 ms of CPU
+# in the 0.2 s after a GEMM, ONNX Runtime 40 ms after a ResNet-18 inference, none later)
+POOL_SPIN_S = 0.3
+
+
+def let_pools_sleep() -> None:
+    """Waits until the pools of the engines this process just ran (BLAS, ONNX Runtime) sleep,
+    so that the next thing timed, a kernel executable, has the cores to itself."""
+    _time.sleep(POOL_SPIN_S)
+
+
 @dataclass(frozen=True)
 class Timing:
     """Seconds of every timed run; median and spread (interquartile, min, max) from them."""
