@@ -178,3 +178,34 @@ def test_a_trip_through_one_inner_loop_runs_only_its_path():
     assert "vmovaps\t%xmm0, %xmm2" in through_part and "vxorps\t%ymm0, %ymm0, %ymm0" not in through_part
     # whatever the child, the path is part of the own body, never more
     assert set(through_full) <= set(outer.own_body) and len(through_full) < len(outer.own_body)
+
+
+SPILLED_ACCUMULATOR = ["movdqu\t16(%rsp), %xmm0", "addps\t%xmm1, %xmm0", "movdqu\t%xmm0, 16(%rsp)",
+                       "subq\t$1, %rcx", "jne\t.L1"]
+
+
+@pytest.mark.parametrize("forward", [0.0, 4.0, 9.0])
+def test_an_accumulator_on_the_stack_chains_iterations_through_forwarding(forward):
+    """Reload, add, store back to one slot: each iteration waits for the last one's store to
+    be forwarded (forwarding + the add), whatever the port model says; a store to another
+    slot than the one loaded carries nothing from one iteration to the next."""
+    from hwsim.cpu.stack_forwarding import recurrence_cycles
+    latencies = [8.0, 3.0, 1.0, 1.0, 1.0]
+    assert recurrence_cycles(SPILLED_ACCUMULATOR, latencies, forward) == pytest.approx(forward + 3.0)
+    elsewhere = [SPILLED_ACCUMULATOR[0], SPILLED_ACCUMULATOR[1], "movdqu\t%xmm0, 48(%rsp)",
+                 *SPILLED_ACCUMULATOR[3:]]
+    assert recurrence_cycles(elsewhere, latencies, forward) == pytest.approx(1.0)   # the counter
+
+
+def test_register_roles_of_att_instructions():
+    """Sources and destinations as AT&T writes them: a three-operand AVX op and a move only
+    write their destination, a two-operand SSE op and an FMA also read it, xor of a register
+    with itself reads nothing."""
+    from hwsim.cpu.stack_forwarding import _access
+    assert _access("vaddps\t%xmm1, %xmm2, %xmm3")[:2] == ({"v1", "v2"}, {"v3"})
+    assert _access("addps\t%xmm1, %xmm3")[:2] == ({"v1", "v3"}, {"v3"})
+    assert _access("vfmadd231ps\t%zmm1, %zmm2, %zmm3")[:2] == ({"v1", "v2", "v3"}, {"v3"})
+    assert _access("vxorps\t%xmm4, %xmm4, %xmm4")[:2] == (set(), {"v4"})
+    assert _access("xorps\t%xmm4, %xmm4")[:2] == (set(), {"v4"})
+    assert _access("movdqu\t32(%rsp), %xmm5") == ({"rsp"}, {"v5"}, "32(%rsp)", None)
+    assert _access("movdqu\t%xmm5, 32(%rsp)")[3] == "32(%rsp)"

@@ -15,6 +15,9 @@ hwsim.cpu.fallback_kernels), compile it with the target's toolchain, find its lo
     accesses     a loop whose kernel states its loads' and stores' line offsets
                  (LoopWork.memory_ops) takes at least what the host measurably takes
                  for that mix (gather_bench.memory_ops_cycles; host only)
+    spills       a loop that keeps values in stack slots (Cranelift's accumulators) takes at
+                 least its dependence chain through store-to-load forwarding
+                 (stack_forwarding; the host's forwarding latency measured)
     gathers      a loop that fetches rows through loaded indices (codegen's per-row
                  N:M kernel) takes at least picks x the host's measured cycles per
                  indexed pick at the kernel's panel size (gather_bench; host only)
@@ -225,6 +228,18 @@ def _vectorized_scalar_loop(innermost: list, work, run) -> tuple[object, float]:
     return (vector or scalar or vectors[0][1]), per_entry * entries
 
 
+def _forwarded_recurrence(loop, triple: str, core: str, cache_dir: Path) -> float:
+    """Returns the cycles per iteration of ``loop``'s dependences through its stack slots
+    (hwsim.cpu.stack_forwarding, at the host's measured forwarding latency); 0 without any."""
+    from hwsim.cpu import stack_forwarding
+    body = list(loop.body)
+    if not any(stack_forwarding.STACK_SLOT.match(operand) for text in body
+               for operand in stack_forwarding.operands(text)[1][-1:]):
+        return 0.0                      # no stores to stack slots: nothing is forwarded
+    latencies = mca.instruction_latencies(loop.text(), triple, core, cache_dir=str(cache_dir))
+    return stack_forwarding.recurrence_cycles(body, latencies, gather_bench.forwarding_cycles(cache_dir))
+
+
 def cost_loops(target, kernel: KernelSource, cache_dir: Path) -> LoopCost:
     """Returns llvm-mca's cycles for the kernel's hot loop(s) and the loops around the first one."""
     text, triple, core, function = _assembly(target, kernel, cache_dir)
@@ -256,6 +271,10 @@ def cost_loops(target, kernel: KernelSource, cache_dir: Path) -> LoopCost:
                 raise RuntimeError(f"no loop of {function} does {work.mac_lanes} multiply lanes per "
                                    f"iteration (found {sorted({lanes for _, lanes in innermost})})")
             cycles = run(loop.text()).cycles_per_iteration
+            if gather_bench.can_measure(target) and triple.startswith("x86_64"):
+                # accumulators kept on the stack (Cranelift) chain each iteration to the
+                # previous one through store-to-load forwarding, which llvm-mca does not see
+                cycles = max(cycles, _forwarded_recurrence(loop, triple, core, cache_dir))
             if work.memory_ops is not None and gather_bench.can_measure(target):
                 # llvm-mca takes every access as aligned and (znver4) two 512-bit loads and a
                 # 512-bit store per cycle: the host's measured cost of the loop's own mix of

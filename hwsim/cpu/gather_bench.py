@@ -271,3 +271,43 @@ def memory_ops_cycles(ops: MemoryOps, cache_dir: Path) -> float:
                                               "loads": ops.loads, "stores": ops.stores,
                                               "iterations": ops.iterations, "cycles_per_iteration": cycles}))
     return float(json.loads(result.read_text())["cycles_per_iteration"])
+
+
+FORWARDING_PROGRAM = CLOCK_C + r"""
+int main(void) {   /* a value stored to a slot and loaded back, a chain of ROUNDS round trips */
+  char* slot = aligned_alloc(64, 64); memset(slot, 0, 64);
+  long reps = 2000000; double best = 1e9;
+  for (int trial = -2; trial < 25; trial++) {
+    long i = reps; double t0 = now();
+    __asm__ volatile("vxorps %%xmm0, %%xmm0, %%xmm0\n\t1:\n\t"
+                     "vmovdqu %%xmm0, (%1)\n\tvmovdqu (%1), %%xmm0\n\t"
+                     "vmovdqu %%xmm0, (%1)\n\tvmovdqu (%1), %%xmm0\n\t"
+                     "sub $1, %0\n\tjnz 1b" : "+r"(i) : "r"(slot) : "memory", "xmm0", "cc");
+    double t = now() - t0; if (trial >= 0 && t < best) best = t;
+  }
+  printf("%.4f\n", best * clock_hz() / (2.0 * reps));
+  return 0;
+}
+"""
+
+
+def forwarding_cycles(cache_dir: Path) -> float:
+    """Returns the host's store-to-load forwarding latency of a 16-byte vector (cycles from a
+    store's data to the dependent load's result; measured as a chain of round trips through
+    one slot, cached per host)."""
+    cache_dir = Path(cache_dir) / "gather"
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    key = hashlib.sha256(json.dumps([detect_host_features().model_name, FORWARDING_PROGRAM,
+                                     PROBE_RUNS]).encode()).hexdigest()[:20]
+    result = cache_dir / f"forward-{key}.json"
+    if not result.exists():
+        binary = cache_dir / f"forward-{key}"
+        source = cache_dir / f"forward-{key}.c"
+        write_atomic(str(source), FORWARDING_PROGRAM)
+        temporary = binary.with_suffix(".tmp")
+        subprocess.run(["gcc", "-O2", str(source), "-o", str(temporary)], check=True, capture_output=True)
+        temporary.replace(binary)
+        cycles = _lowest_of_runs([str(binary)])
+        write_atomic(str(result), json.dumps({"cpu": detect_host_features().model_name,
+                                              "forwarding_cycles": cycles}))
+    return float(json.loads(result.read_text())["forwarding_cycles"])

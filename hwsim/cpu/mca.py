@@ -229,3 +229,27 @@ def run_mca(body: str, triple: str, core: str, *, iterations: int = DEFAULT_ITER
     if cache_file:
         write_atomic(cache_file, json.dumps(parsed.as_dict()))
     return parsed
+
+
+def instruction_latencies(body: str, triple: str, core: str, *, cache_dir: str | None = None,
+                          executable: str | None = None) -> list[float]:
+    """Returns llvm-mca's latency of each instruction of ``body``, in order (its instruction
+    info table), for analyses llvm-mca does not do itself (hwsim.cpu.stack_forwarding)."""
+    from hwsim.cpu.stack_forwarding import mca_latencies
+    path = find_llvm_mca(executable)
+    check_core(triple, core, executable)
+    key = hashlib.sha256(json.dumps([_mca_version(path), triple, core, "latencies", body]).encode()).hexdigest()
+    cache_file = os.path.join(cache_dir, "mca", key[:2], key + ".latencies.json") if cache_dir else None
+    if cache_file and os.path.exists(cache_file):
+        with open(cache_file, encoding="utf-8") as stream:
+            return json.load(stream)
+    result = subprocess.run([path, f"-mtriple={triple}", f"-mcpu={core}", "-iterations=1", "-all-stats=false",
+                             "-resource-pressure=false"],
+                            input=body if body.endswith("\n") else body + "\n",
+                            capture_output=True, text=True, timeout=120)
+    if result.returncode != 0:
+        raise RuntimeError(f"llvm-mca failed ({result.returncode}):\n{result.stderr[:3000]}")
+    latencies = mca_latencies(result.stdout)
+    if cache_file:
+        write_atomic(cache_file, json.dumps(latencies))
+    return latencies
