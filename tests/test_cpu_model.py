@@ -411,3 +411,44 @@ def test_depthwise_taps_floor_the_host_prediction(cache):
         return dataclasses.replace(kernel, loops=loops)
     plain = simulate_cpu(target, [_dwconv_work(32, 56, 1)], cache_dir=cache, kernel_source=unstated)[0]
     assert stated.compute_cycles >= plain.compute_cycles
+
+
+@settings(max_examples=25, deadline=None)
+@given(flavour=st.sampled_from(["avx2", "avx512", "wasmsimd", "neon"]), cin=st.integers(4, 2048),
+       cout=st.integers(1, 300), pixels=st.integers(1, 4000))
+def test_spmm_states_its_channel_chunks_and_running_sums(flavour, cin, cout, pixels):
+    """spmm.c.j2 walks the input channels in chunks whose tile rows fill 32 KB: past one chunk
+    every block row is entered once per chunk and reads its running sums back (all but the
+    first chunk); within one chunk it is entered once and keeps no sums."""
+    from codegen.kernels.spmm import SpmmParams, _chunk_channels, work
+    from codegen.isa import get_isa
+    mr = get_isa(flavour).spmm_pixels
+    params = SpmmParams(flavour, mr=mr, nr=1, kb=4)
+    workload = GemmWorkload("s", "FF", M=pixels, N=cout, K=cin, sparse=True, pattern="block", density=0.2)
+    described = work(params, workload)
+    chunks = -(-cin // _chunk_channels(params))
+    tiles = described.parent_trips[-1]
+    if chunks > 1:
+        assert len(described.parent_trips) == 3 and described.parent_trips[0] == tiles * cout * chunks
+        assert 0 < described.tile_loads < described.tile_stores
+        assert described.tile_sums_bytes == cout * mr * 4
+    else:
+        assert len(described.parent_trips) == 2 and described.parent_trips[0] == tiles * cout
+        assert described.tile_loads == 0 and described.tile_sums_bytes == 0
+    assert described.gather is None or described.gather.panel_rows <= _chunk_channels(params)
+
+
+def test_running_sums_beyond_l1_cost_their_lines_from_l2():
+    """Reading a blocked tile's sums back: from L1 at llvm-mca's load figure, and once the sum
+    buffer outgrows half of L1, two lines per vector at the L2 fill bandwidth (more)."""
+    from types import SimpleNamespace
+    from hwsim.cpu.cpu_model import running_sums_cycles
+    from hwsim.cpu.kernel_source import KernelSchedule, KernelSource
+    target = SimpleNamespace(caches_kb=SimpleNamespace(as_dict=lambda: {"l1d": 32}), cache_line_bytes=64)
+    kernel = KernelSource("nmgemm", "avx512", KernelSchedule(16, 1), "k", "", tile_loads=20.0,
+                          tile_sums_bytes=8 * 1024)
+    cost = SimpleNamespace(load_cycles=0.5)
+    in_l1 = running_sums_cycles(target, kernel, cost)
+    beyond = running_sums_cycles(target, dataclasses.replace(kernel, tile_sums_bytes=200 * 1024), cost)
+    assert in_l1 == pytest.approx(20 * 0.5)
+    assert beyond == pytest.approx(2 * 20 * 64 / 32) and beyond > in_l1

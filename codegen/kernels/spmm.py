@@ -234,22 +234,40 @@ def work(params: SpmmParams, workload, geometry=None) -> KernelWork:
     """Returns what the kernel runs for ``workload`` (M = pixels, N = output channels, K =
     input channels): kept blocks at the workload's density, the pixel tiles and tails, the
     in-place row loads and the streams."""
-    lanes = get_isa(params.isa).lanes
+    isa = get_isa(params.isa)
+    lanes = isa.lanes
     block_rows = math.ceil(workload.N / params.nr)
     kept = block_rows * _kept_blocks(workload, params.kb)          # kept blocks over all block rows
     full = workload.M // params.mr
     rest = workload.M - full * params.mr
-    vector = rest // lanes if params.mr > lanes else 0
-    single = rest - vector * lanes if lanes > 1 else 0
+    if isa.masked_tails:
+        # spmm.c.j2: the last p % mr pixels in one tile of the fewest vectors, the last masked
+        vector_lanes = -(-rest // lanes) * lanes if rest else 0
+        vector, single = (1 if rest else 0), 0
+    else:
+        vector_lanes = lanes
+        vector = rest // lanes if params.mr > lanes else 0
+        single = rest - vector * lanes if lanes > 1 else 0
     per_block = params.nr * params.kb
     # each kept block loads kb rows of X in place (rows M floats apart) through a loaded offset
     loops = [LoopWork(per_block * params.mr, full * kept * workload.groups, params.kb)]
     if vector:
-        loops.append(LoopWork(per_block * lanes, vector * kept * workload.groups))
+        loops.append(LoopWork(per_block * vector_lanes, vector * kept * workload.groups))
     if single:
         loops.append(LoopWork(per_block, single * kept * workload.groups))
     pixel_tiles = full + vector + single
-    parents = (pixel_tiles * block_rows * workload.groups, pixel_tiles * workload.groups)
+    # spmm.c.j2: input channels in chunks whose rows of a tile fill 32 KB of L1; with more
+    # than one chunk every block row is entered once per chunk and keeps its running sums
+    # (and cursors) in a per-thread buffer between chunks
+    chunks = math.ceil(workload.K / _chunk_channels(params))
+    if chunks > 1:
+        parents = (pixel_tiles * block_rows * chunks * workload.groups, pixel_tiles * chunks * workload.groups,
+                   pixel_tiles * workload.groups)
+    else:
+        parents = (pixel_tiles * block_rows * workload.groups, pixel_tiles * workload.groups)
+    vectors = max(1, params.mr // lanes)
+    tile_loads = params.nr * vectors * (chunks - 1) / chunks
+    sums_bytes = block_rows * params.nr * params.mr * FLOAT_BYTES if chunks > 1 else 0
     weight_bytes = block_rows * params.nr * FLOAT_BYTES + kept * (per_block * FLOAT_BYTES + 4) + block_rows * 4
     panel_bytes = workload.K * params.mr * FLOAT_BYTES
     density_rows = min(1.0, kept * params.kb / max(block_rows * workload.K, 1))
@@ -261,7 +279,8 @@ def work(params: SpmmParams, workload, geometry=None) -> KernelWork:
     if full and lanes > 1:
         vector_bytes = lanes * FLOAT_BYTES
         gather = GatherShape(vector_bytes=vector_bytes, row_vectors=max(1, params.mr // lanes),
-                             panel_rows=math.ceil(workload.K / params.kb) * params.kb, group_rows=params.kb,
+                             panel_rows=min(math.ceil(workload.K / params.kb) * params.kb, _chunk_channels(params)),
+                             group_rows=params.kb,
                              picks_per_group=params.kb, slots=min(params.nr, 4),
                              row_stride_bytes=workload.M * FLOAT_BYTES,
                              group_density=min(1.0, workload.density if workload.sparse else 1.0))
@@ -269,7 +288,16 @@ def work(params: SpmmParams, workload, geometry=None) -> KernelWork:
     return KernelWork(loops=tuple(loops), parent_trips=parents, streams=streams,
                       pixel_tile=params.mr, row_tile=params.nr, memory_tiles=chunks,
                       parallel_units=chunks, threads=threads, gather=gather, pack=None,
-                      tile_stores=params.nr * max(1, params.mr // lanes))
+                      tile_stores=params.nr * vectors, tile_loads=tile_loads, tile_sums_bytes=sums_bytes)
+
+
+# spmm.c.j2: a chunk's rows of one pixel tile fill this much of L1
+L1_CHUNK_BYTES = 32768
+
+
+def _chunk_channels(params: SpmmParams) -> int:
+    """Returns the input channels of one chunk (spmm.c.j2's chunk_channels: whole blocks)."""
+    return max(params.kb, L1_CHUNK_BYTES // (params.mr * FLOAT_BYTES) // params.kb * params.kb)
 
 
 # ---------------------------------------------------------------- runs

@@ -104,7 +104,8 @@ class KernelWork:
     memory traffic of the kernel's blocking, counted over ``memory_tiles`` pixel tiles;
     parallel_units: independent work items the kernel's ``threads`` share; gather: its
     indexed row loads (None: none); pack: its memcpy packing (a PackShape or a tuple of
-    them); tile_stores: vector stores of the output tile per entry of the first parent;
+    them); tile_stores: vector stores of the output tile (or its running sums) per entry of
+    the first parent; tile_loads / tile_sums_bytes: the running sums read back (see below);
     pixel_tile x row_tile: the register tile (pixels x output channels)."""
     loops: tuple[LoopWork, ...]
     parent_trips: tuple[float, ...]
@@ -117,3 +118,8 @@ class KernelWork:
     gather: GatherShape | None = None
     pack: PackShape | tuple[PackShape, ...] | None = None
     tile_stores: float = 0.0
+    # a tile whose reduction is cut in blocks keeps running sums between them: vector loads
+    # of them per entry of the first parent (on average over the blocks), and the bytes of
+    # the running-sum buffer one thread walks (where those loads come from: L1 or beyond)
+    tile_loads: float = 0.0
+    tile_sums_bytes: int = 0

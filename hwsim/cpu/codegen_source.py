@@ -44,7 +44,8 @@ def from_rendered(rendered, workload: GemmWorkload, geometry=None) -> KernelSour
                         parent_trips=work.parent_trips, streams=work.streams,
                         memory_tiles=work.memory_tiles, parallel_units=work.parallel_units,
                         threads=work.threads, origin="codegen", gather=work.gather, pack=work.pack,
-                        tile_stores=work.tile_stores)
+                        tile_stores=work.tile_stores, tile_loads=work.tile_loads,
+                        tile_sums_bytes=work.tile_sums_bytes)
 
 
 def kernel_source_for(target, schedules: dict, model=None):

@@ -21,6 +21,8 @@ hwsim.cpu.fallback_kernels), compile it with the target's toolchain, find its lo
     gathers      a loop that fetches rows through loaded indices (codegen's per-row
                  N:M kernel) takes at least picks x the host's measured cycles per
                  indexed pick at the kernel's panel size (gather_bench; host only)
+    running sums a tile whose reduction is blocked reads its sums back at each block
+                 (KernelWork.tile_loads): from L1, or from L2 when the buffer outgrows L1
     packing      a memcpy panel pack (codegen nmgemm) adds the host's measured copy
                  cycles (gather_bench.pack_cycles; llvm-mca sees only the call)
 
@@ -159,9 +161,16 @@ class LoopCost:
     hot_iterations: float = 0.0
     parent_vector_stores: int = 0      # vector stores llvm-mca already saw in the first parent's body
     store_cycles: float = 0.0          # llvm-mca's cycles per vector store of this kernel's width
+    load_cycles: float = 0.0           # and per vector load (L1 hits)
 
 
 # One vector store of each width in the form compilers emit, for llvm-mca's store throughput.
+LOAD_SNIPPETS = {
+    ("x86_64", 64): "vmovups {offset}(%rdi), %zmm{i}",
+    ("x86_64", 32): "vmovups {offset}(%rdi), %ymm{i}",
+    ("x86_64", 16): "movups {offset}(%rdi), %xmm{i}",
+    ("aarch64", 16): "ldr q{i}, [x0, #{offset}]",
+}
 STORE_SNIPPETS = {
     ("x86_64", 64): "vmovups %zmm{i}, {offset}(%rdi)",
     ("x86_64", 32): "vmovups %ymm{i}, {offset}(%rdi)",
@@ -170,10 +179,11 @@ STORE_SNIPPETS = {
 }
 
 
-def store_cycles(triple: str, vector_bytes: int, run) -> float:
-    """Returns llvm-mca's cycles per vector store: 16 independent stores of ``vector_bytes``."""
+def store_cycles(triple: str, vector_bytes: int, run, snippets=None) -> float:
+    """Returns llvm-mca's cycles per vector store (``snippets``: LOAD_SNIPPETS, per load): 16
+    independent accesses of ``vector_bytes``."""
     isa = "aarch64" if triple.startswith("aarch64") else "x86_64"
-    snippet = STORE_SNIPPETS.get((isa, vector_bytes))
+    snippet = (snippets or STORE_SNIPPETS).get((isa, vector_bytes))
     if snippet is None:
         return 0.0
     body = "\n".join(snippet.format(i=i, offset=i * vector_bytes) for i in range(16))
@@ -309,8 +319,9 @@ def cost_loops(target, kernel: KernelSource, cache_dir: Path) -> LoopCost:
         child, parent = parent, (by_name.get(parent.parent) if parent.parent else None)
     model = mca.model_name(hot_result.model_resources) or core
     per_store = store_cycles(triple, _vector_bytes(kernel), run) if kernel.tile_stores else 0.0
+    per_load = store_cycles(triple, _vector_bytes(kernel), run, LOAD_SNIPPETS) if kernel.tile_loads else 0.0
     return LoopCost(hot_cycles, hot_lanes, tuple(parents), core, model, loop_cycles, hot_iterations,
-                    first_parent_stores, per_store)
+                    first_parent_stores, per_store, per_load)
 
 
 # Scalar kernels are costed with the narrowest vector store (an xmm / q register's 16 bytes).
@@ -320,6 +331,22 @@ MIN_STORE_BYTES = 16
 def _vector_bytes(kernel: KernelSource) -> int:
     """Returns the store width of a kernel's vectors on the costed machine code."""
     return max(MIN_STORE_BYTES, simd_level(kernel.simd).vector_bytes)
+
+
+def running_sums_cycles(target, kernel: KernelSource, cost: LoopCost, bandwidths=None) -> float:
+    """Returns the cycles one entry of a k-blocked tile's loop takes to read its running sums
+    back (KernelWork.tile_loads), beyond the stores tile_stores already counts.
+
+    The entry's accumulators start from those loads, so their time is not hidden behind the
+    FMAs: from L1, llvm-mca's cycles per load; when the per-thread sum buffer outgrows its
+    share of L1 (FIT_FRACTION, as for every stream), each vector's line comes from L2 and
+    goes back dirty: two lines per vector at the L2 fill bandwidth (memory_model)."""
+    vector_bytes = _vector_bytes(kernel)
+    l1_bytes = (target.caches_kb.as_dict().get("l1d") or 0) * 1024
+    if l1_bytes and kernel.tile_sums_bytes > memory_model.FIT_FRACTION * l1_bytes:
+        rate = (bandwidths or memory_model.CacheBandwidths.default(target.cache_line_bytes)).l2
+        return 2 * kernel.tile_loads * vector_bytes / rate
+    return kernel.tile_loads * cost.load_cycles
 
 
 def gemm_trips(workload: GemmWorkload, family: str, schedule: KernelSchedule) -> tuple[float, list[float], int]:
@@ -377,6 +404,8 @@ def simulate_layer(target, workload: GemmWorkload, schedule: KernelSchedule | No
             # bodies llvm-mca saw (a block after the row loop's back edge)
             missing = max(0.0, kernel.tile_stores - cost.parent_vector_stores)
             serial += missing * kernel.parent_trips[0] * cost.store_cycles
+        if kernel.tile_loads and kernel.parent_trips:
+            serial += kernel.parent_trips[0] * running_sums_cycles(target, kernel, cost, bandwidths)
         if kernel.pack is not None and gather_bench.can_measure(target):
             packs = kernel.pack if isinstance(kernel.pack, tuple) else (kernel.pack,)
             serial += sum(gather_bench.pack_cycles(pack, cache_dir) for pack in packs)   # calls to llvm-mca

@@ -47,3 +47,5 @@ class KernelSource:
     gather: object = None               # codegen.kernels.work.GatherShape of the indexed row loads, if any
     pack: object = None                 # codegen.kernels.work.PackShape (or a tuple of them) of memcpy packing
     tile_stores: float = 0.0            # vector stores of the output tile per entry of the hot loop's parent
+    tile_loads: float = 0.0             # vector loads of a k-blocked tile's running sums per such entry
+    tile_sums_bytes: int = 0            # bytes of the running-sum buffer one thread walks
