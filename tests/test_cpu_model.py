@@ -452,3 +452,25 @@ def test_running_sums_beyond_l1_cost_their_lines_from_l2():
     beyond = running_sums_cycles(target, dataclasses.replace(kernel, tile_sums_bytes=200 * 1024), cost)
     assert in_l1 == pytest.approx(20 * 0.5)
     assert beyond == pytest.approx(2 * 20 * 64 / 32) and beyond > in_l1
+
+
+def test_host_tile_stores_cost_what_the_host_measures(cache):
+    """The output tile's stores outside the loops llvm-mca saw are costed on an x86 host at the
+    larger of llvm-mca's figure and the host's measured aligned store (Zen 4: a 512-bit store
+    takes two cycles, znver4 says one)."""
+    import platform
+    from codegen.kernels.work import MemoryOps
+    from hwsim.cpu.cpu_model import _vector_bytes, cost_loops
+    from hwsim.cpu.gather_bench import memory_ops_cycles
+    if platform.machine() != "x86_64":
+        pytest.skip("stores are measured on x86 hosts only")
+    from codegen.build import runnable_flavours
+    from codegen.kernels.nmgemm import default_schedule, render
+    from hwsim.cpu.codegen_source import from_rendered
+    target = _target("host")
+    params = default_schedule(2, 8, target, flavour=runnable_flavours(target)[-1], threads=1)
+    workload = GemmWorkload("g", "FF", M=256, N=64, K=128, sparse=True, pattern="2:8", density=0.25, nm=(2, 8))
+    kernel = from_rendered(render(params), workload)
+    cost = cost_loops(target, kernel, cache)
+    measured = memory_ops_cycles(MemoryOps((), ((_vector_bytes(kernel), 0),) * 16, 1), cache) / 16
+    assert cost.store_cycles >= measured - 1e-9 and cost.store_cycles > 0

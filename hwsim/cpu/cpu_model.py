@@ -9,7 +9,10 @@ hwsim.cpu.fallback_kernels), compile it with the target's toolchain, find its lo
                  which holds whatever unroll factor the compiler chose
     its parents  own body (inner-loop set-up, stores, pointer bumps: the
                  prologue/epilogue of the inner loop) x times entered:
-                 parent = m_tiles x n_blocks, grandparent = m_tiles
+                 parent = m_tiles x n_blocks, grandparent = m_tiles; only the
+                 blocks a trip through the child on the chain always runs
+                 (asm_loops.AsmLoop.through_child: not the other arms of an
+                 if/else, e.g. the other tile widths' code)
     tails        M and N are padded to whole MR x NR tiles (the remainder tile
                  costs a full tile)
     accesses     a loop whose kernel states its loads' and stores' line offsets
@@ -48,6 +51,7 @@ from models.lowering import GemmWorkload
 from hwsim.cpu import asm_loops, gather_bench, mca, memory_model, wasm_native
 from hwsim.cpu.fallback_kernels import fallback_simd, render_fallback
 from hwsim.cpu.kernel_source import KernelSchedule, KernelSource
+from codegen.kernels.work import MemoryOps
 from targets.simd import simd_level
 
 
@@ -319,6 +323,12 @@ def cost_loops(target, kernel: KernelSource, cache_dir: Path) -> LoopCost:
         child, parent = parent, (by_name.get(parent.parent) if parent.parent else None)
     model = mca.model_name(hot_result.model_resources) or core
     per_store = store_cycles(triple, _vector_bytes(kernel), run) if kernel.tile_stores else 0.0
+    if kernel.tile_stores and gather_bench.can_measure(target) and triple.startswith("x86_64"):
+        # znver4 takes a 512-bit store as one a cycle; Zen 4 stores 256 bits a cycle (a zmm
+        # store measures 2.0 cycles): the host's measured cost of aligned stores of this width
+        width = _vector_bytes(kernel)
+        measured = gather_bench.memory_ops_cycles(MemoryOps((), ((width, 0),) * 16, 1), cache_dir) / 16
+        per_store = max(per_store, measured)
     per_load = store_cycles(triple, _vector_bytes(kernel), run, LOAD_SNIPPETS) if kernel.tile_loads else 0.0
     return LoopCost(hot_cycles, hot_lanes, tuple(parents), core, model, loop_cycles, hot_iterations,
                     first_parent_stores, per_store, per_load)
