@@ -198,7 +198,8 @@ HOST_FLAVOURS = [(f, t) for f, t in FLAVOURS if t == "host" and f != "scalar"]
 @pytest.mark.parametrize("flavour,target", HOST_FLAVOURS, ids=[f"{f}-{t}" for f, t in HOST_FLAVOURS])
 def test_nmgemm_parallel_paths(flavour, target, build_dir, monkeypatch):
     """Above the kernel's 1M-MAC threshold on 2 threads: few column tiles (row chunks reading
-    panels all threads packed once) and many (each thread packs its own), GEMM and 3x3 conv."""
+    panels all threads packed once) and many (each thread packs its own), GEMM and 3x3 conv
+    (im2col panels, and the stride-1 padded-grid path that reads the input in place)."""
     require_target(target, flavour)
     from codegen.layer import run_case
     from codegen.reference import reference_conv
@@ -212,18 +213,19 @@ def test_nmgemm_parallel_paths(flavour, target, build_dir, monkeypatch):
         check_nmgemm(params, [(70, 1200, 4 * lanes - 3), (20, 400, 40 * lanes + 5)], 3, target, build_dir)
         conv = NmGemmParams(n, m, flavour, mr=6, nr=4 * lanes, unroll=2, threads=2, conv=True)
         rng = np.random.default_rng(5)
-        cout, cin, h = 64, 64, 13
-        weights = mask_nm(rng.standard_normal((cout, cin * 9)).astype(np.float32), n, m)
-        x = rng.standard_normal((cin, h, h)).astype(np.float32)
-        bias = rng.standard_normal(cout).astype(np.float32)
-        layer = Conv2d("conv", cin, cout, 3, stride=1, padding=1)
-        expected = reference_conv(weights.reshape(cout, cin, 3, 3), bias, x, layer, "none")
-        packed = pack_nm(weights, n, m, mr=6)
-        run = run_case(render_nmgemm(conv), target, Path(tempfile.mkdtemp(dir=build_dir)),
-                       {"values": packed.values, "indices": None if conv.dense else packed.indices,
-                        "bias": bias, "x": x}, (cout, cin, h, h, 3, 3, 1, 1),
-                       expected.reshape(cout, -1), repeats=1)
-        assert run.max_abs_error < 1e-3, (n, m, run.max_abs_error)
+        # 64 rows on 13 x 13: im2col panels; 12 rows on 30 x 29: the padded-grid direct path
+        for cout, cin, h, w, stride in ((64, 64, 13, 13, 1), (12, 64, 30, 29, 1), (12, 64, 30, 29, 2)):
+            weights = mask_nm(rng.standard_normal((cout, cin * 9)).astype(np.float32), n, m)
+            x = rng.standard_normal((cin, h, w)).astype(np.float32)
+            bias = rng.standard_normal(cout).astype(np.float32)
+            layer = Conv2d("conv", cin, cout, 3, stride=stride, padding=1)
+            expected = reference_conv(weights.reshape(cout, cin, 3, 3), bias, x, layer, "none")
+            packed = pack_nm(weights, n, m, mr=6)
+            run = run_case(render_nmgemm(conv), target, Path(tempfile.mkdtemp(dir=build_dir)),
+                           {"values": packed.values, "indices": None if conv.dense else packed.indices,
+                            "bias": bias, "x": x}, (cout, cin, h, w, 3, 3, stride, 1),
+                           expected.reshape(cout, -1), repeats=1)
+            assert run.max_abs_error < 1e-3, (n, m, cout, h, w, run.max_abs_error)
 
 
 @st.composite
