@@ -8,8 +8,10 @@ codegen`` emits (codegen.kernels: N:M GEMM nmgemm.c.j2 for dense (n == m) and N:
 patterns, the XNNPACK-style spmm.c.j2 for block 1x4; default schedules of codegen.kernels,
 one thread). "predicted" is hwsim.cpu.simulate_cpu with a kernel_source that renders
 that same kernel (llvm-mca on its machine code + memory roofline, weights warm because
-the harness reruns one layer; indexed row loads and memcpy packing at this host's
-cost measured once by hwsim.cpu.gather_bench and cached in --cache-dir); "measured" is the median of --reps timed calls in the same
+the harness reruns one layer; indexed row loads, memcpy packing, loads and stores at
+their line offsets (a depthwise kernel's taps), 512-bit stores and store-to-load
+forwarding (Cranelift's spilled accumulators) at this host's cost measured once by
+hwsim.cpu.gather_bench and cached in --cache-dir); "measured" is the median of --reps timed calls in the same
 run (codegen.build's harness, built with the target's toolchain; wasm in the PyPI
 wasmtime), the lowest of --batches such medians (see BATCHES). Depthwise rows run
 codegen's dwconv family (codegen/kernels/dwconv.c.j2) in both columns; every row's origin is

@@ -474,3 +474,29 @@ def test_host_tile_stores_cost_what_the_host_measures(cache):
     cost = cost_loops(target, kernel, cache)
     measured = memory_ops_cycles(MemoryOps((), ((_vector_bytes(kernel), 0),) * 16, 1), cache) / 16
     assert cost.store_cycles >= measured - 1e-9 and cost.store_cycles > 0
+
+
+@settings(max_examples=25, deadline=None)
+@given(flavour=st.sampled_from(["avx2", "avx512", "wasmsimd"]), pattern=st.sampled_from([(1, 1), (2, 8), (1, 8), (2, 4)]),
+       M=st.integers(1, 700), N=st.integers(1, 200), K=st.integers(1, 1200))
+def test_nmgemm_partial_column_tile_runs_its_own_vectors(flavour, pattern, M, N, K):
+    """nmgemm.c.j2 runs a last partial column tile on the fewest vectors that cover it: the
+    stated multiply lanes add up to every row tile x group x the pixels' whole vectors (not
+    a full tile's), and running sums are read back exactly when the reduction is blocked."""
+    import math
+    from codegen.isa import get_isa
+    from codegen.kernels.nmgemm import NmGemmParams, L1_PANEL_BYTES, work
+    n, m = pattern
+    isa = get_isa(flavour)
+    mr, nr, unroll = isa.nm_tiles[0]
+    params = NmGemmParams(n, m, flavour, mr=mr, nr=nr, unroll=unroll, threads=1)
+    workload = GemmWorkload("g", "FF", M=M, N=N, K=K, sparse=n < m, density=n / m, nm=(n, m) if n < m else None)
+    described = work(params, workload)
+    groups, lanes = math.ceil(K / m), isa.lanes
+    vectors = nr // lanes
+    rest = M % nr
+    covered = (M // nr) * nr + ((math.ceil(rest / lanes) * lanes if vectors > 1 else nr) if rest else 0)
+    total = sum(loop.mac_lanes * loop.iterations for loop in described.loops if not loop.divides)
+    assert total == n * math.ceil(N / mr) * mr * groups * covered
+    kc = min(groups, max(1, L1_PANEL_BYTES // (m * nr * 4))) if n < m else groups
+    assert (described.tile_loads > 0) == (math.ceil(groups / kc) > 1)

@@ -373,9 +373,20 @@ def work(params: NmGemmParams, workload, geometry=None) -> KernelWork:
     lanes = n * params.mr * params.nr
     # per-row indices: every (row, kept position) fetches its panel row through a loaded index
     picks = 0 if (params.dense or params.shared) else n * params.mr
-    loops = [LoopWork(lanes * params.unroll, tiles * full_steps, picks * params.unroll)]
+    # nmgemm.c.j2: a last partial column tile runs the narrowest tile that covers its pixels
+    # (its own loops, vv vectors a row); with one vector a row it runs the full tile
+    rest = workload.M % params.nr
+    vectors = params.nr // lanes_per_vector
+    part_vectors = math.ceil(rest / lanes_per_vector) if rest and vectors > 1 else 0
+    full_tiles = tiles - (row_tiles * workload.groups if part_vectors else 0)
+    loops = [LoopWork(lanes * params.unroll, full_tiles * full_steps, picks * params.unroll)]
     if params.unroll > 1 and remainder:
-        loops.append(LoopWork(lanes, tiles * remainder, picks))
+        loops.append(LoopWork(lanes, full_tiles * remainder, picks))
+    if part_vectors:
+        part_lanes = n * params.mr * part_vectors * lanes_per_vector
+        loops.append(LoopWork(part_lanes * params.unroll, (tiles - full_tiles) * full_steps))
+        if params.unroll > 1 and remainder:
+            loops.append(LoopWork(part_lanes, (tiles - full_tiles) * remainder))
     if params.conv:
         # the im2col gather: one division per run of a tile's pixels along an output row
         # (a tile of nr pixels starts a new run at each output row it crosses); the per-tap
@@ -409,10 +420,15 @@ def work(params: NmGemmParams, workload, geometry=None) -> KernelWork:
         tiles=col_tiles * workload.groups)
     threads = _threads(params, workload, groups, col_tiles, row_tiles)
     units = col_tiles * _row_chunks(col_tiles, row_tiles, threads)
+    # k-blocks (nmgemm.c.j2 KBLOCK): a row tile's sums wait in `partial` (row_tiles x mr x
+    # nr floats a thread) between k-blocks and are loaded back at each one after the first
+    tile_loads = params.mr * max(1, vectors) * (k_blocks - 1) / k_blocks
+    sums_bytes = row_tiles * params.mr * params.nr * FLOAT_BYTES if k_blocks > 1 else 0
     return KernelWork(loops=tuple(loops), parent_trips=parents, streams=streams,
                       pixel_tile=params.nr, row_tile=params.mr, memory_tiles=units,
                       parallel_units=units, threads=threads, gather=gather, pack=packing,
-                      tile_stores=params.mr * max(1, params.nr // lanes_per_vector))
+                      tile_stores=params.mr * max(1, params.nr // lanes_per_vector),
+                      tile_loads=tile_loads, tile_sums_bytes=sums_bytes)
 
 
 # ---------------------------------------------------------------- runs
