@@ -415,11 +415,12 @@ def work(params: NmGemmParams, workload, geometry=None) -> KernelWork:
         gather = GatherShape(vector_bytes=vector_bytes, row_vectors=max(1, params.nr * FLOAT_BYTES // vector_bytes),
                              panel_rows=min(kc, groups) * m, group_rows=m, picks_per_group=picks,
                              slots=min(params.mr, 4))
-    # nmgemm.c.j2 packs every column tile of a sparse GEMM; a dense one reads its full tiles
-    # in place and packs only a partial last one (a convolution's gather is the loop above;
+    # nmgemm.c.j2 packs every column tile, except a dense GEMM on a flavour that reads X's
+    # rows in place (codegen.isa's dense_rows_in_place): then only a partial last one (a convolution's gather is the loop above;
     # a dense stride-1 convolution that reads its padded input in place is not told apart
     # here: the workload carries no stride)
-    packed_tiles = col_tiles if not params.dense else (1 if workload.M % params.nr else 0)
+    in_place = params.dense and get_isa(params.isa).dense_rows_in_place
+    packed_tiles = col_tiles if not in_place else (1 if workload.M % params.nr else 0)
     packing = None if params.conv or not packed_tiles else PackShape(
         rows=groups * m, row_bytes=params.nr * FLOAT_BYTES, stride_bytes=workload.M * FLOAT_BYTES,
         tiles=packed_tiles * workload.groups)
