@@ -112,6 +112,18 @@ class RenderedKernel:
         return hashlib.sha256(self.source.encode()).hexdigest()[:16]
 
 
+def gemm_abi(inputs: tuple[Buffer, ...]) -> Abi:
+    """Returns the argument list of a GEMM family's kernel Y[cout x p] = W[cout x k] X[k x p]."""
+    return Abi(ints=("cout", "k", "p"), inputs=inputs, output=OutputBuffer("y", "float", "cout * p"))
+
+
+def conv_abi(inputs: tuple[Buffer, ...]) -> Abi:
+    """Returns the argument list of a GEMM family's KxK convolution of a CHW image."""
+    return Abi(ints=("cout", "cin", "h", "w", "kh", "kw", "stride", "pad"), inputs=inputs,
+               output=OutputBuffer("y", "float", "cout * ((h + 2 * pad - kh) / stride + 1)"
+                                                 " * ((w + 2 * pad - kw) / stride + 1)"))
+
+
 def render_template(template: str, params, abi: Abi) -> RenderedKernel:
     """Returns ``template`` (a file under codegen/kernels) rendered for ``params`` (a family's
     Params: ``.name`` and ``.isa``). The template sees ``p`` (the params), ``isa`` (its

@@ -24,9 +24,9 @@ import numpy as np
 from codegen import build as kernel_build
 from codegen.isa import ISAS, get_isa
 from codegen.kernels.family import Case, Family
-from codegen.kernels.work import FLOAT_BYTES, KernelWork, LoopWork, Stream
+from codegen.kernels.work import FLOAT_BYTES, KernelWork, LoopWork, Stream, im2col_runs_per_tile
 from codegen.reference import apply_activation
-from codegen.render import Abi, Buffer, OutputBuffer, RenderedKernel, check_activation
+from codegen.render import Abi, Buffer, RenderedKernel, check_activation, conv_abi, gemm_abi
 from models.errors import UserError
 
 TEMPLATE = "chgemm.c.j2"
@@ -74,10 +74,8 @@ class ChGemmParams:
 
 
 _INPUTS = (Buffer("weights", "float"), Buffer("bias", "float", optional=True), Buffer("x", "float"))
-GEMM_ABI = Abi(ints=("cout", "k", "p"), inputs=_INPUTS, output=OutputBuffer("y", "float", "cout * p"))
-CONV_ABI = Abi(ints=("cout", "cin", "h", "w", "kh", "kw", "stride", "pad"), inputs=_INPUTS,
-               output=OutputBuffer("y", "float", "cout * ((h + 2 * pad - kh) / stride + 1)"
-                                                 " * ((w + 2 * pad - kw) / stride + 1)"))
+GEMM_ABI = gemm_abi(_INPUTS)
+CONV_ABI = conv_abi(_INPUTS)
 
 
 def abi(params: ChGemmParams) -> Abi:
@@ -144,9 +142,7 @@ def work(params: ChGemmParams, workload, geometry=None) -> KernelWork:
     loops = [LoopWork(params.mr * params.nr, tiles * workload.K)]
     if params.conv:
         # the im2col gather into panels: one division per run of pixels along an output row
-        side = math.isqrt(workload.M)
-        out_w = getattr(geometry, "width", None) or (side if side * side == workload.M else workload.M)
-        runs = math.ceil(workload.M / PANEL_PIXELS) * min(PANEL_PIXELS, 1 + (PANEL_PIXELS - 1) / max(1, out_w))
+        runs = math.ceil(workload.M / PANEL_PIXELS) * im2col_runs_per_tile(PANEL_PIXELS, workload.M, geometry)
         loops.append(LoopWork(0, workload.groups * runs, divides=True))
     weight_bytes = col_tiles * params.nr * workload.K * FLOAT_BYTES
     input_bytes = workload.K * (math.ceil(workload.M / PANEL_PIXELS) * PANEL_PIXELS if params.conv

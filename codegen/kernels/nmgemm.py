@@ -32,10 +32,11 @@ import numpy as np
 from codegen import build as kernel_build
 from codegen.isa import ISAS, get_isa
 from codegen.kernels.family import Case, Family
-from codegen.kernels.work import FLOAT_BYTES, GatherShape, KernelWork, LoopWork, PackShape, Stream
+from codegen.kernels.work import (FLOAT_BYTES, GatherShape, KernelWork, LoopWork, PackShape, Stream,
+                                  im2col_runs_per_tile)
 from codegen.layer import KernelRun, run_case
 from codegen.reference import apply_activation
-from codegen.render import Abi, Buffer, OutputBuffer, RenderedKernel, check_activation
+from codegen.render import Abi, Buffer, RenderedKernel, check_activation, conv_abi, gemm_abi
 from models.errors import UserError
 
 TEMPLATE = "nmgemm.c.j2"
@@ -107,10 +108,8 @@ class NmGemmParams:
 
 _WEIGHTS = (Buffer("values", "float"), Buffer("indices", "uint8_t", optional=True),
             Buffer("bias", "float", optional=True), Buffer("x", "float"))
-GEMM_ABI = Abi(ints=("cout", "k", "p"), inputs=_WEIGHTS, output=OutputBuffer("y", "float", "cout * p"))
-CONV_ABI = Abi(ints=("cout", "cin", "h", "w", "kh", "kw", "stride", "pad"), inputs=_WEIGHTS,
-               output=OutputBuffer("y", "float", "cout * ((h + 2 * pad - kh) / stride + 1)"
-                                                 " * ((w + 2 * pad - kw) / stride + 1)"))
+GEMM_ABI = gemm_abi(_WEIGHTS)
+CONV_ABI = conv_abi(_WEIGHTS)
 
 
 def abi(params: NmGemmParams) -> Abi:
@@ -391,10 +390,7 @@ def work(params: NmGemmParams, workload, geometry=None) -> KernelWork:
         # the im2col gather: one division per run of a tile's pixels along an output row
         # (a tile of nr pixels starts a new run at each output row it crosses); the per-tap
         # row-segment copies after it are not costed
-        # (the output width: the geometry's, else the side of a square output of M pixels)
-        side = math.isqrt(workload.M)
-        out_w = getattr(geometry, "width", None) or (side if side * side == workload.M else workload.M)
-        runs_per_tile = min(params.nr, 1 + (params.nr - 1) / max(1, out_w))
+        runs_per_tile = im2col_runs_per_tile(params.nr, workload.M, geometry)
         loops.append(LoopWork(0, workload.groups * col_tiles * runs_per_tile, divides=True))
     # parents of the group loop, innermost first: row tile, k-block, column tile
     parents = (tiles * k_blocks, col_tiles * k_blocks * workload.groups, col_tiles * workload.groups)

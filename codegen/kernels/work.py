@@ -14,6 +14,7 @@ template.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 FLOAT_BYTES = 4
@@ -123,3 +124,12 @@ class KernelWork:
     # the running-sum buffer one thread walks (where those loads come from: L1 or beyond)
     tile_loads: float = 0.0
     tile_sums_bytes: int = 0
+
+
+def im2col_runs_per_tile(tile_pixels: int, pixels: int, geometry=None) -> float:
+    """Returns the runs along output rows a tile of ``tile_pixels`` consecutive output pixels
+    falls in (an im2col gather does one division per run): a new run at each row it crosses.
+    The output width is the geometry's, else the side of a square output of ``pixels``."""
+    side = math.isqrt(pixels)
+    out_w = getattr(geometry, "width", None) or (side if side * side == pixels else pixels)
+    return min(tile_pixels, 1 + (tile_pixels - 1) / max(1, out_w))

@@ -212,23 +212,36 @@ def run_mca(body: str, triple: str, core: str, *, iterations: int = DEFAULT_ITER
     check_core(triple, core, executable)
     if not body.strip():
         raise ValueError("empty loop body")
-    key = hashlib.sha256(json.dumps([_mca_version(path), triple, core, iterations, body]).encode()).hexdigest()
-    cache_file = os.path.join(cache_dir, "mca", key[:2], key + ".json") if cache_dir else None
+    cache_file = _cache_file(cache_dir, [_mca_version(path), triple, core, iterations, body], ".json")
     if cache_file and os.path.exists(cache_file):
         with open(cache_file, encoding="utf-8") as stream:
             cached = json.load(stream)
         cached["model_resources"] = tuple(cached["model_resources"])
         return McaResult(**cached)
-    result = subprocess.run([path, f"-mtriple={triple}", f"-mcpu={core}", f"-iterations={iterations}",
-                             "-all-stats=false", "-instruction-info=false"],
+    parsed = parse_mca_output(_run_mca(path, triple, core, body, f"-iterations={iterations}",
+                                       "-instruction-info=false"))
+    if cache_file:
+        write_atomic(cache_file, json.dumps(parsed.as_dict()))
+    return parsed
+
+
+def _cache_file(cache_dir: str | None, key_parts: list, suffix: str) -> str | None:
+    """Returns the cache path of one llvm-mca answer (None without a cache)."""
+    if not cache_dir:
+        return None
+    key = hashlib.sha256(json.dumps(key_parts).encode()).hexdigest()
+    return os.path.join(cache_dir, "mca", key[:2], key + suffix)
+
+
+def _run_mca(path: str, triple: str, core: str, body: str, *options: str) -> str:
+    """Runs llvm-mca on ``body`` with ``options`` (beyond the core and no summary stats);
+    returns its report, RuntimeError with its stderr and the body when it fails."""
+    result = subprocess.run([path, f"-mtriple={triple}", f"-mcpu={core}", "-all-stats=false", *options],
                             input=body if body.endswith("\n") else body + "\n",
                             capture_output=True, text=True, timeout=120)
     if result.returncode != 0:
         raise RuntimeError(f"llvm-mca failed ({result.returncode}):\n{result.stderr[:3000]}\n--- body:\n{body[:3000]}")
-    parsed = parse_mca_output(result.stdout)
-    if cache_file:
-        write_atomic(cache_file, json.dumps(parsed.as_dict()))
-    return parsed
+    return result.stdout
 
 
 def instruction_latencies(body: str, triple: str, core: str, *, cache_dir: str | None = None,
@@ -238,18 +251,11 @@ def instruction_latencies(body: str, triple: str, core: str, *, cache_dir: str |
     from hwsim.cpu.stack_forwarding import mca_latencies
     path = find_llvm_mca(executable)
     check_core(triple, core, executable)
-    key = hashlib.sha256(json.dumps([_mca_version(path), triple, core, "latencies", body]).encode()).hexdigest()
-    cache_file = os.path.join(cache_dir, "mca", key[:2], key + ".latencies.json") if cache_dir else None
+    cache_file = _cache_file(cache_dir, [_mca_version(path), triple, core, "latencies", body], ".latencies.json")
     if cache_file and os.path.exists(cache_file):
         with open(cache_file, encoding="utf-8") as stream:
             return json.load(stream)
-    result = subprocess.run([path, f"-mtriple={triple}", f"-mcpu={core}", "-iterations=1", "-all-stats=false",
-                             "-resource-pressure=false"],
-                            input=body if body.endswith("\n") else body + "\n",
-                            capture_output=True, text=True, timeout=120)
-    if result.returncode != 0:
-        raise RuntimeError(f"llvm-mca failed ({result.returncode}):\n{result.stderr[:3000]}")
-    latencies = mca_latencies(result.stdout)
+    latencies = mca_latencies(_run_mca(path, triple, core, body, "-iterations=1", "-resource-pressure=false"))
     if cache_file:
         write_atomic(cache_file, json.dumps(latencies))
     return latencies
