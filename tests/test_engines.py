@@ -29,3 +29,17 @@ def test_onnxruntime_and_mnn_agree_on_our_onnx_file(tmp_path):
         pytest.skip("; ".join(mnn_host.problems()))
     y3 = mnn_host.run(path, x, 1).reshape(y1.shape)
     np.testing.assert_allclose(y3, y1, rtol=1e-3, atol=1e-3 * float(np.abs(y1).max()))
+
+
+def test_mnn_conversion_leaves_the_environment_alone(tmp_path):
+    """MNN's `mnnconvert` wrapper pip-installs aliyun-log-python-sdk (protobuf < 6: `import onnx`
+    then fails) and posts a usage log; the converter must run without it."""
+    import importlib.metadata
+
+    if mnn_host.problems():
+        pytest.skip("; ".join(mnn_host.problems()))
+    path = write_onnx(load("resnet18", dataset="cifar10"), tmp_path / "r18.onnx")
+    before = {d.metadata["Name"]: d.version for d in importlib.metadata.distributions()}
+    assert mnn_host.convert(path).stat().st_size > 0
+    after = {d.metadata["Name"]: d.version for d in importlib.metadata.distributions()}
+    assert after == before

@@ -6,7 +6,6 @@ weights is not wired here yet (not checked which converter option enables it).
 from __future__ import annotations
 
 import importlib.util
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -19,15 +18,23 @@ from targets.engines.timing import Timing, time_one
 NAME = "mnn"
 
 
+# MNN's converter proper (its C++ extension), called without the ``mnnconvert`` wrapper: the
+# wrapper imports MNN.tools.utils.log, which runs ``pip install -U aliyun-log-python-sdk`` when
+# that is missing (it downgraded protobuf below what onnx needs, breaking `import onnx` in the
+# venv) and posts a usage record to Alibaba's log service. A benchmark does neither.
+CONVERT = "import sys, _tools; _tools.mnnconvert(sys.argv)"
+
+
 def _converter() -> str | None:
-    return shutil.which("mnnconvert") or shutil.which("mnnconvert", path=str(Path(sys.executable).parent))
+    """Returns the Python that has MNN's converter extension (_tools), or None."""
+    return sys.executable if importlib.util.find_spec("_tools") is not None else None
 
 
 def problems() -> list[str]:
     if importlib.util.find_spec("MNN") is None:
         return ["the Python package MNN is not installed (pip install MNN==3.6.1; mk/web.mk)"]
     if _converter() is None:
-        return ["MNN's converter mnnconvert is not on PATH"]
+        return ["MNN's converter extension (_tools) is missing from the MNN package"]
     return []
 
 
@@ -41,7 +48,7 @@ def convert(onnx_file: Path) -> Path:
     onnx_file = Path(onnx_file)
     target = onnx_file.with_suffix(".mnn")
     if not target.exists() or target.stat().st_mtime < onnx_file.stat().st_mtime:
-        completed = subprocess.run([_converter(), "-f", "ONNX", "--modelFile", str(onnx_file),
+        completed = subprocess.run([_converter(), "-c", CONVERT, "-f", "ONNX", "--modelFile", str(onnx_file),
                                     "--MNNModel", str(target), "--bizCode", "hwsim"],
                                    capture_output=True, text=True, timeout=600)
         if completed.returncode != 0 or "Converted Success" not in completed.stdout:
