@@ -2,7 +2,7 @@
 variants and what it runs for a workload), one template each beside it.
 
     >>> [family.name for family in FAMILIES]
-    ['nmgemm', 'chgemm', 'spmm', 'dwconv', 'pool', 'eltwise']
+    ['nmgemm', 'chgemm', 'winograd', 'spmm', 'dwconv', 'pool', 'eltwise']
     >>> family_of(NmGemmParams(2, 8, "avx2", mr=4, nr=24)).name
     'nmgemm'
 
@@ -26,12 +26,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from codegen.kernels import chgemm, dwconv, eltwise, nmgemm, pool, spmm
+from codegen.kernels import chgemm, dwconv, eltwise, nmgemm, pool, spmm, winograd
 from codegen.kernels.family import Case, Family
 from codegen.render import RenderedKernel
 
-FAMILIES: tuple[Family, ...] = (nmgemm.FAMILY, chgemm.FAMILY, spmm.FAMILY, dwconv.FAMILY, pool.FAMILY,
-                                eltwise.FAMILY)
+FAMILIES: tuple[Family, ...] = (nmgemm.FAMILY, chgemm.FAMILY, winograd.FAMILY, spmm.FAMILY, dwconv.FAMILY,
+                                pool.FAMILY, eltwise.FAMILY)
 
 
 def family_named(name: str) -> Family:
@@ -74,4 +74,4 @@ def write_variants(outdir: Path) -> list[Path]:
 
 
 __all__ = ["FAMILIES", "Case", "Family", "family_named", "family_of", "render", "shipped_kernels",
-           "write_variants", "chgemm", "dwconv", "eltwise", "nmgemm", "pool", "spmm"]
+           "write_variants", "chgemm", "dwconv", "eltwise", "nmgemm", "pool", "spmm", "winograd"]
