@@ -276,7 +276,7 @@ def gemm_shape(case: dict) -> tuple[int, int, int] | None:
     ints = case["ints"]
     if case["kind"] in ("nmgemm", "chgemm"):
         return int(ints[0]), int(ints[1]), int(ints[2])
-    if case["kind"] in ("nmconv", "chconv"):
+    if case["kind"] in ("nmconv", "chconv", "winograd"):
         cout, cin, _, _, kh, kw = (int(v) for v in ints[:6])
         pixels = int(np.prod(case["output_shape"][1:]))
         return cout, cin * kh * kw, pixels
@@ -478,7 +478,8 @@ def _model_engines(manifest: dict, threads: int, directory: Path | None = None
         except Exception as error:  # noqa: BLE001 - say why, go on without the ratio
             return {}, [f"whole-model ONNX Runtime ratio skipped: {path.name}: {error}"]
     first = manifest["builds"]["dense"]["layers"][0]
-    size = {"input_size": int(first["ints"][2])} if first["kind"] in ("nmconv", "chconv") else {}
+    size = {"input_size": int(first["ints"][2])} if first["kind"] in ("nmconv", "chconv", "winograd") \
+        else {}
     try:
         model = load(manifest["model"], **size)
         shape = tuple(next(iter(model.ops())).shape)

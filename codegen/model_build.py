@@ -12,7 +12,8 @@ weighted layers' kernels come from codegen.plan, the one rule the CPU cost model
 
     1x1 conv, dense layer   N:M -> nmgemm; block / group / unstructured -> spmm (XNNPACK style)
     KxK conv                N:M -> nmconv (groups of m along Cin*R*S in (c, ky, kx) order);
-                            other patterns run as dense nmconv on the masked weights
+                            other patterns run as dense nmconv on the masked weights;
+                            dense 3x3 stride 1 -> winograd (F(2x2, 3x3), weights transformed here)
     depthwise conv          dwconv (dense: a 3x3 window is too short to group)
     pooling, relu, add      pool, eltwise
     flatten / reshape       no kernel (CHW memory is already flat at batch 1)
@@ -34,7 +35,7 @@ from pathlib import Path
 import numpy as np
 
 from codegen import build as kernel_build
-from codegen.kernels import chgemm, dwconv, eltwise, nmgemm, pool, spmm
+from codegen.kernels import chgemm, dwconv, eltwise, nmgemm, pool, spmm, winograd
 from codegen.kernels.dwconv import DwconvParams
 from codegen.kernels.eltwise import EltwiseParams
 from codegen.kernels.nmgemm import NmGemmParams
@@ -62,7 +63,7 @@ class LayerCase:
     """One layer as a case of a kernel variant's harness."""
     layer: str            # the IR op whose output this case produces (after fusion)
     ops: tuple[str, ...]  # the IR ops fused into it
-    kind: str             # nmgemm | nmconv | chgemm | chconv | spmm | dwconv | pool | eltwise
+    kind: str             # nmgemm | nmconv | chgemm | chconv | winograd | spmm | dwconv | pool | eltwise
     kernel: str           # kernel variant name
     case: str
     ints: tuple[int, ...]
@@ -204,7 +205,8 @@ class _Planner:
                           spmm.buffers(params, w2d, bias, x.reshape(cin, pixels)),
                           (cout, cin, pixels), reference, macs, True, spec)
             return
-        family = chgemm if plan.family in ("chgemm", "chconv") else nmgemm
+        family = chgemm if plan.family in ("chgemm", "chconv") else \
+            winograd if plan.family == "winograd" else nmgemm
         buffers = family.buffers(params, w2d, bias, x.reshape(cin, pixels) if pointwise else x)
         if pointwise:
             ints = (cout, cin, pixels)

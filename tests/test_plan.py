@@ -21,7 +21,7 @@ MODELS = ("mobilenet_v1", "mobilenet_v2", "resnet9", "resnet18")
 PATTERNS = ("dense", "2:8", "2:4", "1:8", "nm:4:16", "block:1x4:0.2", "block:4x1:0.3",
             "group:4:0.5", "unstructured:0.3")
 TARGETS = ("host", "snapdragon855", "wasm32-simd128")
-WEIGHTED_KINDS = ("nmgemm", "nmconv", "chgemm", "chconv", "spmm", "dwconv")
+WEIGHTED_KINDS = ("nmgemm", "nmconv", "chgemm", "chconv", "winograd", "spmm", "dwconv")
 
 
 def _model(name):
@@ -155,3 +155,54 @@ def test_seven_by_seven_layers_vectorize_channels_on_avx512():
     sparse = plan_workload(_work(M=49, N=512, sparse=True, density=0.25, nm=(2, 8), pattern="2:8"), None,
                            target, flavour="avx512")
     assert sparse.family == "nmgemm" and sparse.params.n == 2
+
+
+def _one_conv(cin, cout, kernel, stride, size, pad):
+    from models.ir import Conv2d, Elementwise, GraphBuilder
+    builder = GraphBuilder("one_conv")
+    x = builder.input("image", (1, cin, size, size))
+    x = builder.add(Conv2d("conv", cin, cout, kernel, stride=stride, padding=pad), x)
+    builder.add(Elementwise("relu", "relu"), x)
+    return builder.build()
+
+
+@settings(max_examples=40, deadline=None)
+@given(cin=st.integers(1, 80), cout=st.integers(1, 80), kernel=st.sampled_from([1, 3, 5]),
+       stride=st.sampled_from([1, 2]), size=st.integers(3, 40), pad=st.sampled_from([0, 1]),
+       spec=st.sampled_from(["dense", "2:8", "block:1x4:0.2"]),
+       target=st.sampled_from(["host", "wasm32-simd128"]))
+def test_winograd_only_for_dense_3x3_stride_1_layers_of_its_sizes(cin, cout, kernel, stride, size, pad,
+                                                                  spec, target):
+    """A layer gets winograd exactly where codegen.plan's rule says: dense (a pruned kernel's
+    zeros are not zeros after the transform), 3x3, stride 1, channels and pixels at least the
+    measured minimums; its schedule carries the epilogue and the layer's tile count."""
+    from codegen.kernels import winograd
+    from codegen.build import runnable_flavours
+    from codegen.plan import forward_workloads, winograd_minimums
+    if size + 2 * pad < kernel:
+        return
+    model, target = _one_conv(cin, cout, kernel, stride, size, pad), _target(target)
+    work = forward_workloads(model, parse_pattern(spec))["conv"]
+    plan = plan_workload(work, model, target)
+    out = (size + 2 * pad - kernel) // stride + 1
+    tiles = ((out + 1) // 2) ** 2
+    channels, min_tiles = winograd_minimums(runnable_flavours(target)[-1])
+    wanted = (not work.sparse and kernel == 3 and stride == 1 and min(cin, cout) >= channels
+              and tiles >= min_tiles)
+    assert (plan.family == "winograd") == wanted
+    if wanted:
+        assert plan.params == winograd.default_schedule(target, plan.params.isa, plan.params.threads,
+                                                        "relu", tiles=tiles)
+
+
+def test_resnet18_dense_3x3_stride_1_layers_run_winograd_and_sparse_ones_never():
+    from models.loading import load
+    model, target = load("resnet18"), _target("host")
+    dense = plan_model(model, None, target)
+    from models.ir import Conv2d
+    convs = [layer for layer in dense if isinstance(model.op(layer), Conv2d)]
+    kinds = {dense[layer].family for layer in convs
+             if model.op(layer).kernel == (3, 3) and model.op(layer).stride == (1, 1)}
+    assert kinds == {"winograd"}
+    assert "winograd" not in {dense[layer].family for layer in convs if model.op(layer).stride != (1, 1)}
+    assert "winograd" not in {plan.family for plan in plan_model(model, BDWP(2, 8), target).values()}

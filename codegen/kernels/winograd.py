@@ -232,7 +232,9 @@ def work(params: WinogradParams, workload, geometry=None) -> KernelWork:
             PackShape(POINTS * co_tiles * params.mr, params.nr * FLOAT_BYTES, params.nr * FLOAT_BYTES, blocks))
     u_bytes = POINTS * co_tiles * params.mr * cin * FLOAT_BYTES
     streams = (Stream("weights", u_bytes, blocks),
-               Stream("panel", POINTS * cin * params.nr * FLOAT_BYTES * blocks, co_tiles),
+               # one block's V (built in cache by the input transform), read by every
+               # channel tile: a panel per block, as hwsim.cpu's memory model reads panels
+               Stream("panel", POINTS * cin * params.nr * FLOAT_BYTES, co_tiles * blocks),
                Stream("input", cin * hp * wp * FLOAT_BYTES, 1),
                Stream("output", cout * out_h * out_w * FLOAT_BYTES, 1))
     lanes = get_isa(params.isa).lanes
