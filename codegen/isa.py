@@ -40,8 +40,8 @@ class Isa:
     _load_even: str = ""
     # Register tiles chosen before any tuning (the scheduler's log overrides them): wide pixel
     # tiles so each loaded activation vector serves several rows, within the vector registers.
-    # (mr, nr, unroll) of nmgemm with per-row indices, then with shared indices
-    nm_tiles: tuple[tuple[int, int, int], tuple[int, int, int]]
+    # (mr, nr, unroll) of nmgemm with per-row indices, with shared indices, and dense (n == m)
+    nm_tiles: tuple[tuple[int, int, int], tuple[int, int, int], tuple[int, int, int]]
     spmm_pixels: int                               # spmm's untuned pixel tile
     # the tiles codegen.kernels ships (every one compiled in the tests): nmgemm (mr, nr)
     # and spmm pixel tiles (XNNPACK ships 4..32 pixels per flavour)
@@ -130,14 +130,14 @@ _FLAVOURS = (
     _flavour("scalar", "#include <math.h>", "float",
              ("(*({p}))", "*({p}) = {v}", "({s})", "({c} + {a} * {b})", "0.0f",
               "fmaxf({a}, {b})", "fminf({a}, {b})"),
-             nm_tiles=((4, 4, 1), (4, 4, 1)), spmm_pixels=4,
+             nm_tiles=((4, 4, 1), (4, 4, 1), (4, 4, 1)), spmm_pixels=4,
              shipped_nm_tiles=((1, 4), (4, 4)), shipped_spmm_pixels=(4,), channel_tile=(2, 4)),
     _flavour("neon", "#include <arm_neon.h>", "float32x4_t",
              ("vld1q_f32({p})", "vst1q_f32({p}, {v})", "vdupq_n_f32({s})",
               "vfmaq_f32({c}, {a}, {b})", "vdupq_n_f32(0.0f)",
               "vmaxq_f32({a}, {b})", "vminq_f32({a}, {b})"),
              load_even="vld2q_f32({p}).val[0]",
-             nm_tiles=((4, 16, 2), (8, 8, 2)), spmm_pixels=16,
+             nm_tiles=((4, 16, 2), (8, 8, 2), (4, 16, 2)), spmm_pixels=16,
              shipped_nm_tiles=((4, 8), (4, 16), (8, 8)), shipped_spmm_pixels=(16, 32),
              channel_tile=(6, 16)),
     _flavour("wasm_simd128", "#include <wasm_simd128.h>", "v128_t",
@@ -146,7 +146,12 @@ _FLAVOURS = (
               "wasm_f32x4_pmax({a}, {b})", "wasm_f32x4_pmin({a}, {b})"),
              load_even="wasm_i32x4_shuffle(wasm_v128_load({p}), wasm_v128_load(({p}) + 4), "
                        "0, 2, 4, 6)",
-             nm_tiles=((1, 32, 2), (4, 12, 2)), spmm_pixels=16,
+             # wasm: clang hoists an unrolled step's loads above its multiplies (wasm locals
+             # are free) and Cranelift/V8 then spill them: one group per step, and a dense
+             # 2 x 16 tile (8 accumulators + 4 rows + a weight in 16 xmm). wasmtime, this Zen 4,
+             # min of 30, dense 512x512x196 1x32 u2 4.19 -> 2x16 u1 3.31 ms, 64x32x12544
+             # 2.83 -> 1.80; 2:8 512x512x196 u2 -> u1 1.29 -> 1.21, 128x64x3136 0.74 -> 0.66
+             nm_tiles=((1, 32, 1), (4, 12, 2), (2, 16, 1)), spmm_pixels=16,
              shipped_nm_tiles=((4, 8), (2, 16)), shipped_spmm_pixels=(16, 32),
              channel_tile=(3, 12)),
     _flavour("avx2", "#include <immintrin.h>", "__m256",
@@ -159,7 +164,7 @@ _FLAVOURS = (
                      "_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7)), {v})"),
              load_even="_mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(_mm256_shuffle_ps("
                        "_mm256_loadu_ps({p}), _mm256_loadu_ps(({p}) + 8), 0x88)), 0xD8))",
-             nm_tiles=((4, 24, 2), (4, 24, 2)), spmm_pixels=32,
+             nm_tiles=((4, 24, 2), (4, 24, 2), (4, 24, 2)), spmm_pixels=32,
              shipped_nm_tiles=((2, 48), (4, 24)), shipped_spmm_pixels=(32, 64),
              channel_tile=(3, 32)),
     _flavour("avx512", "#include <immintrin.h>", "__m512",
@@ -170,7 +175,7 @@ _FLAVOURS = (
                      "_mm512_mask_storeu_ps({p}, (__mmask16) ((1u << ({n})) - 1u), {v})"),
              load_even="_mm512_permutex2var_ps(_mm512_loadu_ps({p}), _mm512_setr_epi32(0, 2, 4, 6, 8, "
                        "10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30), _mm512_loadu_ps(({p}) + 16))",
-             nm_tiles=((6, 64, 2), (8, 32, 2)), spmm_pixels=64,
+             nm_tiles=((6, 64, 2), (8, 32, 2), (6, 64, 2)), spmm_pixels=64,
              shipped_nm_tiles=((6, 64), (8, 32), (4, 48)), shipped_spmm_pixels=(32, 64),
              channel_tile=(7, 48), dense_rows_in_place=True),
 )

@@ -131,7 +131,7 @@ def default_schedule(n: int, m: int, target, shared: bool = False, flavour: str 
     rows (the row block of a shared-index pattern) and the pixels then fill the registers."""
     isa = get_isa(flavour or kernel_build.best_flavour(target))
     flavour = isa.name
-    mr, nr, unroll = isa.nm_tiles[1 if shared else 0]     # codegen.isa: the untuned tiles
+    mr, nr, unroll = isa.nm_tiles[2 if n == m else 1 if shared else 0]  # codegen.isa's untuned tiles
     if rows:
         lanes = isa.lanes
         vectors = max(1, (isa.vector_registers - 2) // rows)
