@@ -7,7 +7,8 @@ architecture, written as ONNX by targets/engines/onnx_file.py. Wasm (single-thre
 codegen's wasm32-simd128 build under node, wasmtime and headless chromium against
 onnxruntime-web (wasm SIMD, same ONNX file) and tfjs-backend-wasm (XNNPACK inside; the same
 layers through tfjs ops, NHWC) in node. Everything is measured in rounds, each round running
-every engine and build once (its repeats inside), so load bursts hit all alike; a figure is the
+every engine and build once (its repeats inside; the order rotates by one each round, so
+none always runs first), so load bursts hit all alike; a figure is the
 median over all repeats with its interquartile range. Codegen's whole-model time per repeat is
 the sum of its layers' times in that repeat (the harness times kernel calls only; the engines'
 are whole inferences). Ratios are against the FASTEST dense engine of the block, named in
@@ -180,6 +181,13 @@ def wasm_engines(onnx_path: Path, layers_path: Path, shape: list[int], repeats: 
             for name, entry in document.items()}
 
 
+def rotated(items: list, round_number: int) -> list:
+    """Returns ``items`` starting at round_number mod len: each round starts with a different
+    engine or build, so no one always runs first (after the quiet wait) or last."""
+    start = round_number % len(items) if items else 0
+    return items[start:] + items[:start]
+
+
 # ---------------------------------------------------------------- one model
 
 
@@ -218,19 +226,25 @@ def bench_model(name: str, sparsities: tuple[str, ...], threads_list: tuple[int,
         for call in engines.values():
             call(); call()                      # warm-up
         first = next(iter(builds.values()))
+        entries = [(label, True, (lambda call=call: time_calls(call, repeats, warmup=0)))
+                   for label, call in engines.items()]
+        entries.append(("codegen dense", False, lambda: codegen_times(first, "dense", host, "local",
+                                                                      threads, repeats)))
+        entries += [(f"codegen {LABELS.get(spec, spec)}", False,
+                     (lambda directory=directory: codegen_times(directory, "sparse", host, "local",
+                                                                threads, repeats)))
+                    for spec, directory in builds.items()]
         idles = result["idle_at_round_start"].setdefault(f"host {threads}t", [])
         for round_number in range(rounds):
             idles.append(round(wait_for_quiet(quiet_s, log), 2))
-            for label, call in engines.items():
-                times.setdefault(label, []).extend(time_calls(call, repeats, warmup=0))
-            # the engines' thread pools spin a while after their last run (ORT, MNN, XNNPACK):
-            # let them go idle, so codegen's 2-thread kernels do not share the CPUs with them
-            let_pools_sleep()
-            times.setdefault("codegen dense", []).extend(
-                codegen_times(first, "dense", host, "local", threads, repeats))
-            for spec, directory in builds.items():
-                times.setdefault(f"codegen {LABELS.get(spec, spec)}", []).extend(
-                    codegen_times(directory, "sparse", host, "local", threads, repeats))
+            after_engine = False
+            for label, is_engine, measure in rotated(entries, round_number):
+                if after_engine and not is_engine:
+                    # the engines' thread pools spin a while after their last run (ORT, MNN,
+                    # XNNPACK): let them go idle, so codegen's kernels do not share the CPUs
+                    let_pools_sleep()
+                times.setdefault(label, []).extend(measure())
+                after_engine = is_engine
             log(f"  {name} host {threads}t round {round_number + 1}/{rounds} done "
                 f"(CPUs {idles[-1]:.0%} idle at its start, load {os.getloadavg()[0]:.2f})")
         result["host"][str(threads)] = summarise(times)
@@ -244,24 +258,31 @@ def bench_model(name: str, sparsities: tuple[str, ...], threads_list: tuple[int,
         times = {}
         first = next(iter(wasm_builds.values()))
         idles = result["idle_at_round_start"].setdefault("wasm", [])
-        for round_number in range(rounds):
-            idles.append(round(wait_for_quiet(quiet_s, log), 2))
+        def engines_round(round_number):
             try:
                 for label, values in wasm_engines(onnx_path, layers_path, shape, repeats).items():
                     times.setdefault(label, []).extend(values)
             except (RuntimeError, subprocess.TimeoutExpired) as error:
                 if round_number == 0:
                     result["notes"].append(f"wasm engines: {error}")
-            for runner in wasm_runners:
-                try:
-                    times.setdefault(f"codegen dense ({runner})", []).extend(
-                        codegen_times(first, "dense", wasm, runner, 1, repeats))
-                    for spec, directory in wasm_builds.items():
-                        times.setdefault(f"codegen {LABELS.get(spec, spec)} ({runner})", []).extend(
-                            codegen_times(directory, "sparse", wasm, runner, 1, repeats))
-                except Exception as error:  # noqa: BLE001 - a runner missing here: say so, go on
-                    if round_number == 0:
-                        result["notes"].append(f"wasm runner {runner}: {str(error)[:300]}")
+
+        def runner_round(runner, round_number):
+            try:
+                times.setdefault(f"codegen dense ({runner})", []).extend(
+                    codegen_times(first, "dense", wasm, runner, 1, repeats))
+                for spec, directory in wasm_builds.items():
+                    times.setdefault(f"codegen {LABELS.get(spec, spec)} ({runner})", []).extend(
+                        codegen_times(directory, "sparse", wasm, runner, 1, repeats))
+            except Exception as error:  # noqa: BLE001 - a runner missing here: say so, go on
+                if round_number == 0:
+                    result["notes"].append(f"wasm runner {runner}: {str(error)[:300]}")
+
+        steps = [engines_round] + [(lambda number, runner=runner: runner_round(runner, number))
+                                   for runner in wasm_runners]
+        for round_number in range(rounds):
+            idles.append(round(wait_for_quiet(quiet_s, log), 2))
+            for step in rotated(steps, round_number):
+                step(round_number)
             log(f"  {name} wasm round {round_number + 1}/{rounds} done (load {os.getloadavg()[0]:.2f})")
         times = {label: values for label, values in times.items() if values}
         if times:
