@@ -190,3 +190,24 @@ def test_default_tile_is_the_widest_that_fills_its_blocks(tiles, flavour):
         assert (params.mr, params.nr) == fitting[0]
     else:
         assert winograd.tile_use(tiles, params.nr) == max(winograd.tile_use(tiles, c[1]) for c in choices)
+
+
+@pytest.mark.parametrize("target_name", ["host", "wasm32-simd128"])
+def test_the_cpu_model_costs_a_winograd_layer(target_name, tmp_path):
+    """hwsim.cpu finds the kernel's GEMM loop (mr x nr lanes) in its compiled code and costs
+    the layer no faster than the FMA peak allows for the 16 GEMMs' multiplies."""
+    from hwsim.cpu.codegen_source import from_rendered
+    from hwsim.cpu.cpu_model import simulate_cpu
+    from targets.cpu import load_cpu_target
+    from tests.conftest import require_tools
+
+    require_tools("llvm-mca")
+    require_target(target_name, kernel_build.runnable_flavours(target_name)[-1])
+    target = load_cpu_target(target_name)
+    params = winograd.default_schedule(target, kernel_build.runnable_flavours(target)[-1], tiles=196)
+    workload = GemmWorkload("c", "FF", M=28 * 28, N=128, K=128 * 9, op_kind="conv2d")
+    (record,) = simulate_cpu(target, [workload], None, tmp_path,
+                             kernel_source=lambda work, _schedule, _target: from_rendered(winograd.render(params), work))
+    multiplies = 16 * 196 * 128 * 128
+    peak = target.vector_lanes_f32 * target.fma_units * min(target.cores, params.threads)
+    assert record.cycles >= multiplies / peak and record.ms > 0
