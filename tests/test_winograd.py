@@ -105,7 +105,7 @@ def _run(params: WinogradParams, target: str, shapes, seed: int, build_dir: Path
 
 HOST_VARIANTS = [WinogradParams(flavour, mr, nr, act, threads)
                  for flavour in ("avx512", "avx2", "scalar")
-                 for number, (mr, nr) in enumerate(winograd._tile_choices(flavour))
+                 for number, (mr, nr) in enumerate(winograd.tile_choices(flavour))
                  for act, threads in [(ACTS[number % 3], 1 + number % 2), (ACTS[(number + 1) % 3], 2 - number % 2)]]
 
 
@@ -141,7 +141,7 @@ def test_kernels_match_numpy_cross(flavour, target, tmp_path):
     require_target(target, flavour)
     family = family_named("winograd")
     mine = [params for params in family.shipped() if params.isa == flavour]
-    assert {(p.mr, p.nr) for p in mine} == set(winograd._tile_choices(flavour))
+    assert {(p.mr, p.nr) for p in mine} == set(winograd.tile_choices(flavour))
     for number, params in enumerate(mine[::2]):
         _run(params, target, [(5, 3, 9, 11, 1), (13, 7, 6, 5, 0), (20, 16, 17, 15, 1), (17, 5, 3, 4, 1)],
              number, tmp_path)
@@ -157,7 +157,7 @@ def test_kernels_match_numpy_cross(flavour, target, tmp_path):
 def test_work_counts_the_gemms_multiplies(cout, cin, side, flavour, threads):
     """The GEMM loop's lanes x iterations are the 16 GEMMs' multiplies over whole register
     tiles: exactly 16 x tiles x cin x cout where tiles and channels fill them."""
-    for mr, nr in winograd._tile_choices(flavour):
+    for mr, nr in winograd.tile_choices(flavour):
         params = WinogradParams(flavour, mr, nr, threads=threads)
         workload = GemmWorkload("c", "FF", M=side * side, N=cout, K=cin * 9, op_kind="conv2d")
         work = winograd.work(params, workload)
@@ -182,9 +182,9 @@ def test_work_of_resnet18_first_stage_layer():
 
 @settings(max_examples=40, deadline=None)
 @given(tiles=st.integers(1, 5000), flavour=st.sampled_from(["avx512", "avx2", "neon", "wasmsimd"]))
-def test_default_tile_is_the_widest_that_fills_its_blocks(tiles, flavour):
+def test_default_tile_is_the_first_that_fills_its_blocks(tiles, flavour):
     params = winograd.default_schedule("host", flavour, tiles=tiles)
-    choices = winograd._tile_choices(flavour)
+    choices = winograd.tile_choices(flavour)
     fitting = [c for c in choices if winograd.tile_use(tiles, c[1]) >= 0.9]
     if fitting:
         assert (params.mr, params.nr) == fitting[0]
