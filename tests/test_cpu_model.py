@@ -358,10 +358,11 @@ def test_tile_stores_are_added_once(cache, name):
 @given(flavour=st.sampled_from(["avx2", "avx512", "wasmsimd"]), stride=st.sampled_from([1, 2]),
        side=st.integers(8, 120), channels=st.integers(1, 9))
 def test_depthwise_taps_are_stated_with_their_line_offsets(flavour, stride, side, channels):
-    """dwconv's vector loop states its loads (k x k taps, two vectors a tap at stride 2) and its
-    one output store per iteration; at stride 1 the taps of column offset 0 sit on the ring
-    rows' 64-byte-aligned starts only when a vector is a whole line (AVX-512), so exactly the
-    share (k - 1) / k of them are off a line start there."""
+    """dwconv's vector loop states its loads (k x k taps, two vectors a tap at stride 2; at
+    stride 1 a pair of output rows: (k + 1) x k taps) and its output stores per iteration (two
+    for a pair); at stride 1 the taps of column offset 0 sit on the ring rows' 64-byte-aligned
+    starts only when a vector is a whole line (AVX-512), so exactly the share (k - 1) / k of
+    them are off a line start there."""
     from codegen.isa import get_isa
     from codegen.kernels.dwconv import DepthwiseGeometry, DwconvParams, work
     params = DwconvParams(flavour, 3, stride, "relu")
@@ -371,7 +372,8 @@ def test_depthwise_taps_are_stated_with_their_line_offsets(flavour, stride, side
     loop = work(params, _dwconv_work(channels, side, stride), DepthwiseGeometry(channels, side, side, 1)).loops[0]
     ops = loop.memory_ops
     assert ops is not None and ops.iterations == 16
-    assert abs(len(ops.loads) - 16 * 9 * stride) <= 9 * stride and abs(len(ops.stores) - 16) <= 1
+    taps, stores = (12, 2) if stride == 1 and out >= 2 else (9 * stride, 1)
+    assert abs(len(ops.loads) - 16 * taps) <= taps and abs(len(ops.stores) - 16 * stores) <= stores
     vector_bytes = get_isa(flavour).lanes * 4
     assert {size for size, _ in ops.loads + ops.stores} == {vector_bytes}
     assert all(0 <= offset < 64 and offset % 4 == 0 for _, offset in ops.loads + ops.stores)
@@ -505,3 +507,25 @@ def test_nmgemm_partial_column_tile_runs_its_own_vectors(flavour, pattern, M, N,
     assert total == n * math.ceil(N / mr) * mr * groups * covered
     kc = min(groups, max(1, L1_PANEL_BYTES // (m * nr * 4))) if n < m else groups
     assert (described.tile_loads > 0) == (math.ceil(groups / kc) > 1)
+
+
+@pytest.mark.parametrize("flavour", ["scalar", "neon", "wasmsimd", "avx2", "avx512"])
+@pytest.mark.parametrize("side", [9, 14, 15])
+@pytest.mark.parametrize("stride", [1, 2])
+def test_dwconv_work_counts_every_output_once(flavour, side, stride):
+    """dwconv.c.j2 runs stride-1 rows in pairs (an odd last row alone): the cost description's
+    loops multiply each output pixel's K x K taps once, in whole vectors where the flavour ends
+    a row with a masked one, exactly where it has a scalar tail."""
+    import math
+    from codegen.isa import get_isa
+    from codegen.kernels.dwconv import DepthwiseGeometry, DwconvParams, work
+    isa = get_isa(flavour)
+    channels, out = 5, (side + 2 - 3) // stride + 1
+    workload = GemmWorkload("dw", "FF", M=out * out, N=1, K=9, groups=channels, op_kind="depthwise")
+    described = work(DwconvParams(flavour, 3, stride, "none"), workload,
+                     DepthwiseGeometry(channels, side, side, 1))
+    total = sum(loop.mac_lanes * loop.iterations for loop in described.loops)
+    columns = math.ceil(out / isa.lanes) * isa.lanes if isa.masked_tails else out
+    assert total == channels * out * columns * 9
+    steps = channels * (out // 2 + out % 2) if stride == 1 and isa.lanes > 1 else channels * out
+    assert described.parent_trips == (steps, channels)

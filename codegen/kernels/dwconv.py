@@ -120,7 +120,6 @@ def work(params: DwconvParams, workload, geometry: DepthwiseGeometry | None = No
     threads = max(1, params.threads)     # dwconv.c.j2: over channels, from 100k MACs
     if c < 2 or c * out_h * out_w * taps < PARALLEL_MACS:
         threads = 1
-    rows = c * out_h
     vector = out_w // lanes if params.stride in (1, 2) and lanes > 1 else 0
     tail = out_w - vector * lanes
     # the flavours with masked loads and stores end a row with a masked vector
@@ -131,19 +130,28 @@ def work(params: DwconvParams, workload, geometry: DepthwiseGeometry | None = No
     whole_plane = (h + 2 * pad) * pitch * FLOAT_BYTES <= 16384 or ring_rows > h + 2 * pad
     if whole_plane:
         ring_rows = h + 2 * pad
-    accesses = _vector_accesses(params, lanes, pitch, ring_rows, out_h, out_w,
-                                vector + (1 if masked and tail else 0), min(c, 4)) if vector or masked else None
+    vectors = vector + (1 if masked and tail else 0)
+    # dwconv.c.j2 at stride 1 (vectors): output rows in pairs, each tap row loaded once for
+    # both (K + 1 rows, 2 K x K FMAs, 2 stores per vector); an odd last row on its own
+    pair = params.stride == 1 and lanes > 1
+    pairs = out_h // 2 if pair else 0
+    singles = out_h - 2 * pairs
     loops = []
-    if masked:
-        # the masked tail is one more vector iteration per row (the same tap loads from the
-        # ring's slack, a masked store), straight-line code in the row loop: costed as a
-        # vector-loop iteration; the row loop's own path (AsmLoop.through_child) leaves it out
-        loops.append(LoopWork(taps * lanes, rows * (vector + (1 if tail else 0)), memory_ops=accesses))
-    else:
-        if vector:
-            loops.append(LoopWork(taps * lanes, rows * vector, memory_ops=accesses))
-        if tail:
-            loops.append(LoopWork(taps, rows * tail, trips_per_entry=tail))
+    for rows_per_step, steps in ((2, c * pairs), (1, c * singles)):
+        if not steps:
+            continue
+        accesses = _vector_accesses(params, lanes, pitch, ring_rows, out_h, out_w, vectors,
+                                    min(c, 4), rows_per_step) if vectors else None
+        if masked:
+            # the masked tail is one more vector iteration per row (the same tap loads from the
+            # ring's slack, a masked store), straight-line code in the row loop: costed as a
+            # vector-loop iteration; the row loop's own path (AsmLoop.through_child) leaves it out
+            loops.append(LoopWork(rows_per_step * taps * lanes, steps * vectors, memory_ops=accesses))
+        else:
+            if vector:
+                loops.append(LoopWork(rows_per_step * taps * lanes, steps * vector, memory_ops=accesses))
+            if tail:
+                loops.append(LoopWork(rows_per_step * taps, steps * tail, trips_per_entry=tail))
     # dwconv.c.j2: each input row is copied once (vector loads and stores) into an L1 ring of
     # zero-padded rows; a ring smaller than the plane also clears a padding row per pad row
     # at the top and bottom (a memset of one padded row); a small plane's ring is the plane,
@@ -155,8 +163,9 @@ def work(params: DwconvParams, workload, geometry: DepthwiseGeometry | None = No
     if pad and not whole_plane:
         packs.append(PackShape(rows=2 * pad, row_bytes=padded_w * FLOAT_BYTES,
                                stride_bytes=padded_w * FLOAT_BYTES, tiles=c))
-    # parents: the row loop (its own path: ring row pointers, loop control) and the channel loop
-    return KernelWork(loops=tuple(loops), parent_trips=(rows, c), streams=streams,
+    # parents: the row loop (its own path: ring row pointers, loop control; once per step)
+    # and the channel loop
+    return KernelWork(loops=tuple(loops), parent_trips=(c * (pairs + singles), c), streams=streams,
                       pixel_tile=lanes, row_tile=1, memory_tiles=1,
                       parallel_units=c if threads > 1 else 1, threads=threads,
                       # the row copies into the ring, costed as the probe's memcpy of each
@@ -165,22 +174,24 @@ def work(params: DwconvParams, workload, geometry: DepthwiseGeometry | None = No
 
 
 def _vector_accesses(params: DwconvParams, lanes: int, pitch: int, ring_rows: int, out_h: int,
-                     out_w: int, vectors: int, channels: int):
+                     out_w: int, vectors: int, channels: int, rows_per_step: int = 1):
     """Returns the tap loads and output stores of the vector loop with their line offsets, over
     ``channels`` output planes (dwconv.c.j2: ring rows ``pitch`` floats apart from a 64-byte
     aligned ring, row ky of output row oy in slot (oy * stride + ky) % ring_rows; taps at
     columns ox + kx (stride 2: the two vectors at 2 ox + kx and 2 ox + kx + lanes that a
-    deinterleaved load reads); the output plane from a 64-byte aligned y)."""
+    deinterleaved load reads); the output plane from a 64-byte aligned y). ``rows_per_step``
+    2: the stride-1 loop over a pair of output rows (K + 1 tap rows, two stores)."""
     vector_bytes = lanes * FLOAT_BYTES
     loads: dict = {}
     stores: dict = {}
     iterations = 0
+    steps = range(0, out_h - 1, 2) if rows_per_step == 2 else range(out_h)
     for ch in range(channels):
-        for oy in range(out_h):
+        for oy in steps:
             for v in range(vectors):
                 ox = v * lanes
                 iterations += 1
-                for ky in range(params.k):
+                for ky in range(params.k + rows_per_step - 1):
                     row = ((oy * params.stride + ky) % ring_rows) * pitch
                     for kx in range(params.k):
                         starts = ((ox + kx,) if params.stride == 1
@@ -188,8 +199,9 @@ def _vector_accesses(params: DwconvParams, lanes: int, pitch: int, ring_rows: in
                         for column in starts:
                             key = (vector_bytes, (row + column) * FLOAT_BYTES % 64)
                             loads[key] = loads.get(key, 0) + 1
-                key = (vector_bytes, ((ch * out_h + oy) * out_w + ox) * FLOAT_BYTES % 64)
-                stores[key] = stores.get(key, 0) + 1
+                for r in range(rows_per_step):
+                    key = (vector_bytes, ((ch * out_h + oy + r) * out_w + ox) * FLOAT_BYTES % 64)
+                    stores[key] = stores.get(key, 0) + 1
     return memory_ops(loads, stores, iterations)
 
 
