@@ -133,10 +133,11 @@ def plan_workload(workload: GemmWorkload, model, target, schedules: dict | None 
     tuned = (schedules or {}).get(key)
     if kxk and not workload.sparse and not tuned:
         op = model.op(workload.layer)
-        tiles = winograd_tiles(model, op)
-        if prefers_winograd(op, tiles, flavour):
+        if prefers_winograd(op, winograd_tiles(model, op), flavour):
+            side = winograd_side(model, op)
             return KernelPlan("winograd", winograd.default_schedule(
-                target, flavour, kernel_build.default_threads(target), act, tiles=tiles), key)
+                target, flavour, kernel_build.default_threads(target), act,
+                tiles=winograd_tiles(model, op, side), m=side), key)
     params = tuned or nmgemm.default_schedule(n, m, target, flavour=flavour)
     if not tuned and n == m:
         channels = chgemm.default_schedule(target, flavour=flavour, act=act, conv=kxk)
@@ -195,12 +196,29 @@ def prefers_winograd(op, tiles: int, flavour: str) -> bool:
             and min(op.in_channels, op.out_channels) >= channels and tiles >= min_tiles)
 
 
-def winograd_tiles(model, op) -> int:
-    """Returns the 2x2 output tiles of 3x3 stride-1 ``op`` (its input plane from ``model``)."""
+def winograd_tiles(model, op, side: int = 2) -> int:
+    """Returns the side x side output tiles of 3x3 stride-1 ``op`` (its input plane from
+    ``model``)."""
     (spec,) = model.input_specs(op.name)
     out_h = spec.shape[2] + 2 * op.padding[0] - 2
     out_w = spec.shape[3] + 2 * op.padding[1] - 2
-    return -(-out_h // 2) * -(-out_w // 2)
+    return -(-out_h // side) * -(-out_w // side)
+
+
+# F(4x4, 3x3) replaces F(2x2, 3x3) from this many 4x4 output tiles (see winograd_side)
+WINOGRAD_F4_MIN_TILES = 16
+
+
+def winograd_side(model, op) -> int:
+    """Returns the output tile side (4: F(4x4, 3x3), else 2) of a layer prefers_winograd
+    takes: 4 from WINOGRAD_F4_MIN_TILES 4x4 tiles. F(4x4) does 36 multiplies per 16 outputs
+    where F(2x2) does 64, but its transformed weights are 36 / 16 larger and its blocks of 4x4
+    tiles emptier. Measured on this Zen 4 (best of 20, relu, 1 / 2 threads), F(2x2) -> F(4x4):
+    64 x 56 x 56 1.38 -> 1.16 ms / 0.83 -> 0.76, 128 x 28 x 28 1.28 -> 1.02 / 0.83 -> 0.77,
+    256 x 14 x 14 (16 tiles) 1.37 -> 1.15 / 0.79 -> 0.72; 512 x 7 x 7 (4 tiles) 1.42 -> 3.84.
+    Its float32 error: 4e-6 to 9e-6 of the output's largest value on these layers (F(2x2):
+    3e-7 to 7e-7), within the build's 1e-3; tests/test_winograd.py allows 3e-5."""
+    return 4 if winograd_tiles(model, op, 4) >= WINOGRAD_F4_MIN_TILES else 2
 
 
 def forward_workloads(model, pattern: SparsityPattern | None) -> dict[str, GemmWorkload]:

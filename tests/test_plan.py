@@ -178,7 +178,7 @@ def test_winograd_only_for_dense_3x3_stride_1_layers_of_its_sizes(cin, cout, ker
     measured minimums; its schedule carries the epilogue and the layer's tile count."""
     from codegen.kernels import winograd
     from codegen.build import runnable_flavours
-    from codegen.plan import forward_workloads, winograd_minimums
+    from codegen.plan import WINOGRAD_F4_MIN_TILES, forward_workloads, winograd_minimums
     if size + 2 * pad < kernel:
         return
     model, target = _one_conv(cin, cout, kernel, stride, size, pad), _target(target)
@@ -191,8 +191,9 @@ def test_winograd_only_for_dense_3x3_stride_1_layers_of_its_sizes(cin, cout, ker
               and tiles >= min_tiles)
     assert (plan.family == "winograd") == wanted
     if wanted:
-        assert plan.params == winograd.default_schedule(target, plan.params.isa, plan.params.threads,
-                                                        "relu", tiles=tiles)
+        side = 4 if ((out + 3) // 4) ** 2 >= WINOGRAD_F4_MIN_TILES else 2
+        assert plan.params == winograd.default_schedule(target, plan.params.isa, plan.params.threads, "relu",
+                                                        tiles=((out + side - 1) // side) ** 2, m=side)
 
 
 def test_resnet18_dense_3x3_stride_1_layers_run_winograd_and_sparse_ones_never():

@@ -38,12 +38,18 @@ TEMPLATE = "winograd.c.j2"
 # winograd.c.j2 starts its OpenMP team from this many direct-convolution MACs (as chgemm)
 PARALLEL_MACS = 1e6
 
-# F(2x2, 3x3): the transforms (Lavin & Gray 2016, section 4.1), correlation form
-G = np.array([[1.0, 0.0, 0.0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0.0, 0.0, 1.0]])
-B_T = np.array([[1.0, 0.0, -1.0, 0.0], [0.0, 1.0, 1.0, 0.0], [0.0, -1.0, 1.0, 0.0], [0.0, 1.0, 0.0, -1.0]])
-A_T = np.array([[1.0, 1.0, 1.0, 0.0], [0.0, 1.0, -1.0, -1.0]])
-TILE = 2          # output tile side
-POINTS = 16       # transformed tile: 4 x 4
+# The transforms (Lavin & Gray 2016, section 4), correlation form: {m: (B^T, G, A^T)} of
+# F(m x m, 3x3), output tiles of m x m from input tiles of (m + 2) x (m + 2)
+TRANSFORMS = {
+    2: (np.array([[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]], float),
+        np.array([[1, 0, 0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0, 0, 1]]),
+        np.array([[1, 1, 1, 0], [0, 1, -1, -1]], float)),
+    4: (np.array([[4, 0, -5, 0, 1, 0], [0, -4, -4, 1, 1, 0], [0, 4, -4, -1, 1, 0],
+                  [0, -2, -1, 2, 1, 0], [0, 2, -1, -2, 1, 0], [0, 4, 0, -5, 0, 1]], float),
+        np.array([[1 / 4, 0, 0], [-1 / 6, -1 / 6, -1 / 6], [-1 / 6, 1 / 6, -1 / 6],
+                  [1 / 24, 1 / 12, 1 / 6], [1 / 24, -1 / 12, 1 / 6], [0, 0, 1]]),
+        np.array([[1, 1, 1, 1, 1, 0], [0, 1, -1, 2, -2, 0], [0, 1, 1, 4, 4, 0], [0, 1, -1, 8, -8, 1]], float)),
+}
 
 # the register tiles (output channels, tile vectors) per flavour, in the order
 # default_schedule prefers them: output tiles fill the vectors, channels the accumulator
@@ -61,26 +67,57 @@ TILES: dict[str, tuple[tuple[int, int], ...]] = {
 
 @dataclass(frozen=True)
 class WinogradParams:
-    """One F(2x2, 3x3) kernel: ``mr`` output channels x ``nr`` output tiles per register tile
-    (nr a multiple of the lanes; also the tile block whose transformed input is kept)."""
+    """One F(m x m, 3x3) kernel: ``mr`` output channels x ``nr`` output tiles per register tile
+    (nr a multiple of the lanes; also the tile block whose transformed input is kept), output
+    tiles of ``m`` x ``m`` (2 or 4)."""
     isa: str
     mr: int = 6
     nr: int = 64
     act: str = "none"
     threads: int = 1
+    m: int = 2
 
     def __post_init__(self):
         lanes = get_isa(self.isa).lanes
         if self.mr < 1 or self.nr < lanes or self.nr % lanes or self.threads < 1:
             raise UserError(f"winograd tile {self.mr}x{self.nr} does not fit {self.isa}", field="tile",
                             fix=f"use nr a multiple of {lanes}, mr >= 1")
+        if self.m not in TRANSFORMS:
+            raise UserError(f"winograd F({self.m}x{self.m}, 3x3) is not implemented", field="m",
+                            fix=f"use m in {sorted(TRANSFORMS)}")
         check_activation(self.act)
 
     @property
     def name(self) -> str:
         act = "" if self.act == "none" else f"_{self.act}"
         threads = f"_t{self.threads}" if self.threads > 1 else ""
-        return f"winograd_f2_{self.mr}x{self.nr}_{self.isa}{threads}{act}"
+        return f"winograd_f{self.m}_{self.mr}x{self.nr}_{self.isa}{threads}{act}"
+
+    @property
+    def alpha(self) -> int:
+        """Returns the input tile's side, m + 2."""
+        return self.m + 2
+
+    @property
+    def points(self) -> int:
+        """Returns the transformed tile's points: the GEMMs per tile block."""
+        return self.alpha ** 2
+
+    @property
+    def input_transform(self) -> tuple[tuple[int, ...], ...]:
+        """Returns B^T's integer coefficients (the template writes them as multiply-adds)."""
+        return tuple(tuple(int(v) for v in row) for row in TRANSFORMS[self.m][0])
+
+    @property
+    def output_transform(self) -> tuple[tuple[int, ...], ...]:
+        """Returns A^T's integer coefficients."""
+        return tuple(tuple(int(v) for v in row) for row in TRANSFORMS[self.m][2])
+
+    @property
+    def coefficients(self) -> tuple[int, ...]:
+        """Returns the coefficients other than 0 and +-1 of both transforms (vector constants)."""
+        return tuple(sorted({v for rows in (self.input_transform, self.output_transform)
+                             for row in rows for v in row if v not in (0, 1, -1)}))
 
     @property
     def parallel_macs(self) -> float:
@@ -111,7 +148,7 @@ def tile_use(tiles: int, nr: int) -> float:
 
 
 def default_schedule(target, flavour: str | None = None, threads: int | None = None,
-                     act: str = "none", tiles: int | None = None) -> WinogradParams:
+                     act: str = "none", tiles: int | None = None, m: int = 2) -> WinogradParams:
     """Returns the flavour's register tile for a layer of ``tiles`` 2x2 output tiles: the
     first (TILES' order) whose blocks are 90% real tiles, else the one of the best use
     (widest on ties)."""
@@ -121,62 +158,67 @@ def default_schedule(target, flavour: str | None = None, threads: int | None = N
     if tiles:
         fitting = [choice for choice in choices if tile_use(tiles, choice[1]) >= 0.9]
         mr, nr = fitting[0] if fitting else max(choices, key=lambda c: (tile_use(tiles, c[1]), c[1]))
-    return WinogradParams(isa.name, mr=mr, nr=nr, act=act,
+    return WinogradParams(isa.name, mr=mr, nr=nr, act=act, m=m,
                           threads=threads if threads is not None else kernel_build.default_threads(target))
 
 
 def shipped() -> list[WinogradParams]:
     """Returns the shipped variants: every flavour's register tiles, plain, relu and relu6, on
     2 threads (the builds' default on the 2-core hosts here)."""
-    return [WinogradParams(isa, mr=mr, nr=nr, act=act, threads=2)
-            for isa in ISAS for mr, nr in tile_choices(isa) for act in ("none", "relu", "relu6")]
+    return [WinogradParams(isa, mr=mr, nr=nr, act=act, threads=2, m=m)
+            for isa in ISAS for m in sorted(TRANSFORMS) for mr, nr in tile_choices(isa)[:3 if m == 2 else 1]
+            for act in ("none", "relu", "relu6")]
 
 
 # ---------------------------------------------------------------- weights
 
 
-def transform_weights(w: np.ndarray) -> np.ndarray:
-    """Returns U = G g G^T of every (cout, cin) 3x3 kernel of ``w`` as [16][cout][cin] float64
-    (xi = 4 * row + column of the 4x4 transformed tile)."""
+def transform_weights(w: np.ndarray, m: int = 2) -> np.ndarray:
+    """Returns U = G g G^T of every (cout, cin) 3x3 kernel of ``w`` for F(m x m, 3x3) as
+    [(m + 2)^2][cout][cin] float64 (xi = (m + 2) * row + column of the transformed tile)."""
     cout, cin, kh, kw = w.shape
     if (kh, kw) != (3, 3):
-        raise ValueError(f"F(2x2, 3x3) takes 3x3 kernels, not {kh}x{kw}")
-    u = np.einsum("ak,ockl,bl->aboc", G, w.astype(np.float64), G)      # [4][4][cout][cin]
-    return u.reshape(POINTS, cout, cin)
+        raise ValueError(f"F({m}x{m}, 3x3) takes 3x3 kernels, not {kh}x{kw}")
+    g = TRANSFORMS[m][1]
+    u = np.einsum("ak,ockl,bl->aboc", g, w.astype(np.float64), g)      # [alpha][alpha][cout][cin]
+    return u.reshape((m + 2) ** 2, cout, cin)
 
 
-def pack(w: np.ndarray, mr: int) -> np.ndarray:
+def pack(w: np.ndarray, mr: int, m: int = 2) -> np.ndarray:
     """Returns ``w`` (cout x cin x 3 x 3, or cout x cin*9 in (c, ky, kx) order) transformed
-    and laid out [16][ceil(cout / mr)][cin][mr] float32, zero past cout."""
+    and laid out [(m + 2)^2][ceil(cout / mr)][cin][mr] float32, zero past cout."""
     if w.ndim == 2:
         w = w.reshape(w.shape[0], -1, 3, 3)
-    u = transform_weights(w)
+    u = transform_weights(w, m)
     cout, cin = w.shape[:2]
+    points = u.shape[0]
     tiles = math.ceil(cout / mr)
-    padded = np.zeros((POINTS, tiles * mr, cin))
+    padded = np.zeros((points, tiles * mr, cin))
     padded[:, :cout] = u
-    return np.ascontiguousarray(padded.reshape(POINTS, tiles, mr, cin).transpose(0, 1, 3, 2)
+    return np.ascontiguousarray(padded.reshape(points, tiles, mr, cin).transpose(0, 1, 3, 2)
                                 .astype(np.float32))
 
 
 def buffers(params: WinogradParams, w2d: np.ndarray, bias: np.ndarray | None, x: np.ndarray) -> dict:
     """Returns the harness buffers of one run: ``w2d`` (cout x cin*9) transformed and packed."""
-    return {"weights": pack(w2d, params.mr), "bias": bias, "x": x}
+    return {"weights": pack(w2d, params.mr, params.m), "bias": bias, "x": x}
 
 
-def reference_winograd(u: np.ndarray, x: np.ndarray, pad: int) -> np.ndarray:
-    """Returns the F(2x2, 3x3) convolution of CHW ``x`` with transformed weights ``u``
-    ([16][cout][cin]) in numpy float64: the kernel's algorithm, for checking the transforms."""
+def reference_winograd(u: np.ndarray, x: np.ndarray, pad: int, m: int = 2) -> np.ndarray:
+    """Returns the F(m x m, 3x3) convolution of CHW ``x`` with transformed weights ``u``
+    ([(m + 2)^2][cout][cin]) in numpy float64: the kernel's algorithm, for checking the transforms."""
+    b_t, _, a_t = TRANSFORMS[m]
+    alpha = m + 2
     cin, h, w = x.shape
     out_h, out_w = h + 2 * pad - 2, w + 2 * pad - 2
-    th, tw = math.ceil(out_h / 2), math.ceil(out_w / 2)
-    padded = np.zeros((cin, 2 * th + 2, 2 * tw + 2))
+    th, tw = math.ceil(out_h / m), math.ceil(out_w / m)
+    padded = np.zeros((cin, m * th + 2, m * tw + 2))
     padded[:, pad:pad + h, pad:pad + w] = x
-    d = np.stack([np.stack([padded[:, 2 * ty:2 * ty + 4, 2 * tx:2 * tx + 4] for tx in range(tw)], 1)
-                  for ty in range(th)], 1)                               # [cin][th][tw][4][4]
-    v = np.einsum("ar,cyxrs,bs->abcyx", B_T, d, B_T).reshape(POINTS, cin, th * tw)
-    m = np.einsum("poc,pct->pot", u, v).reshape(4, 4, -1, th, tw)
-    y = np.einsum("ar,rsoyx,bs->oyaxb", A_T, m, A_T).reshape(-1, 2 * th, 2 * tw)
+    d = np.stack([np.stack([padded[:, m * ty:m * ty + alpha, m * tx:m * tx + alpha] for tx in range(tw)], 1)
+                  for ty in range(th)], 1)                               # [cin][th][tw][alpha][alpha]
+    v = np.einsum("ar,cyxrs,bs->abcyx", b_t, d, b_t).reshape(alpha * alpha, cin, th * tw)
+    product = np.einsum("poc,pct->pot", u, v).reshape(alpha, alpha, -1, th, tw)
+    y = np.einsum("ar,rsoyx,bs->oyaxb", a_t, product, a_t).reshape(-1, m * th, m * tw)
     return y[:, :out_h, :out_w]
 
 
@@ -219,30 +261,32 @@ def work(params: WinogradParams, workload, geometry=None) -> KernelWork:
     plane = _geometry(workload, geometry)
     cin, cout = plane.channels, workload.N
     out_h, out_w = plane.height + 2 * plane.pad - 2, plane.width + 2 * plane.pad - 2
-    tiles = math.ceil(out_h / TILE) * math.ceil(out_w / TILE)
+    points, side = params.points, params.m
+    tiles = math.ceil(out_h / side) * math.ceil(out_w / side)
     blocks = math.ceil(tiles / params.nr)
     co_tiles = math.ceil(cout / params.mr)
     macs = float(cout) * cin * 9 * out_h * out_w
     team = max(1, params.threads) if macs >= PARALLEL_MACS else 1
     groups, units = items(blocks, co_tiles, team)
-    loops = (LoopWork(params.mr * params.nr, POINTS * blocks * co_tiles * cin),)
-    hp = 2 * math.ceil(out_h / TILE) + 2
-    wp = 2 * math.ceil(out_w / TILE) + 2 * get_isa(params.isa).lanes + 2
+    loops = (LoopWork(params.mr * params.nr, points * blocks * co_tiles * cin),)
+    lanes = get_isa(params.isa).lanes
+    hp = side * math.ceil(out_h / side) + 2
+    wp = (2 * math.ceil(out_w / 2) + 2 * lanes + 2 if side == 2
+          else 4 * (math.ceil(out_w / side) + lanes + 1))
     pack = (PackShape(cin * plane.height, plane.width * FLOAT_BYTES, wp * FLOAT_BYTES, 1),
             # the input transform writes each block's V (16 rows of nr floats per channel),
             # once per item's block
-            PackShape(POINTS * cin, params.nr * FLOAT_BYTES, params.nr * FLOAT_BYTES, blocks * groups),
+            PackShape(points * cin, params.nr * FLOAT_BYTES, params.nr * FLOAT_BYTES, blocks * groups),
             # the output transform reads the 16 M rows of each channel and scatters 4
-            PackShape(POINTS * co_tiles * params.mr, params.nr * FLOAT_BYTES, params.nr * FLOAT_BYTES, blocks))
-    u_bytes = POINTS * co_tiles * params.mr * cin * FLOAT_BYTES
+            PackShape(points * co_tiles * params.mr, params.nr * FLOAT_BYTES, params.nr * FLOAT_BYTES, blocks))
+    u_bytes = points * co_tiles * params.mr * cin * FLOAT_BYTES
     streams = (Stream("weights", u_bytes, blocks),
                # one block's V (built in cache by the input transform), read by every
                # channel tile: a panel per block, as hwsim.cpu's memory model reads panels
-               Stream("panel", POINTS * cin * params.nr * FLOAT_BYTES, co_tiles * blocks),
+               Stream("panel", points * cin * params.nr * FLOAT_BYTES, co_tiles * blocks),
                Stream("input", cin * hp * wp * FLOAT_BYTES, 1),
                Stream("output", cout * out_h * out_w * FLOAT_BYTES, 1))
-    lanes = get_isa(params.isa).lanes
-    return KernelWork(loops=loops, parent_trips=(POINTS * blocks * co_tiles,), streams=streams,
+    return KernelWork(loops=loops, parent_trips=(points * blocks * co_tiles,), streams=streams,
                       pixel_tile=params.nr, row_tile=params.mr, memory_tiles=blocks,
                       parallel_units=units, threads=min(team, units), gather=None, pack=pack,
                       tile_stores=params.mr * (params.nr // lanes))
