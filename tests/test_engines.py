@@ -43,3 +43,18 @@ def test_mnn_conversion_leaves_the_environment_alone(tmp_path):
     assert mnn_host.convert(path).stat().st_size > 0
     after = {d.metadata["Name"]: d.version for d in importlib.metadata.distributions()}
     assert after == before
+
+
+def test_mnn_sparse_convolution_computes_the_masked_model(tmp_path):
+    """MNN's sparse convolution (--detectSparseSpeedUp) on a block-1x4-masked model: it stores
+    the weights compressed and computes what ONNX Runtime computes on the same masked file."""
+    from models.patterns import parse_pattern
+    if onnxruntime_host.problems() or mnn_host.problems():
+        pytest.skip("; ".join(onnxruntime_host.problems() + mnn_host.problems()))
+    path = write_onnx(load("resnet18", dataset="cifar10"), tmp_path / "r18.onnx",
+                      pattern=parse_pattern("block:1x4:0.2"))
+    x = np.random.default_rng(2).standard_normal((1, 3, 32, 32)).astype(np.float32)
+    expected = onnxruntime_host.run(path, x, 1)[0]
+    got = mnn_host.run(path, x, 1, sparse=True).reshape(expected.shape)
+    np.testing.assert_allclose(got, expected, rtol=1e-3, atol=1e-3 * float(np.abs(expected).max()))
+    assert mnn_host.convert(path, sparse=True).stat().st_size < 0.6 * mnn_host.convert(path).stat().st_size
