@@ -13,7 +13,7 @@ weighted layers' kernels come from codegen.plan, the one rule the CPU cost model
     1x1 conv, dense layer   N:M -> nmgemm; block / group / unstructured -> spmm (XNNPACK style)
     KxK conv                N:M -> nmconv (groups of m along Cin*R*S in (c, ky, kx) order);
                             other patterns run as dense nmconv on the masked weights;
-                            dense 3x3 stride 1 -> winograd (F(2x2, 3x3), weights transformed here)
+                            dense 3x3 stride 1 -> winograd (F(2x2) / F(4x4), weights transformed here)
     depthwise conv          dwconv (dense: a 3x3 window is too short to group)
     pooling, relu, add      pool, eltwise
     flatten / reshape       no kernel (CHW memory is already flat at batch 1)

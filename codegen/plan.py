@@ -18,7 +18,8 @@ The rule (what models.lowering says is sparse decides; codegen has kernels for b
     KxK conv             nmconv (N:M along Cin*R*S; other patterns run as a dense nmconv
                          on the masked weights: there is no sparse KxK block kernel); dense:
                          chconv by the same lane rule; dense 3x3 stride 1: winograd
-                         (F(2x2, 3x3)) where ``prefers_winograd`` says it is measured faster
+                         (F(2x2, 3x3) or F(4x4, 3x3): ``winograd_side``) where
+                         ``prefers_winograd`` says it is measured faster
     anything else        None (grouped convolutions, attention, training BP/WU: no codegen
                          kernel; hwsim.cpu costs its own)
 

@@ -1,23 +1,28 @@
 """The Winograd family (codegen/kernels/winograd.c.j2): a dense 3x3 stride-1 convolution
-y = act(conv3x3(W, x) + bias) by F(2x2, 3x3) (Lavin & Gray, CVPR 2016), CHW layout, any padding.
+y = act(conv3x3(W, x) + bias) by F(m x m, 3x3), m = 2 or 4 (Lavin & Gray, CVPR 2016), CHW
+layout, any padding.
 
     >>> render(WinogradParams("avx512", mr=6, nr=64)).filename
     'winograd_f2_6x64_avx512.c'
+    >>> render(WinogradParams("avx512", mr=24, nr=16, m=4)).filename
+    'winograd_f4_24x16_avx512.c'
 
 Why: a dense 3x3 layer's direct / implicit-GEMM kernel (nmconv, chconv) already runs near the
-FMA peak, so only fewer multiplies make it faster. F(2x2, 3x3) computes a 2x2 output tile
-from a 4x4 input tile with 16 multiplies per (input, output channel) pair instead of 36:
+FMA peak, so only fewer multiplies make it faster. F(m x m, 3x3) computes an m x m output tile
+from an (m + 2) x (m + 2) input tile with (m + 2)^2 multiplies per (input, output channel)
+pair where a direct convolution does 9 m^2: 16 for 4 outputs (F(2x2)), 36 for 16 (F(4x4)).
 
     for each block of nr output tiles:
-      V[xi][ci][tile] = (B^T d B)[xi]           input transform, 16 x cin x nr floats (L2)
+      V[xi][ci][tile] = (B^T d B)[xi]           input transform, (m+2)^2 x cin x nr floats (L2)
       for each tile of mr output channels:
-        M[xi] = U[xi][mr x cin] V[xi]           16 GEMMs, vectors along tiles
+        M[xi] = U[xi][mr x cin] V[xi]           (m+2)^2 GEMMs, vectors along tiles
         y = A^T M A + bias, activation          output transform, into CHW
 
 Weights (``pack``): U = G g G^T per (cout, cin), computed here at build time in float64 and
-stored float32 as [16][ceil(cout / mr)][cin][mr], zero past cout, so each GEMM step
+stored float32 as [(m+2)^2][ceil(cout / mr)][cin][mr], zero past cout, so each GEMM step
 broadcasts mr consecutive output channels' weights. Sparse layers never run it: a pruned
-g's zeros are not zeros of U. The ABI is nmgemm's convolution one (``conv_abi``).
+g's zeros are not zeros of U. The ABI is nmgemm's convolution one (``conv_abi``). codegen.plan
+says which layers get it, and which m (prefers_winograd, winograd_side).
 """
 from __future__ import annotations
 
