@@ -177,7 +177,7 @@ def cpu_target_from_dict(raw: Any, source: str, *,
             first = detected[0] if detected else "tvm_target"
             raise check.fail(first, "'detect' works only for an x86_64 host (it reads /proc/cpuinfo)",
                              "write the value")
-        features = host_features or detect_host_features()
+        features = host_features or detect_host_features(measure_clock=raw.get("clock_mhz") == DETECT)
 
     def detectable(key: str, read_value, detect_value):
         return detect_value() if raw[key] == DETECT else read_value(raw[key], key)
@@ -237,6 +237,9 @@ def _detected_caches(check: SchemaReader, features: HostFeatures) -> CacheSizes:
 
 
 def _detected_mhz(check: SchemaReader, features: HostFeatures) -> float:
+    """Returns the measured clock where there is one, else cpuinfo's (nominal under a hypervisor)."""
+    if features.measured_mhz:
+        return features.measured_mhz
     if not features.mhz:
         raise check.fail("clock_mhz", "/proc/cpuinfo has no 'cpu MHz'", "write clock_mhz")
     return features.mhz

@@ -6,11 +6,14 @@ read by pure functions that take the file text, so tests can feed their own.
 """
 from __future__ import annotations
 
+import functools
 import os
+import platform
 import re
 import shutil
 import subprocess
-from dataclasses import dataclass
+import tempfile
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from targets.simd import host_simd, simd_level
@@ -40,6 +43,7 @@ class HostFeatures:
     logical_cpus: int              # CPUs this process may run on
     mhz: float | None              # cpuinfo's "cpu MHz" (nominal in VMs)
     caches_kb: tuple[tuple[str, int], ...]   # (("l1d", 48), ("l2", 1024), ...)
+    measured_mhz: float | None = None        # timed by measure_clock_mhz(); None: not measured
 
     @property
     def simd(self) -> str:
@@ -122,14 +126,68 @@ def parse_host_features(cpuinfo_text: str, *, logical_cpus: int,
         logical_cpus=logical_cpus, mhz=mhz, caches_kb=caches_kb)
 
 
-def detect_host_features(cpuinfo_path: Path = CPUINFO_PATH) -> HostFeatures:
-    """Returns the features of the machine this runs on (reads /proc/cpuinfo and sysfs now)."""
+def detect_host_features(cpuinfo_path: Path = CPUINFO_PATH, *,
+                         measure_clock: bool = False) -> HostFeatures:
+    """Returns the features of the machine this runs on (reads /proc/cpuinfo and sysfs now);
+    with ``measure_clock``, also the clock the core really runs at (measure_clock_mhz)."""
     try:
         text = cpuinfo_path.read_text()
     except OSError:
         text = ""
-    return parse_host_features(text, logical_cpus=len(os.sched_getaffinity(0)),
-                               caches_kb=read_sysfs_caches_kb())
+    features = parse_host_features(text, logical_cpus=len(os.sched_getaffinity(0)),
+                                   caches_kb=read_sysfs_caches_kb())
+    return replace(features, measured_mhz=measure_clock_mhz()) if measure_clock else features
+
+
+# A chain of dependent operations of known latency, timed: cycles / seconds is the clock the
+# core runs at now. cpuinfo's "cpu MHz" is the nominal clock under a hypervisor (seen here:
+# 2600 MHz on a Xeon whose chain ran at 4000). x86: imul r64 takes 3 cycles on every Intel
+# core since Nehalem and every Zen (Intel's and AMD's optimization manuals); add with an
+# immediate is not used, since Golden Cove and later fold it at rename. aarch64: add of
+# two registers, 1 cycle.
+_CLOCK_CHAIN = {"x86_64": ("imul %0, %0", 3), "aarch64": ("add %0, %0, %1", 1)}
+_CLOCK_SOURCE = r"""
+#include <stdio.h>
+#include <stdint.h>
+#include <time.h>
+int main(void) {
+  uint64_t x = 3, y = 1; double best = 1e30;
+  for (int round = 0; round < 7; round++) {
+    struct timespec a, b;
+    clock_gettime(CLOCK_MONOTONIC, &a);
+    for (long i = 0; i < 1000000; i++)
+      __asm__ volatile("OP\n\tOP\n\tOP\n\tOP\n\tOP\n\tOP\n\tOP\n\tOP" : "+r"(x) : "r"(y));
+    clock_gettime(CLOCK_MONOTONIC, &b);
+    double s = (b.tv_sec - a.tv_sec) + (b.tv_nsec - a.tv_nsec) * 1e-9;
+    if (s < best) best = s;
+  }
+  printf("%.6f %d\n", best, (int)(x & 1));
+  return 0;
+}
+"""
+
+
+@functools.lru_cache(maxsize=1)
+def measure_clock_mhz() -> float | None:
+    """Returns the host core's clock in MHz, timed on a dependent chain (best of 7 rounds of
+    8 million operations, about 6 ms each); None where there is no C compiler or the ISA has no chain."""
+    chain = _CLOCK_CHAIN.get(platform.machine())
+    compiler = shutil.which("cc") or shutil.which("gcc") or shutil.which("clang")
+    if chain is None or compiler is None:
+        return None
+    operation, latency = chain
+    with tempfile.TemporaryDirectory(prefix="hwsim-clock-") as folder:
+        source, program = Path(folder) / "clock.c", Path(folder) / "clock"
+        source.write_text(_CLOCK_SOURCE.replace("OP", operation))
+        try:
+            subprocess.run([compiler, "-O1", str(source), "-o", str(program)], check=True,
+                           capture_output=True, timeout=60, stdin=subprocess.DEVNULL)
+            printed = subprocess.run([str(program)], check=True, capture_output=True, text=True,
+                                     timeout=60, stdin=subprocess.DEVNULL).stdout
+        except (OSError, subprocess.SubprocessError):
+            return None
+    seconds = float(printed.split()[0])
+    return 8e6 * latency / seconds / 1e6 if seconds > 0 else None
 
 
 # Intel family-6 model numbers (Intel SDM vol. 4, table 2-1) -> llvm CPU names, best first.
@@ -138,6 +196,9 @@ def detect_host_features(cpuinfo_path: Path = CPUINFO_PATH) -> HostFeatures:
 INTEL_MODELS = {
     0x8F: ("sapphirerapids", "icelake-server", "skylake-avx512"),     # Sapphire Rapids
     0xCF: ("emeraldrapids", "sapphirerapids", "icelake-server", "skylake-avx512"),
+    0xAD: ("graniterapids", "sapphirerapids", "icelake-server", "skylake-avx512"),
+    0xAE: ("graniterapids", "sapphirerapids", "icelake-server", "skylake-avx512"),
+    0xA7: ("rocketlake", "icelake-client", "skylake-avx512"),            # Rocket Lake
     0x6A: ("icelake-server", "skylake-avx512"), 0x6C: ("icelake-server", "skylake-avx512"),
     0x55: ("cascadelake", "skylake-avx512"),                          # Skylake/Cascade Lake-SP
     0x97: ("alderlake", "skylake", "haswell"), 0x9A: ("alderlake", "skylake", "haswell"),
@@ -165,6 +226,11 @@ def preferred_llvm_cores(features: HostFeatures) -> tuple[str, ...]:
         if features.family == 0x17:
             return ("znver2", "znver1") if features.model and features.model >= 0x30 else ("znver1",)
         return ("x86-64",)
+    if features.vendor == "GenuineIntel" and "amx_tile" in features.flags:
+        # Only Sapphire Rapids and later have AMX; a hypervisor may report another model
+        # number (seen here: model 0xA7, Rocket Lake's, on a Xeon with AMX and AVX512-FP16).
+        known = INTEL_MODELS.get(features.model, ())
+        return known if "sapphirerapids" in known else INTEL_MODELS[0x8F]
     if features.vendor == "GenuineIntel" and features.family == 6 and features.model in INTEL_MODELS:
         return INTEL_MODELS[features.model]
     if has_avx512:

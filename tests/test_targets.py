@@ -180,6 +180,19 @@ def test_host_simd_matches_proc_cpuinfo():
     assert host.cores == len(__import__("os").sched_getaffinity(0))
 
 
+def test_host_clock_is_the_measured_one():
+    """The model's cycles -> ms uses the clock the core runs at, not cpuinfo's nominal MHz."""
+    from targets.features import measure_clock_mhz
+    require_tools("cc")
+    measured = measure_clock_mhz()
+    assert measured is not None and 300 < measured < 8000
+    host = load_cpu_target("host")
+    assert host.clock_mhz == measured
+    # Synthetic features are never measured: their clock is the cpuinfo text's.
+    features = parse_host_features(INTEL_AVX2, logical_cpus=2, caches_kb=(("l1d", 32), ("l2", 512)))
+    assert features.measured_mhz is None and features.mhz == 3200.0
+
+
 def test_host_core_is_one_llvm_mca_knows():
     require_tools("llvm-mca")
     from targets.features import llvm_mca_cpus
@@ -190,6 +203,9 @@ def test_host_core_is_one_llvm_mca_knows():
 INTEL_SPR = INTEL_AVX2.replace("model\t\t: 158", "model\t\t: 143").replace(
     "fma f16c", "fma f16c avx512f avx512vl avx512bw avx512dq avx512cd")
 INTEL_UNKNOWN_AVX512 = INTEL_SPR.replace("model\t\t: 143", "model\t\t: 250")
+# A KVM guest of this workplace: a Xeon with AMX reported as model 167 (Rocket Lake's number).
+INTEL_AMX_MASKED = INTEL_SPR.replace("model\t\t: 143", "model\t\t: 167").replace(
+    "avx512cd", "avx512cd avx512_fp16 amx_tile amx_bf16")
 
 
 @pytest.mark.parametrize("text,known,simd,core,tvm_mcpu,fma_units", [
@@ -203,6 +219,9 @@ INTEL_UNKNOWN_AVX512 = INTEL_SPR.replace("model\t\t: 143", "model\t\t: 250")
     # An unlisted model never gets a name implying more than the CPU has.
     (INTEL_UNKNOWN_AVX512, {"sapphirerapids", "skylake-avx512"}, "avx512", "skylake-avx512",
      "skylake-avx512", 2),
+    # AMX means Sapphire Rapids or later, whatever model number the hypervisor shows.
+    (INTEL_AMX_MASKED, {"sapphirerapids", "rocketlake", "skylake-avx512"}, "avx512",
+     "sapphirerapids", "sapphirerapids", 2),
 ])
 def test_synthetic_cpuinfo(text, known, simd, core, tvm_mcpu, fma_units):
     features = parse_host_features(text, logical_cpus=4, caches_kb=(("l1d", 32), ("l2", 512)))
