@@ -139,46 +139,48 @@ def detect_host_features(cpuinfo_path: Path = CPUINFO_PATH, *,
     return replace(features, measured_mhz=measure_clock_mhz()) if measure_clock else features
 
 
-# A chain of dependent operations of known latency, timed: cycles / seconds is the clock the
-# core runs at now. cpuinfo's "cpu MHz" is the nominal clock under a hypervisor (seen here:
-# 2600 MHz on a Xeon whose chain ran at 4000). x86: imul r64 takes 3 cycles on every Intel
-# core since Nehalem and every Zen (Intel's and AMD's optimization manuals); add with an
-# immediate is not used, since Golden Cove and later fold it at rename. aarch64: add of
-# two registers, 1 cycle.
-_CLOCK_CHAIN = {"x86_64": ("imul %0, %0", 3), "aarch64": ("add %0, %0, %1", 1)}
-_CLOCK_SOURCE = r"""
-#include <stdio.h>
+# The core's clock, timed: cycles / seconds on a chain of dependent imuls (3 cycles each on
+# every Intel core since Nehalem and every Zen: Intel's and AMD's optimization manuals).
+# cpuinfo's "cpu MHz" is the nominal clock under a hypervisor (seen here: 2600 MHz on a Xeon
+# whose chain ran at 4000). Not add with an immediate: Golden Cove and later fold it at
+# rename (such a chain read 3x the clock here). The probes of hwsim/cpu/gather_bench.py
+# include this text and time themselves with clock_hz().
+CLOCK_C = r"""
 #include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 #include <time.h>
-int main(void) {
-  uint64_t x = 3, y = 1; double best = 1e30;
-  for (int round = 0; round < 7; round++) {
-    struct timespec a, b;
-    clock_gettime(CLOCK_MONOTONIC, &a);
-    for (long i = 0; i < 1000000; i++)
-      __asm__ volatile("OP\n\tOP\n\tOP\n\tOP\n\tOP\n\tOP\n\tOP\n\tOP" : "+r"(x) : "r"(y));
-    clock_gettime(CLOCK_MONOTONIC, &b);
-    double s = (b.tv_sec - a.tv_sec) + (b.tv_nsec - a.tv_nsec) * 1e-9;
-    if (s < best) best = s;
+static double now(void) { struct timespec t; clock_gettime(CLOCK_MONOTONIC, &t); return t.tv_sec + t.tv_nsec * 1e-9; }
+#ifndef CLOCK_ROUNDS             /* a program may sample longer: best of CLOCK_ROUNDS chains */
+#define CLOCK_ROUNDS 60
+#define CLOCK_CHAIN 1000000
+#endif
+static double clock_hz(void) {   /* dependent 3-cycle imuls: 3 x imuls / best seconds = clock */
+  long n = CLOCK_CHAIN, x = 1, y = 3; double best = 1e9;
+  for (int r = 0; r < CLOCK_ROUNDS; r++) {
+    long i = n; double t0 = now();
+    __asm__ volatile("1:\n\timul %2, %0\n\timul %2, %0\n\timul %2, %0\n\timul %2, %0\n\tsub $4, %1\n\tjnz 1b" : "+r"(x), "+r"(i) : "r"(y));
+    double t = now() - t0; if (t < best) best = t;
   }
-  printf("%.6f %d\n", best, (int)(x & 1));
-  return 0;
+  return 3 * n / best;
 }
+"""
+_CLOCK_MAIN = "#define CLOCK_ROUNDS 10\n#define CLOCK_CHAIN 4000000\n" + CLOCK_C + r"""
+int main(void) { printf("%.1f\n", clock_hz() / 1e6); return 0; }
 """
 
 
 @functools.lru_cache(maxsize=1)
 def measure_clock_mhz() -> float | None:
-    """Returns the host core's clock in MHz, timed on a dependent chain (best of 7 rounds of
-    8 million operations, about 6 ms each); None where there is no C compiler or the ISA has no chain."""
-    chain = _CLOCK_CHAIN.get(platform.machine())
+    """Returns the x86-64 host core's clock in MHz (best of 10 chains of 4 million imuls, about
+    3 ms each); None on another ISA or where there is no C compiler."""
     compiler = shutil.which("cc") or shutil.which("gcc") or shutil.which("clang")
-    if chain is None or compiler is None:
+    if platform.machine() != "x86_64" or compiler is None:
         return None
-    operation, latency = chain
     with tempfile.TemporaryDirectory(prefix="hwsim-clock-") as folder:
         source, program = Path(folder) / "clock.c", Path(folder) / "clock"
-        source.write_text(_CLOCK_SOURCE.replace("OP", operation))
+        source.write_text(_CLOCK_MAIN)
         try:
             subprocess.run([compiler, "-O1", str(source), "-o", str(program)], check=True,
                            capture_output=True, timeout=60, stdin=subprocess.DEVNULL)
@@ -186,8 +188,7 @@ def measure_clock_mhz() -> float | None:
                                      timeout=60, stdin=subprocess.DEVNULL).stdout
         except (OSError, subprocess.SubprocessError):
             return None
-    seconds = float(printed.split()[0])
-    return 8e6 * latency / seconds / 1e6 if seconds > 0 else None
+    return float(printed.split()[0])
 
 
 # Intel family-6 model numbers (Intel SDM vol. 4, table 2-1) -> llvm CPU names, best first.

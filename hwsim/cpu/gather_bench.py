@@ -35,32 +35,8 @@ from pathlib import Path
 
 from codegen.kernels.work import GatherShape, MemoryOps, PackShape   # as the family modules state them
 from models.fileio import write_atomic
-from targets.features import detect_host_features
+from targets.features import CLOCK_C, detect_host_features   # the probes time themselves in cycles
 from targets.simd import x86_cflags_for_vector_bytes
-
-# Both probes time themselves in core cycles: the clock is measured, not read from cpuinfo
-# (nominal in VMs).
-CLOCK_C = r"""
-#include <stdint.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-#include <time.h>
-static double now(void) { struct timespec t; clock_gettime(CLOCK_MONOTONIC, &t); return t.tv_sec + t.tv_nsec * 1e-9; }
-#ifndef CLOCK_ROUNDS             /* a program may sample longer: best of CLOCK_ROUNDS chains */
-#define CLOCK_ROUNDS 60
-#define CLOCK_CHAIN 1000000
-#endif
-static double clock_hz(void) {   /* dependent 3-cycle imuls: 3 x imuls / best seconds = clock */
-  long n = CLOCK_CHAIN, x = 1, y = 3; double best = 1e9;
-  for (int r = 0; r < CLOCK_ROUNDS; r++) {
-    long i = n; double t0 = now();
-    __asm__ volatile("1:\n\timul %2, %0\n\timul %2, %0\n\timul %2, %0\n\timul %2, %0\n\tsub $4, %1\n\tjnz 1b" : "+r"(x), "+r"(i) : "r"(y));
-    double t = now() - t0; if (t < best) best = t;
-  }
-  return 3 * n / best;
-}
-"""
 
 PROGRAM = CLOCK_C + r"""
 typedef float vf __attribute__((vector_size(VB)));
