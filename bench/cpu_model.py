@@ -27,7 +27,6 @@ import json
 import math
 import platform
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -38,8 +37,7 @@ sys.path.insert(0, str(ROOT))
 
 from models.fileio import write_atomic                      # noqa: E402
 from models.lowering import GemmWorkload                    # noqa: E402
-from targets.features import detect_host_features  # noqa: E402
-from hwsim.cpu import gather_bench                       # noqa: E402  (its clock probe)
+from targets.features import detect_host_features, measure_clock_mhz  # noqa: E402
 from hwsim.cpu.cpu_model import simulate_cpu, mca_core   # noqa: E402
 from hwsim.cpu.codegen_source import from_rendered                   # noqa: E402
 
@@ -243,24 +241,6 @@ ARM_DIFFERENCES = """what differs from the papers' settings:
     shares each kept input across 4 output channels, the closest pattern codegen has"""
 
 
-CLOCK_PROGRAM = ("#define CLOCK_ROUNDS 300\n#define CLOCK_CHAIN 2000000\n" + gather_bench.CLOCK_C
-                 + 'int main(void) { printf("%.0f\\n", clock_hz() / 1e6); return 0; }\n')
-# Why imul, not add: Intel cores from Golden Cove on fold a chain of add-immediates at rename
-# (an add chain read 15.2 GHz on a 3.8 GHz Xeon); a 64-bit imul r,r is 3 cycles of latency on
-# every x86-64 core since Nehalem and on every Zen, and nothing folds it.
-# Why the best of 300 short runs (1.5 ms each, shorter than a scheduler time slice): on a
-# shared VM other processes (and CPU steal) take the core for part of a run, which makes a run look slower, never faster; the fastest run is the
-# clock the core really runs the kernels at while it has them.
-
-
-def measure_clock_mhz(work: Path) -> float:
-    """Returns the running x86 core's clock: /proc/cpuinfo gives the nominal one on VMs."""
-    source = work / "clock.c"
-    source.write_text(CLOCK_PROGRAM)
-    subprocess.run(["gcc", "-O1", str(source), "-o", str(work / "clock")], check=True)
-    return float(subprocess.run([str(work / "clock")], capture_output=True, text=True, check=True).stdout)
-
-
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="a few shapes only")
@@ -284,8 +264,8 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     from targets.cpu import load_cpu_target
     host = load_cpu_target("host")
-    with tempfile.TemporaryDirectory() as work:
-        clock_mhz = host.clock_mhz if args.nominal_clock else measure_clock_mhz(Path(work))
+    # the best of 300 chains (targets.features.measure_clock_mhz), or cpuinfo's figure
+    clock_mhz = host.host_features.mhz if args.nominal_clock else measure_clock_mhz(300, 2_000_000)
     host_model = args.host_core or mca_core(host)
     host = dataclasses.replace(host, clock_mhz=clock_mhz, cores=1)
     if args.host_core:
