@@ -128,6 +128,22 @@ def test_host_core_follows_the_cpu_features():
     assert mca_core(dataclasses.replace(host, host_features=zen3)) == "znver3"
 
 
+def test_host_core_model_issues_as_many_fmas_as_the_host():
+    """A Sapphire Rapids Xeon has two 512-bit FMA pipes: its llvm-mca model must too."""
+    require_tools("llvm-mca-19")
+    import dataclasses
+    from hwsim.cpu import mca
+    from hwsim.cpu.cpu_model import mca_core
+    from targets.cpu import load_cpu_target
+    from targets.features import parse_host_features
+    host = load_cpu_target("host")
+    spr = parse_host_features("vendor_id : GenuineIntel\ncpu family : 6\nmodel : 143\n"
+                              "flags : avx2 fma avx512f amx_tile\n", logical_cpus=2)
+    core = mca_core(dataclasses.replace(host, host_features=spr))
+    assert round(mca.fma_per_cycle("x86_64-linux-gnu", core, 512)) == 2
+    assert core in ("sapphirerapids", "icelake-server", "skylake-avx512")
+
+
 # An outer loop whose body picks one of two inner loops (a full tile, a narrower tail tile), each
 # with its own set-up; then a guarded store; then the back edge.
 BRANCHY_GNU = """

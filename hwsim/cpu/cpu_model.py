@@ -104,16 +104,21 @@ def mca_core(target, triple: str | None = None) -> str:
 
     The host (features detected): the first of targets.features' preferred names for this
     CPU that the installed llvm-mca knows (znver4 with llvm-mca-19 on a Zen 4, znver3 with
-    LLVM 14). Others: the YAML's core, sent to a same-microarchitecture name with a dedicated
+    LLVM 14) and whose model issues as many full-width FMAs a cycle as the host has
+    (targets.features.vector_fma_units; mca.fma_per_cycle: on a Sapphire Rapids Xeon, skylake-avx512, since
+    LLVM's sapphirerapids model has one 512-bit FMA pipe); the first known one when none does. Others: the YAML's core, sent to a same-microarchitecture name with a dedicated
     model where the installed llvm-mca has one (mca.model_core: cortex-a76 -> neoverse-n1)."""
     triple = triple or mca.triple_for_isa(target.core_isa or target.isa)
     features = getattr(target, "host_features", None)
     if features is not None and triple.startswith("x86_64"):
-        from targets.features import preferred_llvm_cores
+        from targets.features import preferred_llvm_cores, vector_fma_units
         known = mca.known_cores(triple)
-        for name in preferred_llvm_cores(features):
-            if name in known:
+        candidates = [name for name in preferred_llvm_cores(features) if name in known]
+        for name in candidates:
+            if round(mca.fma_per_cycle(triple, name, features.vector_bits)) == vector_fma_units(features):
                 return name
+        if candidates:
+            return candidates[0]
     mca.check_core(triple, target.core)
     return mca.model_core(triple, target.core)
 

@@ -148,6 +148,22 @@ def _model_prefix_cached(executable: str, triple: str, core: str) -> str:
     return model_name(tuple(names)) or core
 
 
+def fma_per_cycle(triple: str, core: str, vector_bits: int, executable: str | None = None) -> float:
+    """Returns how many independent ``vector_bits``-wide FMAs per cycle ``core``'s model issues.
+
+    Why: LLVM 19's sapphirerapids and icelake-server models put 512-bit FMAs on one port
+    (p0, client Ice Lake's single FMA unit); Xeons have a second on p5 (skylake-avx512's
+    model has both) and measure it (a 12-FMA zmm loop: 1.71 a cycle on this project's Xeon)."""
+    if triple.startswith("aarch64"):
+        body = "".join(f"fmla v{i}.4s, v30.4s, v31.4s\n" for i in range(12))
+    else:
+        register = {512: "zmm", 256: "ymm"}.get(vector_bits, "xmm")
+        body = "".join(f"vfmadd231ps %{register}30, %{register}31, %{register}{i}\n" if register == "zmm"
+                       else f"vfmadd231ps %{register}14, %{register}15, %{register}{i}\n"
+                       for i in range(12))
+    return 12 / run_mca(body, triple, core, executable=executable).cycles_per_iteration
+
+
 def model_name(resources) -> str:
     """Returns the scheduling model's name from its resource names ('N1Unit', 'Zn4', 'A57Unit')."""
     prefix = os.path.commonprefix(list(resources))
