@@ -181,6 +181,27 @@ def test_gather_micro_benchmark_measures_a_positive_pick_cost_and_caches_it(tmp_
     assert cycles_per_pick(shape, tmp_path) == first
 
 
+def test_host_probes_see_the_cache_levels_and_the_fma_rate(tmp_path):
+    """Reading an L1-sized buffer is faster per cycle than one of four L2s; an FMA issues at
+    most twice a cycle; the costed host's bandwidths are the measured ones."""
+    import platform
+    from hwsim.cpu.cpu_model import measured_bandwidths
+    from hwsim.cpu.gather_bench import fma_cycles, read_bytes_per_cycle
+    from targets.cpu import load_cpu_target
+    require_tools("gcc")
+    if platform.machine() != "x86_64":
+        pytest.skip("the probes measure x86 hosts only")
+    host = load_cpu_target("host")
+    l1_rate = read_bytes_per_cycle(host.caches_kb.l1d_kb * 1024 // 2, tmp_path)
+    far_rate = read_bytes_per_cycle(4 * host.caches_kb.l2_kb * 1024, tmp_path)
+    assert far_rate < l1_rate < 256
+    assert 0.45 < fma_cycles(32, tmp_path) < 4
+    bandwidths = measured_bandwidths(host, tmp_path)
+    assert bandwidths.l2 > 0 and bandwidths.l3 > 0
+    if host.caches_kb.l3_kb and host.caches_kb.l3_kb >= 8 * host.caches_kb.l2_kb:
+        assert bandwidths.l3 == far_rate
+
+
 def test_codegen_per_row_sparse_kernel_declares_its_gathers():
     """nmgemm with per-row indices names its indexed row loads; dense and shared ones do not."""
     from types import SimpleNamespace

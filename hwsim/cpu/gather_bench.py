@@ -249,6 +249,101 @@ def memory_ops_cycles(ops: MemoryOps, cache_dir: Path) -> float:
     return float(json.loads(result.read_text())["cycles_per_iteration"])
 
 
+FMA_PROGRAM = CLOCK_C + r"""
+int main(void) {   /* 12 independent FMAs of REG registers a loop trip: their issue rate */
+  long reps = 1000000; double best = 1e9;
+  for (int trial = -2; trial < 25; trial++) {
+    long i = reps; double t0 = now();
+#define F(r) "vfmadd231ps %%" REG "14, %%" REG "15, %%" REG #r "\n\t"
+    __asm__ volatile("vxorps %%xmm14, %%xmm14, %%xmm14\n\tvxorps %%xmm15, %%xmm15, %%xmm15\n\t1:\n\t"
+                     F(0) F(1) F(2) F(3) F(4) F(5) F(6) F(7) F(8) F(9) F(10) F(11)
+                     "sub $1, %0\n\tjnz 1b" : "+r"(i) : : "memory", "cc", "xmm0", "xmm1", "xmm2",
+                     "xmm3", "xmm4", "xmm5", "xmm6", "xmm7", "xmm8", "xmm9", "xmm10", "xmm11",
+                     "xmm14", "xmm15");
+    double t = now() - t0; if (trial >= 0 && t < best) best = t;
+  }
+  printf("%.4f\n", best * clock_hz() / (12.0 * reps));
+  return 0;
+}
+"""
+
+
+def fma_cycles(vector_bytes: int, cache_dir: Path) -> float:
+    """Returns the host's measured cycles (of the clock CLOCK_C times) per independent FMA of
+    ``vector_bytes`` registers, cached per host and width.
+
+    Why: llvm-mca counts cycles of a core running at its scalar clock; Intel cores lower the
+    clock while they run 512-bit (and, less, 256-bit) FMAs (the AVX frequency licenses of
+    Intel's optimization manual), so their FMAs issue slower per scalar-clock cycle than the
+    model's ports say (seen here on a Xeon: zmm 1.71 a cycle, ymm 1.84, of two pipes)."""
+    flags = x86_cflags_for_vector_bytes(vector_bytes)
+    cache_dir = Path(cache_dir) / "gather"
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    register = _REGISTER[vector_bytes]
+    key = hashlib.sha256(json.dumps([detect_host_features().model_name, FMA_PROGRAM, register,
+                                     PROBE_RUNS]).encode()).hexdigest()[:20]
+    result = cache_dir / f"fma-{key}.json"
+    if not result.exists():
+        binary = cache_dir / f"fma-{key}"
+        source = cache_dir / f"fma-{key}.c"
+        write_atomic(str(source), FMA_PROGRAM)
+        temporary = binary.with_suffix(".tmp")
+        subprocess.run(["gcc", "-O2", *flags, "-mfma", f"-DREG=\"{register}\"", str(source),
+                        "-o", str(temporary)], check=True, capture_output=True)
+        temporary.replace(binary)
+        cycles = _lowest_of_runs([str(binary)])
+        write_atomic(str(result), json.dumps({"cpu": detect_host_features().model_name,
+                                              "register": register, "cycles_per_fma": cycles}))
+    return float(json.loads(result.read_text())["cycles_per_fma"])
+
+
+READ_PROGRAM = CLOCK_C + r"""
+typedef float vf __attribute__((vector_size(32)));
+int main(int argc, char** argv) {   /* bytes: sum a buffer of that size over and over */
+  long bytes = atol(argv[1]) / 256 * 256, n = bytes / 32;
+  vf* x = aligned_alloc(64, bytes); memset(x, 0, bytes);
+  long sweeps = 1 + (256L << 20) / bytes; double best = 1e9; vf sum = {0};
+  for (int trial = -2; trial < 9; trial++) {
+    vf s0 = {0}, s1 = {0}, s2 = {0}, s3 = {0}, s4 = {0}, s5 = {0}, s6 = {0}, s7 = {0};
+    double t0 = now();
+    for (long r = 0; r < sweeps; r++)
+      for (long i = 0; i < n; i += 8) {
+        s0 += x[i]; s1 += x[i + 1]; s2 += x[i + 2]; s3 += x[i + 3];
+        s4 += x[i + 4]; s5 += x[i + 5]; s6 += x[i + 6]; s7 += x[i + 7];
+      }
+    double t = now() - t0; if (trial >= 0 && t < best) best = t;
+    sum += s0 + s1 + s2 + s3 + s4 + s5 + s6 + s7;
+  }
+  printf("%.4f %g\n", (double)bytes * sweeps / (best * clock_hz()), sum[0]);
+  return 0;
+}
+"""
+
+
+def read_bytes_per_cycle(buffer_bytes: int, cache_dir: Path) -> float:
+    """Returns the host's measured bytes per cycle of one core reading a buffer of that size
+    over and over (256-bit loads, 8 independent sums), cached per host and size."""
+    cache_dir = Path(cache_dir) / "gather"
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    key = hashlib.sha256(json.dumps([detect_host_features().model_name, READ_PROGRAM, buffer_bytes,
+                                     PROBE_RUNS]).encode()).hexdigest()[:20]
+    result = cache_dir / f"read-{key}.json"
+    if not result.exists():
+        binary = cache_dir / f"read-{key}"
+        source = cache_dir / f"read-{key}.c"
+        write_atomic(str(source), READ_PROGRAM)
+        temporary = binary.with_suffix(".tmp")
+        subprocess.run(["gcc", "-O2", *x86_cflags_for_vector_bytes(32), str(source), "-o", str(temporary)],
+                       check=True, capture_output=True)
+        temporary.replace(binary)
+        rate = max(float(subprocess.run([str(binary), str(buffer_bytes)], capture_output=True, text=True,
+                                        check=True, timeout=120).stdout.split()[0])
+                   for _ in range(PROBE_RUNS))           # the fastest run: noise only slows one
+        write_atomic(str(result), json.dumps({"cpu": detect_host_features().model_name,
+                                              "buffer_bytes": buffer_bytes, "bytes_per_cycle": rate}))
+    return float(json.loads(result.read_text())["bytes_per_cycle"])
+
+
 FORWARDING_PROGRAM = CLOCK_C + r"""
 int main(void) {   /* a value stored to a slot and loaded back, a chain of ROUNDS round trips */
   char* slot = aligned_alloc(64, 64); memset(slot, 0, 64);
