@@ -114,7 +114,7 @@ def main(argv=None) -> int:
     model = build_zoo_model(args.model)
     pattern = parse_pattern(args.sparsity)
     host = load_cpu_target("host")
-    clock_mhz = measure_clock_mhz(300, 2_000_000)
+    clock_mhz = measure_clock_mhz(runs=15)
     host = dataclasses.replace(host, clock_mhz=clock_mhz)
     print(f"CPU: {detect_host_features().model_name}, clock {clock_mhz:.0f} MHz (measured); "
           f"{args.model} at {args.sparsity}, batch 1")

@@ -12,7 +12,8 @@ FMA them with the tile's K x MR activation panel. Per operand:
                 dense; K x density rows sparse) from the level that holds it;
                 sparse re-reads touch varying subsets of rows, so a fraction
                 (usable share of the level / panel) of them still hits
-    output Y    written once (N x M x 4 bytes)
+    output Y    written once (N x M x 4 bytes); twice across a level it does not fit
+                (read for ownership, then written back: ordinary stores allocate lines)
 
 A stream with footprint F and P passes moves F bytes across a boundary when F
 fits in the level above it (<= half its capacity, leaving room for the other
@@ -103,7 +104,9 @@ def _level_bytes(streams: tuple[Stream, ...], capacity_bytes: float, m_tiles: in
             else:
                 total += reread * m_tiles * blocks_per_tile
         elif stream.name == "output":
-            total += stream.footprint_bytes
+            # a stored line that does not stay in the level is read for ownership and
+            # written back when evicted: twice its bytes across the boundary
+            total += stream.footprint_bytes * (1 if fits else 2)
         else:
             total += stream.footprint_bytes * (1 if fits else stream.passes)
     return total
@@ -137,7 +140,7 @@ def estimate(streams: tuple[Stream, ...], m_tiles: int, caches_kb: dict, cache_l
             x_bytes = stream.footprint_bytes * m_tiles
             dram += 0.0 if x_bytes <= FIT_FRACTION * last_kb * 1024 else x_bytes
         else:
-            dram += 0.0 if fits_llc else stream.footprint_bytes
+            dram += 0.0 if fits_llc else 2 * stream.footprint_bytes
     bytes_by_level["dram"] = dram
     cycles_by_level["dram"] = dram / dram_bytes_per_cycle
     if levels:
