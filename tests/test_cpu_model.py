@@ -345,6 +345,46 @@ def test_dwconv_tail_costed_as_the_template_renders_it(flavour, stride):
     assert source.simd == isa.level.name
 
 
+def test_memory_loads_count_what_reads_memory():
+    """FMAs and broadcasts from memory and scalar loads read memory; lea, stores and register
+    operations do not (AT&T: the destination is the last operand)."""
+    from hwsim.cpu.asm_loops import memory_loads
+    x86 = ["vfmadd231ps\t0(%r13), %zmm0, %zmm12", "vbroadcastss\t8(%rax,%rcx,8), %zmm0",
+           "movl\t6(%rdx,%r10), %ebx", "leaq\t2048(%rsi,%r8), %rdi", "vmovups\t%zmm1, (%rdi)",
+           "addq\t%r12, %r13", "vfmadd231ps\t%zmm3, %zmm9, %zmm15", "vmovaps\t-256(%r11), %zmm0",
+           "prefetcht0\t64(%rax)"]
+    assert memory_loads(x86) == 4
+    assert memory_loads(["ldr q0, [x1]", "fmla v0.4s, v1.4s, v2.4s", "str q0, [x2]"]) == 1
+
+
+def test_gathering_kernels_on_intel_add_their_transfers(monkeypatch):
+    """On an Intel host a gathering kernel's L1 loads and cache transfers add (the ECM model);
+    elsewhere, and for kernels without gathers, the larger of compute and transfers wins."""
+    from hwsim.cpu.cpu_model import simulate_cpu, transfers_overlap
+    from hwsim.cpu.codegen_source import from_rendered
+    from codegen.kernels import nmgemm
+    from targets.cpu import load_cpu_target
+    from targets.features import detect_host_features
+    require_tools("gcc", "llvm-mca")
+    host = dataclasses.replace(load_cpu_target("host"), cores=1)
+    assert transfers_overlap(host) == (detect_host_features().vendor != "GenuineIntel")
+    work = GemmWorkload("g", "FF", M=128, N=256, K=512, sparse=True, pattern="1:8", density=0.125, nm=(1, 8))
+    params = nmgemm.default_schedule(1, 8, host, flavour=host.simd, threads=1)
+    def simulate():
+        return simulate_cpu(host, [work], cache_dir=".hwsim-cache", cores=1,
+                            kernel_source=lambda w, s, t: from_rendered(nmgemm.render(params), w))[0]
+    record = simulate()
+    assert record.cycles == max(record.compute_cycles, record.memory_cycles)
+    import hwsim.cpu.cpu_model as cpu_model
+    monkeypatch.setattr(cpu_model, "transfers_overlap", lambda target: True)
+    overlapped = simulate()
+    assert overlapped.compute_cycles == record.compute_cycles
+    if transfers_overlap(host):
+        assert overlapped.memory_cycles == record.memory_cycles
+    else:
+        assert record.memory_cycles > overlapped.memory_cycles
+
+
 def test_vector_stores_are_counted_in_both_isas():
     from hwsim.cpu.asm_loops import vector_stores
     x86 = ["vmovups %zmm3, 64(%rsi)", "vmovups (%rsi), %zmm3", "vmovaps %zmm1, %zmm2", "movdqu %xmm0, (%rdi)",

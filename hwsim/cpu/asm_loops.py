@@ -363,6 +363,26 @@ def integer_divisions(loop: AsmLoop) -> int:
 _VECTOR_STORE_X86 = re.compile(r"v?mov(?:u|a)p[sd]|v?movdq[au](?:32|64)?")
 
 
+def memory_loads(instructions) -> int:
+    """Returns the instructions among ``instructions`` that read memory (x86 AT&T: a memory
+    operand before the last one, or a mov-like whose source is memory; lea, prefetches and
+    stores excluded; aarch64 ldr/ldp/ld1)."""
+    count = 0
+    for text in instructions:
+        parts = text.split(None, 1)
+        mnemonic, operands = parts[0].lower(), (parts[1] if len(parts) > 1 else "")
+        if mnemonic.startswith(("lea", "prefetch", "nop")):
+            continue
+        if mnemonic in ("ldr", "ldur", "ldp", "ld1", "ld1r"):
+            count += 1
+            continue
+        fields = [field.strip() for field in re.split(r",(?![^(]*\))", operands) if field.strip()]
+        if any("(" in field for field in fields[:-1]) or (len(fields) == 1 and "(" in fields[0]
+                                                           and mnemonic.startswith(("push", "cmp", "test"))):
+            count += 1
+    return count
+
+
 def vector_stores(instructions) -> int:
     """Returns the vector stores to memory among ``instructions`` (x86 vmovups/movdqu ... with a
     memory destination, aarch64 str/stp/st1 of q registers)."""
