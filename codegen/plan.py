@@ -15,9 +15,9 @@ The rule (what models.lowering says is sparse decides; codegen has kernels for b
                          block of nr outputs x kb inputs from the pattern); dense -> nmgemm n = m,
                          or chgemm (vectors along output channels) where that fills the lanes
                          better by CHANNEL_GAIN (few pixels: 7 x 7 layers)
-    KxK conv             nmconv (N:M along Cin*R*S; other patterns run as a dense nmconv
-                         on the masked weights: there is no sparse KxK block kernel); dense:
-                         chconv by the same lane rule; dense 3x3 stride 1: winograd
+    KxK conv             nmconv (N:M along Cin*R*S); dense, and other patterns (there is
+                         no sparse KxK block kernel: their masked weights run dense): nmconv
+                         n = m, or chconv by the same lane rule; 3x3 stride 1: winograd
                          (F(2x2, 3x3) or F(4x4, 3x3): ``winograd_side``) where
                          ``prefers_winograd`` says it is measured faster
     anything else        None (grouped convolutions, attention, training BP/WU: no codegen
@@ -132,7 +132,9 @@ def plan_workload(workload: GemmWorkload, model, target, schedules: dict | None 
     n, m = workload.nm if workload.sparse and workload.nm else (1, 1)
     key = schedule_key(workload.N, workload.K, workload.M, n, m)
     tuned = (schedules or {}).get(key)
-    if kxk and not workload.sparse and not tuned:
+    # a KxK layer runs dense where its pattern has no KxK kernel (block, unstructured: n == m
+    # here), so it takes the best dense one; its masked weights are multiplied as they are
+    if kxk and n == m and not tuned:
         op = model.op(workload.layer)
         if prefers_winograd(op, winograd_tiles(model, op), flavour):
             side = winograd_side(model, op)

@@ -173,9 +173,11 @@ def _one_conv(cin, cout, kernel, stride, size, pad):
        target=st.sampled_from(["host", "wasm32-simd128"]))
 def test_winograd_only_for_dense_3x3_stride_1_layers_of_its_sizes(cin, cout, kernel, stride, size, pad,
                                                                   spec, target):
-    """A layer gets winograd exactly where codegen.plan's rule says: dense (a pruned kernel's
-    zeros are not zeros after the transform), 3x3, stride 1, channels and pixels at least the
-    measured minimums; its schedule carries the epilogue and the layer's tile count."""
+    """A layer gets winograd exactly where codegen.plan's rule says: run dense (a dense build,
+    or a pattern with no KxK kernel: block, unstructured; an N:M layer keeps its sparse kernel,
+    since a pruned kernel's zeros are not zeros after the transform), 3x3, stride 1, channels
+    and pixels at least the measured minimums; its schedule carries the epilogue and the
+    layer's tile count."""
     from codegen.kernels import winograd
     from codegen.build import runnable_flavours
     from codegen.plan import WINOGRAD_F4_MIN_TILES, forward_workloads, winograd_minimums
@@ -187,7 +189,7 @@ def test_winograd_only_for_dense_3x3_stride_1_layers_of_its_sizes(cin, cout, ker
     out = (size + 2 * pad - kernel) // stride + 1
     tiles = ((out + 1) // 2) ** 2
     channels, min_tiles = winograd_minimums(runnable_flavours(target)[-1])
-    wanted = (not work.sparse and kernel == 3 and stride == 1 and min(cin, cout) >= channels
+    wanted = ((not work.sparse or work.nm is None) and kernel == 3 and stride == 1 and min(cin, cout) >= channels
               and tiles >= min_tiles)
     assert (plan.family == "winograd") == wanted
     if wanted:
