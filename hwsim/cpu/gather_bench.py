@@ -249,6 +249,32 @@ def memory_ops_cycles(ops: MemoryOps, cache_dir: Path) -> float:
     return float(json.loads(result.read_text())["cycles_per_iteration"])
 
 
+def _cached_probe(name: str, program: str, cache_dir: Path, *, cflags=(), arguments=(),
+                  key_parts=(), fastest=min) -> float:
+    """Returns a probe's figure on this host: ``program`` built with gcc -O2 ``cflags``, run
+    PROBE_RUNS times with ``arguments``, the ``fastest`` of the first numbers it prints (min
+    of cycles, max of a rate: noise only slows a run); cached per host, program and arguments."""
+    cache_dir = Path(cache_dir) / "gather"
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    key = hashlib.sha256(json.dumps([detect_host_features().model_name, program, list(cflags),
+                                     list(arguments), list(key_parts), PROBE_RUNS]).encode()).hexdigest()[:20]
+    result = cache_dir / f"{name}-{key}.json"
+    if not result.exists():
+        binary = cache_dir / f"{name}-{key}"
+        source = cache_dir / f"{name}-{key}.c"
+        write_atomic(str(source), program)
+        temporary = binary.with_suffix(".tmp")
+        subprocess.run(["gcc", "-O2", *cflags, str(source), "-o", str(temporary)], check=True,
+                       capture_output=True)
+        temporary.replace(binary)
+        value = fastest(float(subprocess.run([str(binary), *map(str, arguments)], capture_output=True,
+                                             text=True, check=True, timeout=120).stdout.split()[0])
+                        for _ in range(PROBE_RUNS))
+        write_atomic(str(result), json.dumps({"cpu": detect_host_features().model_name, "probe": name,
+                                              "arguments": list(arguments), "value": value}))
+    return float(json.loads(result.read_text())["value"])
+
+
 FMA_PROGRAM = CLOCK_C + r"""
 int main(void) {   /* 12 independent FMAs of REG registers a loop trip: their issue rate */
   long reps = 1000000; double best = 1e9;
@@ -276,25 +302,9 @@ def fma_cycles(vector_bytes: int, cache_dir: Path) -> float:
     clock while they run 512-bit (and, less, 256-bit) FMAs (the AVX frequency licenses of
     Intel's optimization manual), so their FMAs issue slower per scalar-clock cycle than the
     model's ports say (seen here on a Xeon: zmm 1.71 a cycle, ymm 1.84, of two pipes)."""
-    flags = x86_cflags_for_vector_bytes(vector_bytes)
-    cache_dir = Path(cache_dir) / "gather"
-    cache_dir.mkdir(parents=True, exist_ok=True)
     register = _REGISTER[vector_bytes]
-    key = hashlib.sha256(json.dumps([detect_host_features().model_name, FMA_PROGRAM, register,
-                                     PROBE_RUNS]).encode()).hexdigest()[:20]
-    result = cache_dir / f"fma-{key}.json"
-    if not result.exists():
-        binary = cache_dir / f"fma-{key}"
-        source = cache_dir / f"fma-{key}.c"
-        write_atomic(str(source), FMA_PROGRAM)
-        temporary = binary.with_suffix(".tmp")
-        subprocess.run(["gcc", "-O2", *flags, "-mfma", f"-DREG=\"{register}\"", str(source),
-                        "-o", str(temporary)], check=True, capture_output=True)
-        temporary.replace(binary)
-        cycles = _lowest_of_runs([str(binary)])
-        write_atomic(str(result), json.dumps({"cpu": detect_host_features().model_name,
-                                              "register": register, "cycles_per_fma": cycles}))
-    return float(json.loads(result.read_text())["cycles_per_fma"])
+    return _cached_probe("fma", FMA_PROGRAM, cache_dir,
+                         cflags=(*x86_cflags_for_vector_bytes(vector_bytes), "-mfma", f"-DREG=\"{register}\""))
 
 
 READ_PROGRAM = CLOCK_C + r"""
@@ -323,25 +333,8 @@ int main(int argc, char** argv) {   /* bytes: sum a buffer of that size over and
 def read_bytes_per_cycle(buffer_bytes: int, cache_dir: Path) -> float:
     """Returns the host's measured bytes per cycle of one core reading a buffer of that size
     over and over (256-bit loads, 8 independent sums), cached per host and size."""
-    cache_dir = Path(cache_dir) / "gather"
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    key = hashlib.sha256(json.dumps([detect_host_features().model_name, READ_PROGRAM, buffer_bytes,
-                                     PROBE_RUNS]).encode()).hexdigest()[:20]
-    result = cache_dir / f"read-{key}.json"
-    if not result.exists():
-        binary = cache_dir / f"read-{key}"
-        source = cache_dir / f"read-{key}.c"
-        write_atomic(str(source), READ_PROGRAM)
-        temporary = binary.with_suffix(".tmp")
-        subprocess.run(["gcc", "-O2", *x86_cflags_for_vector_bytes(32), str(source), "-o", str(temporary)],
-                       check=True, capture_output=True)
-        temporary.replace(binary)
-        rate = max(float(subprocess.run([str(binary), str(buffer_bytes)], capture_output=True, text=True,
-                                        check=True, timeout=120).stdout.split()[0])
-                   for _ in range(PROBE_RUNS))           # the fastest run: noise only slows one
-        write_atomic(str(result), json.dumps({"cpu": detect_host_features().model_name,
-                                              "buffer_bytes": buffer_bytes, "bytes_per_cycle": rate}))
-    return float(json.loads(result.read_text())["bytes_per_cycle"])
+    return _cached_probe("read", READ_PROGRAM, cache_dir, cflags=x86_cflags_for_vector_bytes(32),
+                         arguments=(buffer_bytes,), fastest=max)
 
 
 FORWARDING_PROGRAM = CLOCK_C + r"""
@@ -366,19 +359,4 @@ def forwarding_cycles(cache_dir: Path) -> float:
     """Returns the host's store-to-load forwarding latency of a 16-byte vector (cycles from a
     store's data to the dependent load's result; measured as a chain of round trips through
     one slot, cached per host)."""
-    cache_dir = Path(cache_dir) / "gather"
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    key = hashlib.sha256(json.dumps([detect_host_features().model_name, FORWARDING_PROGRAM,
-                                     PROBE_RUNS]).encode()).hexdigest()[:20]
-    result = cache_dir / f"forward-{key}.json"
-    if not result.exists():
-        binary = cache_dir / f"forward-{key}"
-        source = cache_dir / f"forward-{key}.c"
-        write_atomic(str(source), FORWARDING_PROGRAM)
-        temporary = binary.with_suffix(".tmp")
-        subprocess.run(["gcc", "-O2", str(source), "-o", str(temporary)], check=True, capture_output=True)
-        temporary.replace(binary)
-        cycles = _lowest_of_runs([str(binary)])
-        write_atomic(str(result), json.dumps({"cpu": detect_host_features().model_name,
-                                              "forwarding_cycles": cycles}))
-    return float(json.loads(result.read_text())["forwarding_cycles"])
+    return _cached_probe("forward", FORWARDING_PROGRAM, cache_dir)
