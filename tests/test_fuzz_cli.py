@@ -335,19 +335,25 @@ def test_hostile_flags(argv, names, capsys, outcomes):
     assert check_contract(argv, capsys, names=names, outcomes=outcomes, kind="flags") == "refused"
 
 
-@pytest.mark.parametrize("command", ["simulate", "sweep", "codegen", "explore", "report",
-                                     "codegen --log"])
-@pytest.mark.parametrize("where", ["a file", "/proc", "a directory"])
+def _refused_output(command: str, where: str) -> bool:
+    """True where ``command`` must refuse an --out (or --log) at ``where``. Not refused: a
+    folder is a fine --out for a folder of outputs (all but report and --log); an existing
+    report.html is overwritten atomically; without --tune a log is only read when it exists."""
+    if where == "a directory":
+        return command in ("report", "codegen --log")
+    if command == "report":
+        return where != "a file"
+    return command != "codegen --log"
+
+
+@pytest.mark.parametrize("command, where", [
+    (command, where)
+    for command in ("simulate", "sweep", "codegen", "explore", "report", "codegen --log")
+    for where in ("a file", "/proc", "a directory") if _refused_output(command, where)])
 def test_output_paths_refused_before_work(command, where, files, capsys, outcomes, tmp_path):
     existing = _write(tmp_path, "existing", "x")
     out = {"a file": str(existing), "/proc": "/proc/self/hwsim-out",
            "a directory": str(tmp_path)}[where]
-    if where == "a directory" and command not in ("report", "codegen --log"):
-        pytest.skip("a folder is a fine --out for a folder of outputs")
-    if command == "report" and where == "a file":
-        pytest.skip("an existing report.html is overwritten (atomically)")
-    if command == "codegen --log" and where != "a directory":
-        pytest.skip("without --tune a log is only read when it exists")
     argv = {"simulate": ["simulate", "--arch", "sat", "--model", str(files["csv"]), "--out", out],
             "sweep": ["sweep", "--arch", "sat", "--model", str(files["csv"]), "--out", out],
             "codegen": ["codegen", "--target", "host", "--model", str(files["ir"]), "--out", out],
