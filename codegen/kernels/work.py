@@ -37,10 +37,14 @@ def memory_ops(loads: dict, stores: dict, iterations: int, period: int = 16) -> 
     ``iterations`` iterations, scaled to ``period`` iterations (counts rounded; the probe runs
     whole instructions)."""
     def scaled(histogram: dict) -> tuple[tuple[int, int], ...]:
-        ops = []
-        for (size, offset), count in sorted(histogram.items()):
-            ops += [(size, offset % 64)] * round(count * period / max(iterations, 1))
-        return tuple(ops)
+        # largest remainders: the counts add up to the rounded total, however many offsets
+        # share it (rounding each alone lost 5 of 16 stores spread over 16 offsets)
+        exact = {key: count * period / max(iterations, 1) for key, count in sorted(histogram.items())}
+        counts = {key: math.floor(value) for key, value in exact.items()}
+        left = round(sum(exact.values())) - sum(counts.values())
+        for key in sorted(exact, key=lambda key: counts[key] - exact[key])[:max(0, left)]:
+            counts[key] += 1
+        return tuple(op for (size, offset), count in counts.items() for op in [(size, offset % 64)] * count)
     return MemoryOps(scaled(loads), scaled(stores), period)
 
 
