@@ -105,9 +105,10 @@ def mca_core(target, triple: str | None = None) -> str:
     The host (features detected): the first of targets.features' preferred names for this
     CPU that the installed llvm-mca knows (znver4 with llvm-mca-19 on a Zen 4, znver3 with
     LLVM 14) and whose model issues as many full-width FMAs a cycle as the host has
-    (targets.features.vector_fma_units; mca.fma_per_cycle: on a Sapphire Rapids Xeon, skylake-avx512, since
-    LLVM's sapphirerapids model has one 512-bit FMA pipe); the first known one when none does. Others: the YAML's core, sent to a same-microarchitecture name with a dedicated
-    model where the installed llvm-mca has one (mca.model_core: cortex-a76 -> neoverse-n1)."""
+    (targets.features.vector_fma_units against mca.fma_per_cycle: skylake-avx512 on a Sapphire
+    Rapids Xeon, since LLVM's sapphirerapids model has one 512-bit FMA pipe); the first known
+    one when none does. Others: the YAML's core, sent to a same-microarchitecture name with a
+    dedicated model where the installed llvm-mca has one (mca.model_core: cortex-a76 -> neoverse-n1)."""
     triple = triple or mca.triple_for_isa(target.core_isa or target.isa)
     features = getattr(target, "host_features", None)
     if features is not None and triple.startswith("x86_64"):
@@ -265,11 +266,10 @@ def vector_clock_slowdown(target, kernel: KernelSource, triple: str, core: str, 
     its measured FMA issue rate at the kernel's vector width against the model's (1.0 where
     nothing is measured, for 128-bit vectors, and never below 1: the vector clock does not
     run above the scalar one). Intel's AVX frequency licenses (gather_bench.fma_cycles):
-    1.16 for zmm and 1.08 for ymm on this project's Xeon; Zen 4 about 1.0."""
+    1.07 for zmm and 1.0 for ymm on this project's Xeon; Zen 4 about 1.0."""
     width = _vector_bytes(kernel)
-    if (width < 32 or target.isa == "wasm32" or not triple.startswith("x86_64")
-            or not gather_bench.can_measure(target)):
-        return 1.0
+    if width < 32 or not triple.startswith("x86_64") or not gather_bench.can_measure(target):
+        return 1.0                       # wasm SIMD128 and scalar kernels: 16 bytes
     return max(1.0, gather_bench.fma_cycles(width, cache_dir) * mca.fma_per_cycle(triple, core, 8 * width))
 
 
@@ -351,16 +351,20 @@ def cost_loops(target, kernel: KernelSource, cache_dir: Path) -> LoopCost:
     if kernel.tile_stores and gather_bench.can_measure(target) and triple.startswith("x86_64"):
         # znver4 takes a 512-bit store as one a cycle; Zen 4 stores 256 bits a cycle (a zmm
         # store measures 2.0 cycles): the host's measured cost of aligned stores of this width
-        width = _vector_bytes(kernel)
-        measured = gather_bench.memory_ops_cycles(MemoryOps((), ((width, 0),) * 16, 1), cache_dir) / 16
-        per_store = max(per_store, measured)
+        per_store = max(per_store, _measured_access_cycles(_vector_bytes(kernel), cache_dir, store=True))
     per_load = store_cycles(triple, _vector_bytes(kernel), run, LOAD_SNIPPETS) if kernel.tile_loads else 0.0
     l1_load_cycles = 0.0
     if loads and kernel.gather is not None and not transfers_overlap(target):
-        width = _vector_bytes(kernel)
-        l1_load_cycles = loads * gather_bench.memory_ops_cycles(MemoryOps(((width, 0),) * 16, (), 1), cache_dir) / 16
+        l1_load_cycles = loads * _measured_access_cycles(_vector_bytes(kernel), cache_dir, store=False)
     return LoopCost(hot_cycles, hot_lanes, tuple(parents), core, model, loop_cycles, hot_iterations,
                     first_parent_stores, per_store, per_load, l1_load_cycles)
+
+
+def _measured_access_cycles(width: int, cache_dir: Path, *, store: bool) -> float:
+    """Returns the host's cycles per aligned L1 load or store of ``width`` bytes (16 in a loop)."""
+    accesses = ((width, 0),) * 16
+    ops = MemoryOps((), accesses, 1) if store else MemoryOps(accesses, (), 1)
+    return gather_bench.memory_ops_cycles(ops, cache_dir) / 16
 
 
 def transfers_overlap(target) -> bool:
@@ -374,8 +378,11 @@ def transfers_overlap(target) -> bool:
     L2 once the running sums evict them, ran 1.5x the larger of its compute and transfer times."""
     if not gather_bench.can_measure(target):
         return True
-    from targets.features import detect_host_features
-    return detect_host_features().vendor != "GenuineIntel"
+    features = getattr(target, "host_features", None)
+    if features is None:                 # a wasm target costed on this host
+        from targets.features import detect_host_features
+        features = detect_host_features()
+    return features.vendor != "GenuineIntel"
 
 
 # Scalar kernels are costed with the narrowest vector store (an xmm / q register's 16 bytes).

@@ -226,38 +226,20 @@ def memory_ops_cycles(ops: MemoryOps, cache_dir: Path) -> float:
         return 0.0
     widest = max(size for size, _ in ops.loads + ops.stores)
     flags = x86_cflags_for_vector_bytes(max(16, min(64, widest)))
-    cache_dir = Path(cache_dir) / "gather"
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    body = _memory_ops_body(ops)
-    key = hashlib.sha256(json.dumps([detect_host_features().model_name, body, ops.iterations,
-                                     MEMORY_OPS_PROGRAM, PROBE_RUNS]).encode()).hexdigest()[:20]
-    result = cache_dir / f"memops-{key}.json"
-    if not result.exists():
-        binary = cache_dir / f"memops-{key}"
-        source = cache_dir / f"memops-{key}.c"
-        defines = [f"-DBODY=\"{body}\"", f"-DOPS={len(ops.loads) + len(ops.stores)}",
-                   f"-DITERATIONS={ops.iterations}"]
-        write_atomic(str(source), MEMORY_OPS_PROGRAM)
-        temporary = binary.with_suffix(".tmp")
-        subprocess.run(["gcc", "-O2", *flags, *defines, str(source), "-o", str(temporary)],
-                       check=True, capture_output=True, text=True)
-        temporary.replace(binary)
-        cycles = _lowest_of_runs([str(binary)])
-        write_atomic(str(result), json.dumps({"cpu": detect_host_features().model_name,
-                                              "loads": ops.loads, "stores": ops.stores,
-                                              "iterations": ops.iterations, "cycles_per_iteration": cycles}))
-    return float(json.loads(result.read_text())["cycles_per_iteration"])
+    defines = (f"-DBODY=\"{_memory_ops_body(ops)}\"", f"-DOPS={len(ops.loads) + len(ops.stores)}",
+               f"-DITERATIONS={ops.iterations}")
+    return _cached_probe("memops", MEMORY_OPS_PROGRAM, cache_dir, cflags=(*flags, *defines))
 
 
 def _cached_probe(name: str, program: str, cache_dir: Path, *, cflags=(), arguments=(),
-                  key_parts=(), fastest=min) -> float:
+                  fastest=min) -> float:
     """Returns a probe's figure on this host: ``program`` built with gcc -O2 ``cflags``, run
     PROBE_RUNS times with ``arguments``, the ``fastest`` of the first numbers it prints (min
     of cycles, max of a rate: noise only slows a run); cached per host, program and arguments."""
     cache_dir = Path(cache_dir) / "gather"
     cache_dir.mkdir(parents=True, exist_ok=True)
     key = hashlib.sha256(json.dumps([detect_host_features().model_name, program, list(cflags),
-                                     list(arguments), list(key_parts), PROBE_RUNS]).encode()).hexdigest()[:20]
+                                     list(arguments), PROBE_RUNS]).encode()).hexdigest()[:20]
     result = cache_dir / f"{name}-{key}.json"
     if not result.exists():
         binary = cache_dir / f"{name}-{key}"
@@ -301,7 +283,7 @@ def fma_cycles(vector_bytes: int, cache_dir: Path) -> float:
     Why: llvm-mca counts cycles of a core running at its scalar clock; Intel cores lower the
     clock while they run 512-bit (and, less, 256-bit) FMAs (the AVX frequency licenses of
     Intel's optimization manual), so their FMAs issue slower per scalar-clock cycle than the
-    model's ports say (seen here on a Xeon: zmm 1.71 a cycle, ymm 1.84, of two pipes)."""
+    model's ports say (seen here on a Xeon: zmm 1.87 a cycle, ymm 2.0, of two pipes)."""
     register = _REGISTER[vector_bytes]
     return _cached_probe("fma", FMA_PROGRAM, cache_dir,
                          cflags=(*x86_cflags_for_vector_bytes(vector_bytes), "-mfma", f"-DREG=\"{register}\""))
