@@ -186,7 +186,7 @@ def test_host_probes_see_the_cache_levels_and_the_fma_rate(tmp_path):
     most twice a cycle; the costed host's bandwidths are the measured ones."""
     import platform
     from hwsim.cpu.cpu_model import measured_bandwidths
-    from hwsim.cpu.gather_bench import fma_cycles, read_bytes_per_cycle
+    from hwsim.cpu.gather_bench import fma_cycles, fma_load_rate, read_bytes_per_cycle
     from targets.cpu import load_cpu_target
     require_tools("gcc")
     if platform.machine() != "x86_64":
@@ -196,6 +196,8 @@ def test_host_probes_see_the_cache_levels_and_the_fma_rate(tmp_path):
     far_rate = read_bytes_per_cycle(4 * host.caches_kb.l2_kb * 1024, tmp_path)
     assert far_rate < l1_rate < 256
     assert 0.45 < fma_cycles(32, tmp_path) < 4
+    # FMAs that load their operand issue no faster than the FMA pipes (a little noise aside)
+    assert 0.1 < fma_load_rate(32, tmp_path) < 1.1 / fma_cycles(32, tmp_path)
     bandwidths = measured_bandwidths(host, tmp_path)
     assert bandwidths.l2 > 0 and bandwidths.l3 > 0
     if host.caches_kb.l3_kb and host.caches_kb.l3_kb >= 8 * host.caches_kb.l2_kb:
@@ -483,7 +485,7 @@ def test_depthwise_taps_floor_the_host_prediction(cache):
 
 @settings(max_examples=25, deadline=None)
 @given(flavour=st.sampled_from(["avx2", "avx512", "wasmsimd", "neon"]), cin=st.integers(4, 2048),
-       cout=st.integers(1, 300), pixels=st.integers(1, 4000))
+       cout=st.integers(1, 300), pixels=st.integers(2, 4000))
 def test_spmm_states_its_channel_chunks_and_running_sums(flavour, cin, cout, pixels):
     """spmm.c.j2 walks the input channels in chunks whose tile rows fill 32 KB: past one chunk
     every block row is entered once per chunk and reads its running sums back (all but the
@@ -504,6 +506,30 @@ def test_spmm_states_its_channel_chunks_and_running_sums(flavour, cin, cout, pix
         assert len(described.parent_trips) == 2 and described.parent_trips[0] == tiles * cout
         assert described.tile_loads == 0 and described.tile_sums_bytes == 0
     assert described.gather is None or described.gather.panel_rows <= _chunk_channels(params)
+
+
+@settings(max_examples=25, deadline=None)
+@given(flavour=st.sampled_from(["avx2", "avx512", "wasmsimd", "scalar"]), cin=st.integers(8, 2048),
+       cout=st.integers(1, 1200), block=st.sampled_from([(1, 1), (2, 1), (4, 1), (1, 4), (1, 8)]),
+       density=st.floats(0.05, 1.0), threads=st.sampled_from([1, 2]))
+def test_spmm_one_pixel_is_a_matrix_vector_product(flavour, cin, cout, block, density, threads):
+    """At one pixel spmm.c.j2 walks every block row's kept blocks once, matvec_sets blocks a
+    step and the rest one by one: the loops multiply exactly the kept MACs, the weights and
+    the input are read once, and threads join only from 256k kept MACs."""
+    from codegen.isa import get_isa
+    from codegen.kernels.spmm import MATVEC_PARALLEL_MACS, SpmmParams, _kept_blocks, work
+    nr, kb = block
+    params = SpmmParams(flavour, mr=get_isa(flavour).spmm_pixels, nr=nr, kb=kb, threads=threads)
+    workload = GemmWorkload("fc", "FF", M=1, N=cout, K=cin, sparse=density < 1, pattern="block",
+                            density=density)
+    described = work(params, workload)
+    block_rows = -(-cout // nr)
+    kept_macs = block_rows * _kept_blocks(workload, kb) * nr * kb
+    assert sum(loop.mac_lanes * loop.iterations for loop in described.loops) == pytest.approx(kept_macs)
+    assert described.loops[0].mac_lanes == nr * kb * params.matvec_sets
+    assert described.parent_trips == (block_rows,)
+    assert all(stream.passes == 1 for stream in described.streams)
+    assert described.threads == (threads if kept_macs >= MATVEC_PARALLEL_MACS else 1)
 
 
 def test_running_sums_beyond_l1_cost_their_lines_from_l2():

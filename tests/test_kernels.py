@@ -232,10 +232,12 @@ def test_nmgemm_parallel_paths(flavour, target, build_dir, monkeypatch):
 def spmm_cases(draw, flavour: str):
     lanes = get_isa(flavour).lanes
     params = SpmmParams(flavour, mr=lanes * draw(st.integers(1, 4)), nr=draw(st.sampled_from([1, 2, 4])),
-                        kb=draw(st.sampled_from([1, 1, 2, 4])),
+                        kb=draw(st.sampled_from([1, 1, 2, 4, 8])),
                         act=draw(st.sampled_from(["none", "relu", "relu6"])))
-    shapes = draw(st.lists(st.tuples(st.integers(1, 23), st.integers(4, 40), st.integers(1, 70)),
+    shapes = draw(st.lists(st.tuples(st.integers(1, 23), st.integers(8, 40), st.integers(1, 70)),
                            min_size=2, max_size=4))
+    # and one pixel (a classifier at batch 1: the kernel's matrix-vector path)
+    shapes.append((draw(st.integers(1, 23)), draw(st.integers(8, 40)), 1))
     return params, shapes, draw(st.sampled_from([0.1, 0.3, 0.8])), draw(st.integers(0, 2**31))
 
 

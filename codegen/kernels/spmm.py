@@ -53,6 +53,22 @@ class SpmmParams:
         check_activation(self.act)
 
     @property
+    def matvec_vectors(self) -> bool:
+        """The one-pixel path sums a block's inputs in 4-float vectors (1 x 4k blocks)."""
+        return self.nr == 1 and self.kb % 4 == 0
+
+    @property
+    def matvec_sums(self) -> int:
+        """Sums one block adds into on the one-pixel path: vectors of 4, else scalars."""
+        return self.kb // 4 if self.matvec_vectors else self.nr * self.kb
+
+    @property
+    def matvec_sets(self) -> int:
+        """Sets of sums on the one-pixel path (blocks unrolled by it): 4 vector chains or 8
+        scalar ones in flight cover the FMA latency."""
+        return max(1, (4 if self.matvec_vectors else 8) // self.matvec_sums)
+
+    @property
     def name(self) -> str:
         act = "" if self.act == "none" else f"_{self.act}"
         threads = f"_t{self.threads}" if self.threads > 1 else ""
@@ -212,6 +228,29 @@ def buffers(params: SpmmParams, w2d: np.ndarray, bias: np.ndarray | None, x: np.
 
 # spmm.c.j2 splits the pixels among its threads from this many kept MACs
 PARALLEL_MACS = 5e5
+# and, at one pixel, the block rows from this many
+MATVEC_PARALLEL_MACS = 256e3
+
+
+def _matvec_work(params: SpmmParams, workload, block_rows: int, kept: float) -> KernelWork:
+    """What spmm.c.j2's one-pixel path runs: every block row walks its kept blocks once,
+    ``matvec_sets`` blocks a step, the rest one at a time; the weights and the input are
+    read once."""
+    sets = params.matvec_sets
+    per_block = params.nr * params.kb
+    steps = block_rows * math.floor(kept / max(block_rows, 1) / sets) * workload.groups
+    rest = max(0.0, kept * workload.groups - steps * sets)
+    loops = (LoopWork(per_block * sets, steps), LoopWork(per_block, rest)) if sets > 1 else \
+        (LoopWork(per_block, kept * workload.groups),)
+    macs = kept * per_block * workload.groups
+    threads = max(1, params.threads) if params.threads > 1 and macs >= MATVEC_PARALLEL_MACS else 1
+    weight_bytes = block_rows * params.nr * FLOAT_BYTES + kept * (per_block * FLOAT_BYTES + 4) + block_rows * 4
+    streams = (Stream("weights", workload.groups * weight_bytes, 1),
+               Stream("panel", workload.groups * workload.K * FLOAT_BYTES, 1),
+               Stream("output", workload.groups * workload.N * FLOAT_BYTES, 1))
+    return KernelWork(loops=loops, parent_trips=(block_rows * workload.groups,), streams=streams,
+                      pixel_tile=1, row_tile=params.nr, memory_tiles=threads, parallel_units=threads,
+                      threads=threads)
 
 
 def _threads(params: SpmmParams, workload, kept: float, lanes: int) -> tuple[int, int]:
@@ -238,6 +277,8 @@ def work(params: SpmmParams, workload, geometry=None) -> KernelWork:
     lanes = isa.lanes
     block_rows = math.ceil(workload.N / params.nr)
     kept = block_rows * _kept_blocks(workload, params.kb)          # kept blocks over all block rows
+    if workload.M == 1:
+        return _matvec_work(params, workload, block_rows, kept)
     full = workload.M // params.mr
     rest = workload.M - full * params.mr
     if isa.masked_tails:
@@ -313,10 +354,11 @@ def run_layer(w: np.ndarray, x: np.ndarray, bias: np.ndarray | None, params: Spm
 
 
 def cases(params: SpmmParams, rng: np.random.Generator) -> list[Case]:
-    """Returns runs of ``params`` on block-masked weights (ragged blocks and pixel tails) and
-    numpy's answers."""
+    """Returns runs of ``params`` on block-masked weights (ragged blocks, pixel tails, one
+    pixel) and numpy's answers."""
     found = []
-    for number, ((cout, cin, p), density) in enumerate([((9, 13, 37), 0.3), ((17, 8, 5), 0.8)]):
+    for number, ((cout, cin, p), density) in enumerate([((9, 13, 37), 0.3), ((17, 8, 5), 0.8),
+                                                        ((11, 29, 1), 0.5)]):
         w = mask_blocks(rng.standard_normal((cout, cin)).astype(np.float32), params.nr, params.kb, density)
         x = rng.standard_normal((cin, p)).astype(np.float32)
         bias = rng.standard_normal(cout).astype(np.float32)
