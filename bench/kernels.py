@@ -17,6 +17,10 @@ tails such as 49 or 196). Every baseline is timed before and after the
 sparse kernels of its shape, and the faster of the two is used (conservative ratios); every
 time is the best of --repeats runs (the machines here are shared: the best run is the one
 least disturbed, for baselines and kernels alike).
+On an x86 host each shape also gets the ceiling of the per-row N:M kernels measured here: a
+picked row of X costs one loaded vector per FMA (plus the weight's broadcast a pick), so the
+host's rate of FMAs that load their operand from L1 (hwsim.cpu.gather_bench.fma_load_rate),
+against the FMA rate BLAS reached on the same shape, bounds their speedup.
 Timing never gates CI: this prints a table of ratios.
 """
 from __future__ import annotations
@@ -35,11 +39,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from codegen import build as kernel_build  # noqa: E402
 from codegen import dense_baseline  # noqa: E402
+from codegen.isa import get_isa  # noqa: E402
 from codegen.kernels import nmgemm, spmm  # noqa: E402
 from codegen.kernels.nmgemm import mask_nm, mask_nm_shared  # noqa: E402
 from codegen.kernels.spmm import mask_blocks  # noqa: E402
+from hwsim.cpu import gather_bench  # noqa: E402
 from targets.cpu import load_cpu_target  # noqa: E402
-from targets.features import detect_host_features  # noqa: E402
+from targets.features import detect_host_features, measure_clock_mhz  # noqa: E402
 
 SHAPES = {  # name: (cout, k, pixels)
     "mbv1-pw2": (128, 64, 3136),
@@ -51,6 +57,7 @@ SHAPES = {  # name: (cout, k, pixels)
     "bert-ffn1": (3072, 768, 128),
     "gemm1024": (1024, 1024, 1008),
 }
+PROBE_CACHE = Path(__file__).resolve().parent.parent / ".hwsim-cache"   # gather_bench's figures, per host
 PATTERNS = ("2:4", "2:8", "1:8", "2:8/rows8", "block1x4@0.2")
 HOST_EXTRA = ("block4x1@0.2",)
 
@@ -155,6 +162,35 @@ class TvmDense:
         return seconds, float(np.abs(y - reference).max())
 
 
+def per_row_ceiling(n: int, m: int, vectors: int, load_rate: float, blas_rate: float) -> float:
+    """Returns the most a per-row N:M kernel can gain over BLAS: it keeps n of m MACs, and
+    each pick loads ``vectors`` vectors of X (one a FMA) and broadcasts one weight, so it
+    issues at most load_rate x vectors / (vectors + 1) FMAs a cycle where BLAS issued
+    ``blas_rate`` (both per core)."""
+    return m / n * load_rate * vectors / (vectors + 1) / blas_rate
+
+
+def ceiling_line(target, cout: int, k: int, p: int, blas_s: float, flavour: str | None) -> str | None:
+    """Returns the printed per-row ceiling of 2:8 on this shape (None off x86 hosts)."""
+    if not gather_bench.can_measure(target):
+        return None
+    params = nmgemm.default_schedule(2, 8, target, flavour=flavour)
+    isa = get_isa(params.isa)
+    vector_bytes, vectors = isa.lanes * 4, params.nr // isa.lanes
+    load_rate = gather_bench.fma_load_rate(vector_bytes, PROBE_CACHE)
+    fma_rate = 1.0 / gather_bench.fma_cycles(vector_bytes, PROBE_CACHE)
+    mhz = measure_clock_mhz(runs=15)
+    if not mhz:
+        return None
+    cores = max(1, target.cores)
+    blas_rate = cout * k * p / isa.lanes / (blas_s * mhz * 1e6 * cores)
+    ceiling = per_row_ceiling(2, 8, vectors, load_rate, blas_rate)
+    return (f"{'':10s} ceiling of 2:8 per row here: FMAs loading their {8 * vector_bytes}-bit operand "
+            f"{load_rate:.2f}/cycle (without the load {fma_rate:.2f}), {vectors} loads + 1 broadcast a "
+            f"pick; BLAS {blas_rate:.2f} FMAs/cycle/core ({cores} cores, {mhz:.0f} MHz measured): "
+            f"2:8 <= {ceiling:.2f}x BLAS")
+
+
 def vs_blas(blas_s: float | None, seconds: float) -> str:
     """Returns the 'vs BLAS' column: '-' where there is no BLAS to compare with (wasm)."""
     return f"{blas_s / seconds:8.2f}" if blas_s else f"{'-':>8s}"
@@ -220,6 +256,10 @@ def bench_target(target_name: str, shapes: list[str], repeats: int, workdir: Pat
                          "our_dense_seconds": ours.best_s, "speedup_vs_tvm": tvm_s / seconds,
                          "speedup_vs_best_dense": best_dense / seconds,
                          "max_abs_error": result.max_abs_error})
+        if blas:
+            line = ceiling_line(target, cout, k, p, blas, flavour)
+            if line:
+                print(line)
         sys.stdout.flush()
     return rows
 
