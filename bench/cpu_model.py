@@ -75,7 +75,7 @@ def codegen_params(pattern_name: str, flavour: str, target):
         return nmgemm, nmgemm.default_schedule(1, 1, target, flavour=flavour, threads=1)
     if isinstance(pattern, tuple):
         return nmgemm, nmgemm.default_schedule(*pattern, target, flavour=flavour, threads=1)
-    return spmm, spmm.default_schedule(target, nr=1, kb=4, flavour=flavour)
+    return spmm, spmm.default_schedule(target, nr=1, kb=4, flavour=flavour, threads=1)
 
 
 def masked_weights(pattern_name: str, N: int, K: int, rng) -> "np.ndarray":

@@ -126,8 +126,7 @@ def plan_workload(workload: GemmWorkload, model, target, schedules: dict | None 
     act = _activation(model, workload)
     if workload.sparse and workload.nm is None and not kxk:
         nr, kb = spmm_block(parse_pattern(workload.pattern) if workload.pattern else None)
-        params = dataclasses.replace(spmm.default_schedule(target, nr=nr, kb=kb, flavour=flavour), act=act,
-                                     threads=kernel_build.default_threads(target))
+        params = dataclasses.replace(spmm.default_schedule(target, nr=nr, kb=kb, flavour=flavour), act=act)
         return KernelPlan("spmm", params)
     n, m = workload.nm if workload.sparse and workload.nm else (1, 1)
     key = schedule_key(workload.N, workload.K, workload.M, n, m)

@@ -7,6 +7,7 @@ read by pure functions that take the file text, so tests can feed their own.
 from __future__ import annotations
 
 import functools
+import hashlib
 import os
 import platform
 import re
@@ -44,6 +45,15 @@ class HostFeatures:
     mhz: float | None              # cpuinfo's "cpu MHz" (nominal in VMs)
     caches_kb: tuple[tuple[str, int], ...]   # (("l1d", 48), ("l2", 1024), ...)
     measured_mhz: float | None = None        # timed by measure_clock_mhz(); None: not measured
+
+    @property
+    def identity(self) -> str:
+        """Returns the CPU as exactly as cpuinfo and sysfs name it: a hypervisor may show
+        every host as "Intel(R) Xeon(R) Processor", so the family, model, flags and caches
+        tell apart machines whose measured figures (hwsim.cpu.gather_bench) must not mix."""
+        flags = hashlib.sha256(" ".join(sorted(self.flags)).encode()).hexdigest()[:12]
+        caches = ",".join(f"{level}={kb}" for level, kb in self.caches_kb)
+        return f"{self.vendor}|{self.model_name}|{self.family}|{self.model}|{flags}|{caches}"
 
     @property
     def simd(self) -> str:

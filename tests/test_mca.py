@@ -144,6 +144,22 @@ def test_host_core_model_issues_as_many_fmas_as_the_host():
     assert core in ("sapphirerapids", "icelake-server", "skylake-avx512")
 
 
+def test_host_identity_tells_masked_cpus_apart():
+    """Two VMs that both show "Intel(R) Xeon(R) Processor" but differ in model or caches get
+    different identities (gather_bench keys its measured figures by it); the same CPU the same."""
+    import dataclasses
+    from targets.features import parse_host_features
+    text = ("vendor_id : GenuineIntel\nmodel name : Intel(R) Xeon(R) Processor\ncpu family : 6\n"
+            "model : 167\nflags : avx2 fma avx512f\n")
+    xeon = parse_host_features(text, logical_cpus=2, caches_kb=(("l1d", 48), ("l2", 2048)))
+    assert xeon.identity == parse_host_features(text, logical_cpus=2,
+                                                caches_kb=(("l1d", 48), ("l2", 2048))).identity
+    assert xeon.identity != dataclasses.replace(xeon, caches_kb=(("l1d", 32), ("l2", 1024))).identity
+    assert xeon.identity != dataclasses.replace(xeon, model=143).identity
+    assert xeon.identity != dataclasses.replace(xeon, flags=frozenset({"avx2", "fma"})).identity
+    assert xeon.model_name in xeon.identity
+
+
 # An outer loop whose body picks one of two inner loops (a full tile, a narrower tail tile), each
 # with its own set-up; then a guarded store; then the back edge.
 BRANCHY_GNU = """

@@ -90,10 +90,13 @@ def render(params: SpmmParams) -> RenderedKernel:
     return FAMILY.render(params)
 
 
-def default_schedule(target, nr: int = 1, kb: int = 1, flavour: str | None = None) -> SpmmParams:
-    """Returns the untuned kernel for blocks of ``nr`` x ``kb``: the flavour's pixel tile."""
+def default_schedule(target, nr: int = 1, kb: int = 1, flavour: str | None = None,
+                     threads: int | None = None) -> SpmmParams:
+    """Returns the untuned kernel for blocks of ``nr`` x ``kb``: the flavour's pixel tile, on
+    the target's kernel threads unless ``threads`` says otherwise (as nmgemm's)."""
     isa = get_isa(flavour or kernel_build.best_flavour(target))
-    return SpmmParams(isa.name, mr=isa.spmm_pixels, nr=nr, kb=kb)
+    return SpmmParams(isa.name, mr=isa.spmm_pixels, nr=nr, kb=kb,
+                      threads=threads if threads is not None else kernel_build.default_threads(target))
 
 
 def shipped() -> list[SpmmParams]:

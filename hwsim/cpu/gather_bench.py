@@ -105,7 +105,7 @@ def cycles_per_pick(shape: GatherShape, cache_dir: Path) -> float:
     flags = x86_cflags_for_vector_bytes(shape.vector_bytes)     # ValueError: no x86 vectors that wide
     cache_dir = Path(cache_dir) / "gather"
     cache_dir.mkdir(parents=True, exist_ok=True)
-    key = hashlib.sha256(json.dumps([detect_host_features().model_name, asdict(shape), PROGRAM,
+    key = hashlib.sha256(json.dumps([detect_host_features().identity, asdict(shape), PROGRAM,
                                      PROBE_RUNS]).encode()).hexdigest()[:20]
     result = cache_dir / f"{key}.json"
     if result.exists():
@@ -160,7 +160,7 @@ def pack_cycles(shape: PackShape, cache_dir: Path) -> float:
     cache_dir = Path(cache_dir) / "gather"
     cache_dir.mkdir(parents=True, exist_ok=True)
     tiles = min(shape.tiles, 64)
-    key = hashlib.sha256(json.dumps([detect_host_features().model_name, shape.rows, shape.row_bytes, shape.stride_bytes, tiles,
+    key = hashlib.sha256(json.dumps([detect_host_features().identity, shape.rows, shape.row_bytes, shape.stride_bytes, tiles,
                                      PACK_PROGRAM, PROBE_RUNS]).encode()).hexdigest()[:20]
     result = cache_dir / f"pack-{key}.json"
     if not result.exists():
@@ -238,7 +238,7 @@ def _cached_probe(name: str, program: str, cache_dir: Path, *, cflags=(), argume
     of cycles, max of a rate: noise only slows a run); cached per host, program and arguments."""
     cache_dir = Path(cache_dir) / "gather"
     cache_dir.mkdir(parents=True, exist_ok=True)
-    key = hashlib.sha256(json.dumps([detect_host_features().model_name, program, list(cflags),
+    key = hashlib.sha256(json.dumps([detect_host_features().identity, program, list(cflags),
                                      list(arguments), PROBE_RUNS]).encode()).hexdigest()[:20]
     result = cache_dir / f"{name}-{key}.json"
     if not result.exists():
