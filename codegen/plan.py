@@ -141,6 +141,8 @@ def plan_workload(workload: GemmWorkload, model, target, schedules: dict | None 
                 target, flavour, kernel_build.default_threads(target), act,
                 tiles=winograd_tiles(model, op, side), m=side), key)
     params = tuned or nmgemm.default_schedule(n, m, target, flavour=flavour)
+    if not tuned and workload.M == 1 and not kxk:   # nmgemm's matrix-vector path
+        params = nmgemm.matvec_schedule(params)
     if not tuned and n == m:
         channels = chgemm.default_schedule(target, flavour=flavour, act=act, conv=kxk)
         if prefers_channel_vectors(workload, params, channels):

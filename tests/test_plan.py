@@ -117,6 +117,24 @@ def test_the_rule_on_single_workloads():
         assert plan_workload(other, None, target) is None      # hwsim.cpu's own kernels cost these
 
 
+@pytest.mark.parametrize("target_name", TARGETS)
+def test_one_pixel_dense_layers_take_a_vector_of_rows(target_name):
+    """A dense classifier at batch 1 runs nmgemm's matrix-vector path with two vectors of rows
+    a tile (at most 16; SIMD flavours only); an N:M one keeps its default tile; a tuned
+    schedule is kept as it is."""
+    from codegen.isa import get_isa
+    from codegen.kernels.nmgemm import MATVEC_ROWS
+    target = _target(target_name)
+    dense = plan_workload(_work(), None, target)
+    lanes = get_isa(dense.params.isa).lanes
+    expected = min(MATVEC_ROWS, 2 * lanes) if lanes >= 4 else default_nmgemm(1, 1, target).mr
+    assert dense.family == "nmgemm" and dense.params.mr == expected
+    nm = plan_workload(_work(sparse=True, density=0.25, nm=(2, 8), pattern="2:8"), None, target)
+    assert nm.params.mr == default_nmgemm(2, 8, target).mr
+    tuned = dataclasses.replace(default_nmgemm(1, 1, target), mr=3)
+    assert plan_workload(_work(), None, target, {dense.key: tuned}).params.mr == 3
+
+
 @pytest.mark.parametrize("pattern,block", [(Block(1, 4, 0.2), (1, 4)), (Block(4, 1, 0.5), (4, 1)),
                                            (Group(8, 0.5), (8, 1)), (Unstructured(0.3), (1, 1)),
                                            (None, (1, 1))])
