@@ -13,7 +13,9 @@ their line offsets (a depthwise kernel's taps), 512-bit stores and store-to-load
 forwarding (Cranelift's spilled accumulators) at this host's cost measured once by
 hwsim.cpu.gather_bench and cached in --cache-dir); "measured" is the median of --reps timed calls in the same
 run (codegen.build's harness, built with the target's toolchain; wasm in the PyPI
-wasmtime), the lowest of --batches such medians (see BATCHES). Depthwise rows run
+wasmtime), the lowest of --batches such medians (see BATCHES). The predicted cycles become
+time at the clock measured right after each row (targets.features.sample_clock_mhz; the
+turbo clock moves between rows), or at cpuinfo's with --nominal-clock. Depthwise rows run
 codegen's dwconv family (codegen/kernels/dwconv.c.j2) in both columns; every row's origin is
 "codegen". Then the ARM part: predicted
 dense-vs-sparse MobileNet-v1 (1x1 convs + depthwise) speedups on cortex-a73 / cortex-a76
@@ -37,7 +39,7 @@ sys.path.insert(0, str(ROOT))
 
 from models.fileio import write_atomic                      # noqa: E402
 from models.lowering import GemmWorkload                    # noqa: E402
-from targets.features import detect_host_features, measure_clock_mhz  # noqa: E402
+from targets.features import detect_host_features, measure_clock_mhz, sample_clock_mhz  # noqa: E402
 from hwsim.cpu.cpu_model import simulate_cpu, mca_core   # noqa: E402
 from hwsim.cpu.codegen_source import from_rendered                   # noqa: E402
 
@@ -91,7 +93,7 @@ def masked_weights(pattern_name: str, N: int, K: int, rng) -> "np.ndarray":
 
 
 def codegen_row(cost_target, run_target, flavour, shape, pattern_name, reps, cache_dir, work, rng,
-                batches: int = BATCHES) -> dict:
+                batches: int = BATCHES, row_clock=None) -> dict:
     """Returns one row: codegen's kernel predicted (hwsim.cpu) and measured (the family's run_layer)."""
     import numpy as np
     M, N, K = shape
@@ -115,11 +117,14 @@ def codegen_row(cost_target, run_target, flavour, shape, pattern_name, reps, cac
         medians.append(result.median_s)
         best = min(best, result.best_s)
     return _row(cost_target.name, flavour, shape, pattern_name, record, min(medians), "codegen", best=best,
-                medians=medians)
+                medians=medians, clock_mhz=row_clock() if row_clock else None)
 
 
-def _row(runtime, flavour, shape, pattern_name, record, measured, origin, best=None, medians=None) -> dict:
-    predicted = record.ms / 1e3
+def _row(runtime, flavour, shape, pattern_name, record, measured, origin, best=None, medians=None,
+         clock_mhz: float | None = None) -> dict:
+    """One row; with ``clock_mhz`` (the clock sampled right after the row was measured) the
+    predicted cycles are turned into time at that clock instead of the one the run started at."""
+    predicted = record.cycles / (clock_mhz * 1e6) if clock_mhz else record.ms / 1e3
     best = measured if best is None else best
     row = {"runtime": runtime, "flavour": flavour, "shape": list(shape), "pattern": pattern_name,
            "kernel": record.kernel, "origin": origin, "predicted_s": predicted, "measured_s": measured,
@@ -128,7 +133,8 @@ def _row(runtime, flavour, shape, pattern_name, record, measured, origin, best=N
            "bound": record.bound, "memory_level": record.memory_level,
            "compute_ms": record.compute_cycles / (record.cycles or 1) * record.ms,
            "memory_ms": record.memory_cycles / (record.cycles or 1) * record.ms,
-           "mca_core": record.mca_core, "mca_model": record.mca_model}
+           "mca_core": record.mca_core, "mca_model": record.mca_model,
+           "clock_mhz": clock_mhz}
     print(f"{runtime:12s} {flavour:8s} {str(shape):20s} {pattern_name:13s} pred {predicted * 1e3:9.3f} ms  "
           f"meas {measured * 1e3:9.3f} ms  err {100 * row['error']:+6.1f}%  {record.bound:7s} "
           f"{record.memory_level:4s} {origin}", flush=True)
@@ -136,7 +142,7 @@ def _row(runtime, flavour, shape, pattern_name, record, measured, origin, best=N
 
 
 def depthwise_row(cost_target, run_target, flavour, plane, reps, cache_dir, work: Path, rng,
-                  batches: int = BATCHES) -> dict:
+                  batches: int = BATCHES, row_clock=None) -> dict:
     """Returns one depthwise row: codegen's dwconv kernel (codegen/kernels/dwconv.c.j2, with relu as
     MobileNet fuses it) predicted by hwsim.cpu and measured by codegen.kernels.dwconv.run_layer."""
     import numpy as np
@@ -164,12 +170,13 @@ def depthwise_row(cost_target, run_target, flavour, plane, reps, cache_dir, work
         medians.append(result.median_s)
         best = min(best, result.best_s)
     return _row(cost_target.name, flavour, plane, "dense", record, min(medians), "codegen", best=best,
-                medians=medians)
+                medians=medians, clock_mhz=row_clock() if row_clock else None)
 
 
 def host_rows(runtimes, gemms, reps: int, cache_dir: Path, work: Path, depthwise=True,
-              batches: int = BATCHES) -> list[dict]:
-    """Returns every row: runtimes are (cost target, run target, flavours)."""
+              batches: int = BATCHES, row_clock=None) -> list[dict]:
+    """Returns every row: runtimes are (cost target, run target, flavours); ``row_clock``
+    (None: the targets' clock) samples the clock after each row's measurement."""
     import numpy as np
     rows = []
     for cost_target, run_target, flavours in runtimes:
@@ -178,13 +185,13 @@ def host_rows(runtimes, gemms, reps: int, cache_dir: Path, work: Path, depthwise
             for shape in gemms:
                 for pattern_name in PATTERNS:
                     rows.append(codegen_row(cost_target, run_target, flavour, shape, pattern_name, reps,
-                                            cache_dir, work / flavour, rng, batches))
+                                            cache_dir, work / flavour, rng, batches, row_clock))
         if depthwise:
             rng = np.random.default_rng(1)
             for flavour in flavours:
                 for plane in MOBILENET_DEPTHWISE_PLANES:
                     rows.append(depthwise_row(cost_target, run_target, flavour, plane, reps, cache_dir,
-                                              work / flavour, rng, batches))
+                                              work / flavour, rng, batches, row_clock))
     return rows
 
 
@@ -301,8 +308,14 @@ def main(argv=None) -> int:
     print(f"host: {platform.processor() or platform.machine()} | {detect_host_features().model_name}")
     started = time.time()
     with tempfile.TemporaryDirectory() as work:
+        # the turbo clock moves while the rows run (3.7-4.2 GHz on the Xeon here): each row's
+        # cycles become time at the clock sampled right after it was measured
+        row_clock = None if args.nominal_clock else (lambda: sample_clock_mhz(runs=3))
         rows = host_rows(runtimes, gemms, args.reps, cache_dir, Path(work), depthwise=not args.shapes,
-                         batches=args.batches)
+                         batches=args.batches, row_clock=row_clock)
+    clocks = [row["clock_mhz"] for row in rows if row.get("clock_mhz")]
+    if clocks:
+        print(f"row clocks: {min(clocks):.0f}-{max(clocks):.0f} MHz (sampled after each row's measurement)")
     wrong = [row for row in rows if row.get("wrong")]
     rows = [row for row in rows if not row.get("wrong")]
     summary = summarize(rows)

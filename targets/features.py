@@ -186,10 +186,17 @@ def measure_clock_mhz(rounds: int = 60, chain: int = 1_000_000, runs: int = 7) -
     """Returns the x86-64 host core's clock in MHz: the median over ``runs`` runs of the best
     of ``rounds`` chains of ``chain`` imuls each (a 0.75 ms chain, shorter than a time slice:
     on a shared VM a chain can only be slowed); None on another ISA or without a C compiler.
+    Measured once per process (sample_clock_mhz measures it again).
 
     Why a median of bests: a turbo clock moves in 100 MHz steps with the machine's load
     (seen here: runs read 3792 to 4191 MHz minutes apart); the kernels run at the usual one,
     not at the highest a run ever saw."""
+    return sample_clock_mhz(rounds, chain, runs)
+
+
+def sample_clock_mhz(rounds: int = 60, chain: int = 1_000_000, runs: int = 7) -> float | None:
+    """Returns the clock as measure_clock_mhz does, measured now (not cached): for a bench
+    whose rows run minutes apart while the turbo clock moves."""
     compiler = shutil.which("cc") or shutil.which("gcc") or shutil.which("clang")
     if platform.machine() != "x86_64" or compiler is None:
         return None

@@ -191,6 +191,11 @@ def test_host_clock_is_the_measured_one():
     # Synthetic features are never measured: their clock is the cpuinfo text's.
     features = parse_host_features(INTEL_AVX2, logical_cpus=2, caches_kb=(("l1d", 32), ("l2", 512)))
     assert features.measured_mhz is None and features.mhz == 3200.0
+    # sampled again on demand (a bench whose rows run minutes apart): the same clock, within
+    # the turbo's moves
+    from targets.features import sample_clock_mhz
+    again = sample_clock_mhz(runs=3)
+    assert again is not None and 0.5 < again / measured < 2
 
 
 def test_host_core_is_one_llvm_mca_knows():
