@@ -246,7 +246,7 @@ def _matvec_work(params: SpmmParams, workload, block_rows: int, kept: float) -> 
     loops = (LoopWork(per_block * sets, steps), LoopWork(per_block, rest)) if sets > 1 else \
         (LoopWork(per_block, kept * workload.groups),)
     macs = kept * per_block * workload.groups
-    threads = max(1, params.threads) if params.threads > 1 and macs >= MATVEC_PARALLEL_MACS else 1
+    threads = params.threads if macs >= MATVEC_PARALLEL_MACS else 1
     weight_bytes = block_rows * params.nr * FLOAT_BYTES + kept * (per_block * FLOAT_BYTES + 4) + block_rows * 4
     streams = (Stream("weights", workload.groups * weight_bytes, 1),
                Stream("panel", workload.groups * workload.K * FLOAT_BYTES, 1),

@@ -30,7 +30,6 @@ import json
 import platform
 import shutil
 import subprocess
-from dataclasses import asdict
 from pathlib import Path
 
 from codegen.kernels.work import GatherShape, MemoryOps, PackShape   # as the family modules state them
@@ -94,38 +93,15 @@ def can_measure(target) -> bool:
 PROBE_RUNS = 3
 
 
-def _lowest_of_runs(arguments: list[str]) -> float:
-    """Returns the lowest first number the probe prints over PROBE_RUNS runs."""
-    return min(float(subprocess.run(arguments, capture_output=True, text=True, check=True,
-                                    timeout=120).stdout.split()[0]) for _ in range(PROBE_RUNS))
-
-
 def cycles_per_pick(shape: GatherShape, cache_dir: Path) -> float:
     """Returns the measured core cycles one indexed row pick takes (cached per host and shape)."""
     flags = x86_cflags_for_vector_bytes(shape.vector_bytes)     # ValueError: no x86 vectors that wide
-    cache_dir = Path(cache_dir) / "gather"
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    key = hashlib.sha256(json.dumps([detect_host_features().identity, asdict(shape), PROGRAM,
-                                     PROBE_RUNS]).encode()).hexdigest()[:20]
-    result = cache_dir / f"{key}.json"
-    if result.exists():
-        return float(json.loads(result.read_text())["cycles_per_pick"])
-    digest = hashlib.sha256(PROGRAM.encode()).hexdigest()[:12]   # a changed probe is rebuilt
-    binary = cache_dir / f"gather-{shape.vector_bytes}-{shape.row_vectors}-{shape.slots}-{digest}"
-    if not binary.exists():
-        source = cache_dir / f"gather-{shape.vector_bytes}.c"
-        write_atomic(str(source), PROGRAM)
-        defines = [f"-DVB={shape.vector_bytes}", f"-DRV={shape.row_vectors}", f"-DSLOTS={max(1, shape.slots)}"]
-        temporary = binary.with_suffix(".tmp")
-        subprocess.run(["gcc", "-O3", "-std=gnu11", *flags, *defines, str(source),
-                        "-o", str(temporary)], check=True, capture_output=True, text=True)
-        temporary.replace(binary)
+    defines = (f"-DVB={shape.vector_bytes}", f"-DRV={shape.row_vectors}", f"-DSLOTS={max(1, shape.slots)}")
     rows = max(shape.panel_rows // shape.group_rows, 1) * shape.group_rows
-    arguments = [str(binary), str(rows), str(shape.group_rows), str(shape.picks_per_group),
-                 str(shape.row_stride_bytes // 4), str(round(1000 * shape.group_density))]
-    cycles = _lowest_of_runs(arguments)
-    write_atomic(str(result), json.dumps({"cpu": detect_host_features().model_name, "shape": asdict(shape), "cycles_per_pick": cycles}))
-    return cycles
+    return _cached_probe("gather", PROGRAM, cache_dir, cflags=("-std=gnu11", *flags, *defines),
+                         arguments=(rows, shape.group_rows, shape.picks_per_group,
+                                    shape.row_stride_bytes // 4, round(1000 * shape.group_density)),
+                         optimize="-O3")
 
 
 PACK_PROGRAM = CLOCK_C + r"""
@@ -157,25 +133,11 @@ def pack_cycles(shape: PackShape, cache_dir: Path) -> float:
     llvm-mca sees only the call; the copy's cost (call, short-copy dispatch, a row per
     page when X rows are far apart) is what this host measurably takes. Runs at most
     64 tiles and scales: every tile copies the same rows at the same strides."""
-    cache_dir = Path(cache_dir) / "gather"
-    cache_dir.mkdir(parents=True, exist_ok=True)
     tiles = min(shape.tiles, 64)
-    key = hashlib.sha256(json.dumps([detect_host_features().identity, shape.rows, shape.row_bytes, shape.stride_bytes, tiles,
-                                     PACK_PROGRAM, PROBE_RUNS]).encode()).hexdigest()[:20]
-    result = cache_dir / f"pack-{key}.json"
-    if not result.exists():
-        binary = cache_dir / f"pack-{hashlib.sha256(PACK_PROGRAM.encode()).hexdigest()[:12]}"
-        if not binary.exists():
-            source = cache_dir / "pack.c"
-            write_atomic(str(source), PACK_PROGRAM)
-            temporary = binary.with_suffix(".tmp")
-            subprocess.run(["gcc", "-O2", str(source), "-o", str(temporary)], check=True, capture_output=True)
-            temporary.replace(binary)
-        stride = max(shape.stride_bytes, shape.row_bytes * tiles)
-        cycles = _lowest_of_runs([str(binary), str(shape.rows), str(shape.row_bytes), str(stride), str(tiles)])
-        write_atomic(str(result), json.dumps({"cpu": detect_host_features().model_name, "shape": asdict(shape),
-                                              "cycles_per_row": cycles}))
-    return float(json.loads(result.read_text())["cycles_per_row"]) * shape.rows * shape.tiles
+    stride = max(shape.stride_bytes, shape.row_bytes * tiles)
+    per_row = _cached_probe("pack", PACK_PROGRAM, cache_dir,
+                            arguments=(shape.rows, shape.row_bytes, stride, tiles))
+    return per_row * shape.rows * shape.tiles
 
 
 MEMORY_OPS_PROGRAM = CLOCK_C + r"""
@@ -232,23 +194,26 @@ def memory_ops_cycles(ops: MemoryOps, cache_dir: Path) -> float:
 
 
 def _cached_probe(name: str, program: str, cache_dir: Path, *, cflags=(), arguments=(),
-                  fastest=min) -> float:
-    """Returns a probe's figure on this host: ``program`` built with gcc -O2 ``cflags``, run
-    PROBE_RUNS times with ``arguments``, the ``fastest`` of the first numbers it prints (min
-    of cycles, max of a rate: noise only slows a run); cached per host, program and arguments."""
+                  fastest=min, optimize: str = "-O2") -> float:
+    """Returns a probe's figure on this host: ``program`` built with gcc ``optimize``
+    ``cflags`` (once per program and flags), run PROBE_RUNS times with ``arguments``, the
+    ``fastest`` of the first numbers it prints (min of cycles, max of a rate: noise only
+    slows a run); cached per host, program, flags and arguments."""
     cache_dir = Path(cache_dir) / "gather"
     cache_dir.mkdir(parents=True, exist_ok=True)
-    key = hashlib.sha256(json.dumps([detect_host_features().identity, program, list(cflags),
-                                     list(arguments), PROBE_RUNS]).encode()).hexdigest()[:20]
+    build = [program, optimize, list(cflags)]
+    key = hashlib.sha256(json.dumps([detect_host_features().identity, *build, list(arguments),
+                                     PROBE_RUNS]).encode()).hexdigest()[:20]
     result = cache_dir / f"{name}-{key}.json"
     if not result.exists():
-        binary = cache_dir / f"{name}-{key}"
-        source = cache_dir / f"{name}-{key}.c"
-        write_atomic(str(source), program)
-        temporary = binary.with_suffix(".tmp")
-        subprocess.run(["gcc", "-O2", *cflags, str(source), "-o", str(temporary)], check=True,
-                       capture_output=True)
-        temporary.replace(binary)
+        binary = cache_dir / f"{name}-{hashlib.sha256(json.dumps(build).encode()).hexdigest()[:12]}"
+        if not binary.exists():
+            source = binary.with_suffix(".c")
+            write_atomic(str(source), program)
+            temporary = binary.with_suffix(".tmp")
+            subprocess.run(["gcc", optimize, *cflags, str(source), "-o", str(temporary)], check=True,
+                           capture_output=True)
+            temporary.replace(binary)
         value = fastest(float(subprocess.run([str(binary), *map(str, arguments)], capture_output=True,
                                              text=True, check=True, timeout=120).stdout.split()[0])
                         for _ in range(PROBE_RUNS))
